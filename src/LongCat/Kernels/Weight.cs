@@ -1,0 +1,77 @@
+using System.Runtime.InteropServices;
+using LongCat.IO;
+
+namespace LongCat.Kernels;
+
+/// <summary>
+/// A linear layer's weight [Rows = out, Cols = in], row-major, kept in its stored dtype (F32, BF16, F16,
+/// FP8 E4M3 with block scales). Kernels dequantize it on the fly; it is never expanded in memory.
+/// Points into a mapped checkpoint, or into pinned memory it owns.
+/// </summary>
+public sealed unsafe class Weight
+{
+    readonly object? _owner; // keeps owned pinned arrays alive
+
+    public string Name { get; }
+    public DType DType { get; }
+    public int Rows { get; }
+    public int Cols { get; }
+    public byte* Data { get; }
+    /// <summary>FP8 only: F32 scales [ceil(Rows/BlockRows), ceil(Cols/BlockCols)].</summary>
+    public float* Scales { get; }
+    public int BlockRows { get; }
+    public int BlockCols { get; }
+    public int ScaleCols => BlockCols == 0 ? 0 : (Cols + BlockCols - 1) / BlockCols;
+
+    public Weight(string name, DType dtype, int rows, int cols, byte* data, float* scales = null, int blockRows = 0, int blockCols = 0, object? owner = null)
+    {
+        if (dtype is not (DType.F32 or DType.BF16 or DType.F16 or DType.F8_E4M3))
+            throw new ModelFormatException($"tensor '{name}': dtype {dtype} is not supported for linear weights (F32, BF16, F16, F8_E4M3)");
+        if (dtype == DType.F8_E4M3 && (scales == null || blockRows <= 0 || blockCols <= 0))
+            throw new ModelFormatException($"tensor '{name}': F8_E4M3 weight without weight_scale_inv block scales");
+        Name = name; DType = dtype; Rows = rows; Cols = cols; Data = data; Scales = scales;
+        BlockRows = blockRows; BlockCols = blockCols; _owner = owner;
+    }
+
+    /// <summary>An owned F32 weight over a pinned copy of <paramref name="values"/>.</summary>
+    public static Weight FromFloats(string name, ReadOnlySpan<float> values, int rows, int cols)
+    {
+        if (values.Length != (long)rows * cols) throw new ArgumentException($"'{name}': {values.Length} values for [{rows}, {cols}]");
+        var arr = GC.AllocateUninitializedArray<float>(values.Length, pinned: true);
+        values.CopyTo(arr);
+        return new Weight(name, DType.F32, rows, cols, (byte*)Unsafe(arr), owner: arr);
+    }
+
+    static float* Unsafe(float[] pinned) => (float*)Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0);
+
+    /// <summary>Bytes of weight data (plus scales) in memory.</summary>
+    public long Bytes => (long)Rows * Cols * DTypes.SizeOf(DType) + (Scales == null ? 0 : 4L * ((Rows + BlockRows - 1) / BlockRows) * ScaleCols);
+
+    /// <summary>Dequantizes row <paramref name="r"/> into <paramref name="dst"/> (length Cols).</summary>
+    public void DequantizeRow(int r, Span<float> dst)
+    {
+        long off = (long)r * Cols;
+        switch (DType)
+        {
+            case DType.F32: new ReadOnlySpan<float>((float*)Data + off, Cols).CopyTo(dst); break;
+            case DType.BF16: { var s = (ushort*)Data + off; for (int c = 0; c < Cols; c++) dst[c] = NumberFormats.BF16ToF32(s[c]); break; }
+            case DType.F16: { var s = (ushort*)Data + off; for (int c = 0; c < Cols; c++) dst[c] = NumberFormats.F16ToF32(s[c]); break; }
+            case DType.F8_E4M3:
+                {
+                    var s = Data + off;
+                    var sc = Scales + (r / BlockRows) * ScaleCols;
+                    var t = NumberFormats.Fp8E4M3Table;
+                    for (int c = 0; c < Cols; c++) dst[c] = t[s[c]] * sc[c / BlockCols];
+                    break;
+                }
+        }
+    }
+
+    /// <summary>The whole weight dequantized to a new F32 array (for tests and tools, not the hot path).</summary>
+    public float[] ToFloat32()
+    {
+        var r = new float[(long)Rows * Cols];
+        for (int i = 0; i < Rows; i++) DequantizeRow(i, r.AsSpan(i * Cols, Cols));
+        return r;
+    }
+}

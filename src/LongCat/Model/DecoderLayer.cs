@@ -1,0 +1,69 @@
+using LongCat.Config;
+using LongCat.Kernels;
+
+namespace LongCat.Model;
+
+/// <summary>
+/// One ScMoE layer: two attention + dense-FFN sublayers, and the MoE branch that reads the normalized input of
+/// dense FFN 0 and joins the residual stream at the end of the layer:
+/// <code>
+/// h += MLA_0(ln_in0(h)); x = ln_post0(h); moe = MoE(x); h += FFN_0(x)
+/// h += MLA_1(ln_in1(h)); h += FFN_1(ln_post1(h)) + moe
+/// </code>
+/// </summary>
+public sealed class DecoderLayer
+{
+    readonly LongCatConfig _c;
+    public float[][] InputNorm { get; } = new float[2][];
+    public float[][] PostAttentionNorm { get; } = new float[2][];
+    public Mla[] Attention { get; } = new Mla[2];
+    public Ffn[] Mlps { get; } = new Ffn[2];
+    public ShortcutMoE Moe { get; }
+
+    public DecoderLayer(WeightLoader l, int index)
+    {
+        var c = _c = l.Config;
+        var p = $"model.layers.{index}.";
+        for (int s = 0; s < 2; s++)
+        {
+            InputNorm[s] = l.Vector($"{p}input_layernorm.{s}.weight", c.HiddenSize);
+            PostAttentionNorm[s] = l.Vector($"{p}post_attention_layernorm.{s}.weight", c.HiddenSize);
+            Attention[s] = new Mla(l, $"{p}self_attn.{s}.");
+            Mlps[s] = Ffn.Load(l, $"{p}mlps.{s}.", c.HiddenSize, c.FfnHiddenSize);
+        }
+        Moe = new ShortcutMoE(l, $"{p}mlp.");
+    }
+
+    public IEnumerable<Weight> Linears => Attention.SelectMany(a => a.Linears).Concat(Mlps.SelectMany(m => m.Linears)).Concat(Moe.Linears);
+
+    /// <summary>h [B·S, H] updated in place. Returns the MoE routing of this layer.</summary>
+    public Routing Forward(float[] h, int batch, int seq, Rope rope)
+    {
+        var c = _c;
+        int t = batch * seq, hd = c.HiddenSize;
+        float eps = (float)c.RmsNormEps;
+        var x = new float[t * hd];
+        var y = new float[t * hd];
+        var moe = new float[t * hd];
+
+        Ops.RmsNorm(h, InputNorm[0], x, t, hd, eps);
+        Attention[0].Forward(x, y, batch, seq, rope);
+        Add(h, y);
+        Ops.RmsNorm(h, PostAttentionNorm[0], x, t, hd, eps);
+        var routing = Moe.Forward(x, moe, t);
+        Mlps[0].Forward(x, y, t);
+        Add(h, y);
+
+        Ops.RmsNorm(h, InputNorm[1], x, t, hd, eps);
+        Attention[1].Forward(x, y, batch, seq, rope);
+        Add(h, y);
+        Ops.RmsNorm(h, PostAttentionNorm[1], x, t, hd, eps);
+        Mlps[1].Forward(x, y, t);
+        // Same order as the reference: (residual + ffn_1) + moe.
+        Add(h, y);
+        Add(h, moe);
+        return routing;
+    }
+
+    static void Add(float[] h, float[] y) => System.Numerics.Tensors.TensorPrimitives.Add(h, y, h);
+}

@@ -1,0 +1,129 @@
+using LongCat.Config;
+using LongCat.IO;
+using LongCat.Kernels;
+
+namespace LongCat.Model;
+
+/// <summary>What a forward pass should keep besides the logits.</summary>
+public sealed record ForwardOptions
+{
+    public bool KeepHiddenStates { get; init; }
+    public bool KeepRouting { get; init; }
+    /// <summary>Compute logits for every position (true) or only the last one of each sequence.</summary>
+    public bool AllLogits { get; init; } = true;
+}
+
+/// <summary>Outputs of <see cref="LongCatModel.Forward"/>. Row index = b·S + s.</summary>
+public sealed class ForwardResult
+{
+    /// <summary>[B·S, V] (or [B, V] when only last positions were asked for).</summary>
+    public required float[] Logits { get; init; }
+    /// <summary>[B·S, H] after the final norm.</summary>
+    public required float[] FinalHidden { get; init; }
+    /// <summary>Per layer: residual stream [B·S, H] after the layer (when kept).</summary>
+    public List<float[]> HiddenAfterLayer { get; } = [];
+    /// <summary>Per layer: routing decisions (when kept).</summary>
+    public List<Routing> Routing { get; } = [];
+}
+
+/// <summary>
+/// The LongCat-Flash causal LM: embedding, num_layers ScMoE layers, final RMSNorm, lm_head (not tied unless the
+/// config says so). Weights stay in the checkpoint's dtype and memory mapping.
+/// </summary>
+public sealed class LongCatModel : IDisposable
+{
+    readonly Checkpoint? _checkpoint;
+    public LongCatConfig Config { get; }
+    public Weight EmbedTokens { get; }   // [V, H]
+    public DecoderLayer[] Layers { get; }
+    public float[] FinalNorm { get; }    // [H]
+    public Weight LmHead { get; }        // [V, H]
+    public Rope Rope { get; }
+
+    public LongCatModel(LongCatConfig config, Checkpoint checkpoint)
+    {
+        Config = config;
+        _checkpoint = checkpoint;
+        var l = new WeightLoader(checkpoint, config);
+        EmbedTokens = l.Linear("model.embed_tokens.weight", config.VocabSize, config.HiddenSize);
+        Layers = new DecoderLayer[config.NumLayers];
+        for (int i = 0; i < config.NumLayers; i++) Layers[i] = new DecoderLayer(l, i);
+        FinalNorm = l.Vector("model.norm.weight", config.HiddenSize);
+        LmHead = config.TieWordEmbeddings && !checkpoint.Contains("lm_head.weight")
+            ? EmbedTokens
+            : l.Linear("lm_head.weight", config.VocabSize, config.HiddenSize);
+        Rope = new Rope(config.QkRopeHeadDim, config.RopeTheta);
+    }
+
+    /// <summary>Opens a Hugging Face checkpoint folder (config.json + safetensors).</summary>
+    public static LongCatModel Load(string folder)
+    {
+        if (!Directory.Exists(folder))
+            throw new ModelFormatException($"{folder}: model folder not found");
+        var config = LongCatConfig.Load(Path.Combine(folder, "config.json"));
+        var ck = Checkpoint.Open(folder);
+        try { return new LongCatModel(config, ck); }
+        catch { ck.Dispose(); throw; }
+    }
+
+    /// <summary>Every linear weight of the model (embedding and lm_head included once).</summary>
+    public IEnumerable<Weight> Linears
+    {
+        get
+        {
+            yield return EmbedTokens;
+            foreach (var l in Layers) foreach (var w in l.Linears) yield return w;
+            if (!ReferenceEquals(LmHead, EmbedTokens)) yield return LmHead;
+        }
+    }
+
+    /// <summary>Runs B sequences of S tokens each (positions 0..S-1). ids: [B·S].</summary>
+    public ForwardResult Forward(ReadOnlySpan<int> ids, int batch, int seq, ForwardOptions? options = null)
+    {
+        options ??= new ForwardOptions();
+        var c = Config;
+        if (batch <= 0 || seq <= 0) throw new ArgumentException($"batch ({batch}) and sequence length ({seq}) must be positive");
+        if (ids.Length != batch * seq) throw new ArgumentException($"{ids.Length} token ids for a [{batch}, {seq}] batch");
+        if (seq > c.MaxPositionEmbeddings)
+            throw new ArgumentException($"sequence length {seq} exceeds max_position_embeddings {c.MaxPositionEmbeddings}");
+        int t = batch * seq, hd = c.HiddenSize;
+        var h = new float[t * hd];
+        for (int i = 0; i < t; i++)
+        {
+            int id = ids[i];
+            if ((uint)id >= (uint)c.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} at position {i} is outside the vocabulary 0..{c.VocabSize - 1}");
+            EmbedTokens.DequantizeRow(id, h.AsSpan(i * hd, hd));
+        }
+
+        var result = new ForwardResult { Logits = [], FinalHidden = [] };
+        var routing = new List<Routing>();
+        var hiddens = new List<float[]>();
+        for (int li = 0; li < Layers.Length; li++)
+        {
+            var r = Layers[li].Forward(h, batch, seq, Rope);
+            if (options.KeepRouting) routing.Add(r);
+            if (options.KeepHiddenStates) hiddens.Add((float[])h.Clone());
+        }
+        Ops.RmsNorm(h, FinalNorm, h, t, hd, (float)c.RmsNormEps);
+        float[] logits;
+        if (options.AllLogits)
+        {
+            logits = new float[(long)t * c.VocabSize <= int.MaxValue ? t * c.VocabSize : throw new ArgumentException("batch too large for full logits")];
+            Gemm.MatMul(h, LmHead, logits, t);
+        }
+        else
+        {
+            var last = new float[batch * hd];
+            for (int b = 0; b < batch; b++) Array.Copy(h, ((b + 1) * seq - 1) * hd, last, b * hd, hd);
+            logits = new float[batch * c.VocabSize];
+            Gemm.MatMul(last, LmHead, logits, batch);
+        }
+        var res = new ForwardResult { Logits = logits, FinalHidden = h };
+        res.Routing.AddRange(routing);
+        res.HiddenAfterLayer.AddRange(hiddens);
+        return res;
+    }
+
+    public void Dispose() => _checkpoint?.Dispose();
+}
