@@ -1,0 +1,49 @@
+using System.CommandLine;
+using LongCat.Config;
+using LongCat.IO;
+using LongCat.Kernels;
+
+namespace LongCat.Cli.Commands;
+
+/// <summary>Options and error handling shared by every command.</summary>
+public static class CliSupport
+{
+    /// <summary>Global: kernel threads. Results never depend on it.</summary>
+    public static readonly Option<int?> Threads = new("--threads")
+    {
+        Description = "Worker threads for the kernels (default: all cores). Results are bitwise identical for any value.",
+        Recursive = true,
+    };
+
+    /// <summary>
+    /// Runs a command body: applies --threads, turns expected failures (bad files, bad options) into one line on
+    /// stderr and exit code 1, and never prints a stack trace for them.
+    /// </summary>
+    public static int Run(ParseResult parse, Func<int> body)
+    {
+        try
+        {
+            if (parse.GetValue(Threads) is { } t)
+            {
+                if (t < 1 || t > 1024) return Fail($"--threads must be in 1..1024, got {t}");
+                Parallelism.Threads = t;
+            }
+            return body();
+        }
+        catch (Exception e) when (e is ModelFormatException or ConfigException or CliException or ArgumentException or IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            return Fail(e.Message);
+        }
+    }
+
+    public static int Fail(string message)
+    {
+        Console.Error.WriteLine($"longcat: error: {message}");
+        return 1;
+    }
+
+    public static Option<string> RequiredPath(string name, string description) => new(name) { Description = description, Required = true };
+}
+
+/// <summary>A user error in the command line (bad value, missing input): printed as one line.</summary>
+public sealed class CliException(string message) : Exception(message);

@@ -1,0 +1,65 @@
+using System.CommandLine;
+using LongCat.IO;
+using LongCat.Model;
+
+namespace LongCat.Cli.Commands;
+
+/// <summary><c>longcat forward</c>: the parity tool. input_ids in, every reference output out, fixture format.</summary>
+public static class ForwardCommand
+{
+    public static Command Create()
+    {
+        var model = CliSupport.RequiredPath("--model", "Checkpoint folder (config.json + model.safetensors or shards).");
+        var input = CliSupport.RequiredPath("--input", "safetensors file with 'input_ids' (I64 or I32, shape [B, S]).");
+        var output = CliSupport.RequiredPath("--output", "safetensors file to write: logits, hidden_after_layer_L, final_hidden, router_topk_*.");
+        var cmd = new Command("forward", "Run the model on input_ids and write logits, per-layer hidden states and router choices (the fixtures' format).")
+        {
+            model, input, output,
+        };
+        cmd.SetAction(p => CliSupport.Run(p, () => Run(p.GetValue(model)!, p.GetValue(input)!, p.GetValue(output)!)));
+        return cmd;
+    }
+
+    static int Run(string modelDir, string inputPath, string outputPath)
+    {
+        long[] ids;
+        int b, s;
+        using (var inp = SafeTensorFile.Open(inputPath))
+        {
+            if (!inp.Contains("input_ids"))
+                throw new ModelFormatException($"{inputPath}: missing tensor 'input_ids'");
+            var t = inp.Tensor("input_ids");
+            if (t.DType is not (DType.I64 or DType.I32))
+                throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has dtype {t.DType}, expected I64 or I32");
+            if (t.Shape.Length != 2 || t.Shape[0] <= 0 || t.Shape[1] <= 0)
+                throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has shape {t.Info.ShapeText}, expected [B, S] with B, S > 0");
+            b = checked((int)t.Shape[0]); s = checked((int)t.Shape[1]);
+            ids = t.ToInt64();
+        }
+        using var m = LongCatModel.Load(modelDir);
+        var c = m.Config;
+        var ints = new int[ids.Length];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (ids[i] < 0 || ids[i] >= c.VocabSize)
+                throw new CliException($"{inputPath}: input_ids[{i / s}, {i % s}] = {ids[i]} is outside the vocabulary 0..{c.VocabSize - 1}");
+            ints[i] = (int)ids[i];
+        }
+        var r = m.Forward(ints, b, s, new ForwardOptions { KeepHiddenStates = true, KeepRouting = true });
+        var w = new SafeTensorsWriter();
+        w.Metadata["producer"] = "longcat forward";
+        w.AddI64("input_ids", ids, b, s);
+        w.AddF32("logits", r.Logits, b, s, c.VocabSize);
+        for (int l = 0; l < c.NumLayers; l++) w.AddF32($"hidden_after_layer_{l}", r.HiddenAfterLayer[l], b, s, c.HiddenSize);
+        w.AddF32("final_hidden", r.FinalHidden, b, s, c.HiddenSize);
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            var (idx, wt) = RouterOutputs.SortedTopK(r.Routing[l]);
+            w.AddI64($"router_topk_indices_layer_{l}", idx, b * s, c.MoeTopK);
+            w.AddF32($"router_topk_weights_layer_{l}", wt, b * s, c.MoeTopK);
+        }
+        w.Save(outputPath);
+        Console.WriteLine($"wrote {outputPath}: logits [{b}, {s}, {c.VocabSize}], {c.NumLayers} layers of hidden states and router top-{c.MoeTopK}");
+        return 0;
+    }
+}

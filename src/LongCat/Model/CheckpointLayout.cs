@@ -1,0 +1,58 @@
+using LongCat.Config;
+
+namespace LongCat.Model;
+
+/// <summary>What a tensor is, for initialisation and storage-precision decisions.</summary>
+public enum TensorKind { Embedding, Linear, Norm, RouterClassifier, RouterBias, LmHead }
+
+/// <summary>One tensor of the official checkpoint layout.</summary>
+public sealed record TensorSpec(string Name, long[] Shape, TensorKind Kind)
+{
+    public long Count => Shape.Aggregate(1L, (a, b) => a * b);
+}
+
+/// <summary>The tensor names and shapes of a LongCat-Flash checkpoint in the official Hugging Face layout (spec section 3).</summary>
+public static class CheckpointLayout
+{
+    public static IEnumerable<TensorSpec> Tensors(LongCatConfig c)
+    {
+        long h = c.HiddenSize, v = c.VocabSize;
+        yield return new("model.embed_tokens.weight", [v, h], TensorKind.Embedding);
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            var p = $"model.layers.{l}.";
+            for (int s = 0; s < 2; s++)
+            {
+                yield return new($"{p}input_layernorm.{s}.weight", [h], TensorKind.Norm);
+                yield return new($"{p}post_attention_layernorm.{s}.weight", [h], TensorKind.Norm);
+                foreach (var t in Mla(c, $"{p}self_attn.{s}.")) yield return t;
+                foreach (var t in Ffn($"{p}mlps.{s}.", h, c.FfnHiddenSize)) yield return t;
+            }
+            yield return new($"{p}mlp.router.classifier.weight", [c.NumExpertsTotal, h], TensorKind.RouterClassifier);
+            yield return new($"{p}mlp.router.e_score_correction_bias", [c.NumExpertsTotal], TensorKind.RouterBias);
+            for (int e = 0; e < c.NRoutedExperts; e++)
+                foreach (var t in Ffn($"{p}mlp.experts.{e}.", h, c.ExpertFfnHiddenSize)) yield return t;
+        }
+        yield return new("model.norm.weight", [h], TensorKind.Norm);
+        if (!c.TieWordEmbeddings) yield return new("lm_head.weight", [v, h], TensorKind.LmHead);
+    }
+
+    public static IEnumerable<TensorSpec> Mla(LongCatConfig c, string p)
+    {
+        long h = c.HiddenSize, nh = c.NumAttentionHeads;
+        yield return new(p + "q_a_proj.weight", [c.QLoraRank, h], TensorKind.Linear);
+        yield return new(p + "q_a_layernorm.weight", [c.QLoraRank], TensorKind.Norm);
+        yield return new(p + "q_b_proj.weight", [nh * c.QHeadDim, c.QLoraRank], TensorKind.Linear);
+        yield return new(p + "kv_a_proj_with_mqa.weight", [c.KvLoraRank + c.QkRopeHeadDim, h], TensorKind.Linear);
+        yield return new(p + "kv_a_layernorm.weight", [c.KvLoraRank], TensorKind.Norm);
+        yield return new(p + "kv_b_proj.weight", [nh * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank], TensorKind.Linear);
+        yield return new(p + "o_proj.weight", [h, nh * c.VHeadDim], TensorKind.Linear);
+    }
+
+    public static IEnumerable<TensorSpec> Ffn(string p, long h, long inner)
+    {
+        yield return new(p + "gate_proj.weight", [inner, h], TensorKind.Linear);
+        yield return new(p + "up_proj.weight", [inner, h], TensorKind.Linear);
+        yield return new(p + "down_proj.weight", [h, inner], TensorKind.Linear);
+    }
+}
