@@ -1,0 +1,48 @@
+using LongCat.Config;
+using LongCat.Planning;
+
+namespace LongCat.Tests;
+
+/// <summary>Parameter accounting against the spec's numbers for the released LongCat-Flash-Chat config.</summary>
+public class PlanningTests
+{
+    static LongCatConfig Release => LongCatConfig.Load(Path.Combine(AppContext.BaseDirectory, "presets", "longcat-flash-chat.json"));
+
+    [Fact]
+    public void ReleaseComponentCountsMatchSpec()
+    {
+        var pc = new ParameterCount(Release);
+        Assert.Equal(90.57e6, pc.MlaBlock, 0.005e6);
+        Assert.Equal(226.49e6, pc.DenseFfn, 0.005e6);
+        Assert.Equal(37.75e6, pc.Expert, 0.005e6);
+        Assert.Equal(768L * 6144, pc.Router);
+        Assert.Equal(560_664_958_976L, pc.Total);
+        Assert.Equal(0.4e9, pc.MtpBlock, 0.01e9);
+        Assert.Equal(576, Release.KvCacheWidth);
+        // Paper: 18.6B-31.3B activated (it truncates), ~27B at K_e ~ 8.
+        Assert.InRange(pc.Activated(0), 18.6e9, 18.7e9);
+        Assert.InRange(pc.Activated(12), 31.3e9, 31.4e9);
+        Assert.InRange(pc.Activated(8), 27.0e9, 27.2e9);
+    }
+
+    [Fact]
+    public void InfoCommandPrintsPaperFigures()
+    {
+        var (exit, output, err) = CliProcess.Run("info", "--config", "longcat-flash-chat");
+        Assert.True(exit == 0, err);
+        Assert.Contains("560.7B", output);
+        Assert.Contains("18.6B-31.3B", output);
+        Assert.Contains("64,512 bytes in BF16", output);
+    }
+
+    [Fact]
+    public void InfoJsonAndModelFolder()
+    {
+        var (exit, output, err) = CliProcess.Run("info", "--model", Fixtures.Reference("small-fp8"), "--json");
+        Assert.True(exit == 0, err);
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
+        var bytes = doc.RootElement.GetProperty("weight_bytes_by_dtype");
+        Assert.True(bytes.GetProperty("F8_E4M3").GetInt64() > 0);
+        Assert.True(bytes.GetProperty("F32").GetInt64() > 0);
+    }
+}
