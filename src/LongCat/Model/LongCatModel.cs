@@ -26,6 +26,12 @@ public sealed class ForwardResult
     public List<Routing> Routing { get; } = [];
 }
 
+/// <summary>Result of <see cref="LongCatModel.ForwardCached"/>.</summary>
+/// <param name="Logits">[rows, V]: every new token's logits, or the last one's.</param>
+/// <param name="FinalHidden">[n, H]: hidden states after the final norm (the MTP head's input).</param>
+/// <param name="Routing">Per layer: the routing of the new tokens.</param>
+public sealed record StepResult(float[] Logits, float[] FinalHidden, Routing[] Routing);
+
 /// <summary>
 /// The LongCat-Flash causal LM: embedding, num_layers ScMoE layers, final RMSNorm, lm_head (not tied unless the
 /// config says so). Weights stay in the checkpoint's dtype and memory mapping.
@@ -87,15 +93,7 @@ public sealed class LongCatModel : IDisposable
         if (seq > c.MaxPositionEmbeddings)
             throw new ArgumentException($"sequence length {seq} exceeds max_position_embeddings {c.MaxPositionEmbeddings}");
         int t = batch * seq, hd = c.HiddenSize;
-        var h = new float[t * hd];
-        for (int i = 0; i < t; i++)
-        {
-            int id = ids[i];
-            if ((uint)id >= (uint)c.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} at position {i} is outside the vocabulary 0..{c.VocabSize - 1}");
-            EmbedTokens.DequantizeRow(id, h.AsSpan(i * hd, hd));
-        }
-
+        var h = Embed(ids);
         var result = new ForwardResult { Logits = [], FinalHidden = [] };
         var routing = new List<Routing>();
         var hiddens = new List<float[]>();
@@ -123,6 +121,52 @@ public sealed class LongCatModel : IDisposable
         res.Routing.AddRange(routing);
         res.HiddenAfterLayer.AddRange(hiddens);
         return res;
+    }
+
+    /// <summary>ids [T] -> h [T, H] (embedding rows widened to F32; no scaling).</summary>
+    public float[] Embed(ReadOnlySpan<int> ids)
+    {
+        int hd = Config.HiddenSize;
+        var h = new float[ids.Length * hd];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            int id = ids[i];
+            if ((uint)id >= (uint)Config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} at position {i} is outside the vocabulary 0..{Config.VocabSize - 1}");
+            EmbedTokens.DequantizeRow(id, h.AsSpan(i * hd, hd));
+        }
+        return h;
+    }
+
+    /// <summary>A KV cache for one sequence of up to <paramref name="capacity"/> tokens (main model: 2 sublayers per layer).</summary>
+    public KvCache NewCache(int capacity) => new(Config, capacity, 2 * Config.NumLayers);
+
+    /// <summary>
+    /// Incremental forward of one sequence: runs <paramref name="tokens"/> at positions cache.Length.. and appends
+    /// their latents to <paramref name="cache"/>. Returns logits for every new token (allLogits) or only the last,
+    /// the final-norm hidden states of the new tokens, and each layer's routing.
+    /// </summary>
+    public StepResult ForwardCached(ReadOnlySpan<int> tokens, KvCache cache, bool allLogits = false, bool? absorbed = null)
+    {
+        var c = Config;
+        int n = tokens.Length, hd = c.HiddenSize;
+        if (n == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
+        if (cache.Sublayers != 2 * c.NumLayers) throw new ArgumentException("the cache does not belong to this model's main layers", nameof(cache));
+        if (cache.Length + n > cache.Capacity)
+            throw new InvalidOperationException($"context full: {cache.Length} cached + {n} new tokens exceed the KV cache capacity of {cache.Capacity}");
+        var h = Embed(tokens);
+        var routing = new Routing[Layers.Length];
+        for (int li = 0; li < Layers.Length; li++)
+        {
+            int layer = li;
+            routing[li] = Layers[li].Forward(h, n, (mla, s, x, y) => mla.ForwardCached(x, y, n, cache, 2 * layer + s, Rope, absorbed));
+        }
+        cache.Advance(n);
+        Ops.RmsNorm(h, FinalNorm, h, n, hd, (float)c.RmsNormEps);
+        int rows = allLogits ? n : 1;
+        var logits = new float[rows * c.VocabSize];
+        Gemm.MatMul(h.AsSpan((n - rows) * hd, rows * hd), LmHead, logits, rows);
+        return new StepResult(logits, h, routing);
     }
 
     public void Dispose() => _checkpoint?.Dispose();
