@@ -45,6 +45,8 @@ public sealed class LongCatModel : IDisposable
     public float[] FinalNorm { get; }    // [H]
     public Weight LmHead { get; }        // [V, H]
     public Rope Rope { get; }
+    /// <summary>The MTP draft head when the checkpoint has one (model.mtp.*), else null.</summary>
+    public MtpHead? Mtp { get; }
 
     public LongCatModel(LongCatConfig config, Checkpoint checkpoint)
     {
@@ -59,6 +61,7 @@ public sealed class LongCatModel : IDisposable
             ? EmbedTokens
             : l.Linear("lm_head.weight", config.VocabSize, config.HiddenSize);
         Rope = new Rope(config.QkRopeHeadDim, config.RopeTheta);
+        if (MtpHead.Present(l)) Mtp = new MtpHead(l, EmbedTokens);
     }
 
     /// <summary>Opens a Hugging Face checkpoint folder (config.json + safetensors).</summary>
@@ -80,6 +83,7 @@ public sealed class LongCatModel : IDisposable
             yield return EmbedTokens;
             foreach (var l in Layers) foreach (var w in l.Linears) yield return w;
             if (!ReferenceEquals(LmHead, EmbedTokens)) yield return LmHead;
+            if (Mtp is not null) foreach (var w in Mtp.Linears) yield return w;
         }
     }
 
