@@ -80,6 +80,15 @@ public class GenerationTests
     }
 
     [Fact]
+    public void ChunkedPrefillGivesTheSameContinuation()
+    {
+        using var model = LongCatModel.Load(Fixtures.Reference("tiny"));
+        var (prompt, want) = Greedy("tiny");
+        var s = new GenerationSession(model, prompt, new GenerationOptions { Temperature = 0, MaxTokens = want.Length }) { PrefillChunk = 2 };
+        Assert.Equal(want, s.Run().Select(x => (long)x));
+    }
+
+    [Fact]
     public void SpeculativeSamplingRuleReproducesTargetDistribution()
     {
         // p target, q draft over 5 tokens; d ~ q, then accept-or-resample must be distributed as p.

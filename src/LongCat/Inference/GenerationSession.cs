@@ -72,6 +72,9 @@ public sealed class GenerationSession
         _hist = new long[c.MoeTopK + 1];
     }
 
+    /// <summary>Prompt tokens per prefill forward (long prompts run in chunks).</summary>
+    public int PrefillChunk { get; init; } = 512;
+
     /// <summary>KV-cache capacity (tokens) this session allocates.</summary>
     public int Capacity { get; }
 
@@ -107,7 +110,7 @@ public sealed class GenerationSession
         double prefill;
 
         // Prefill the prompt; hidden states are kept for the MTP head's pending pairs.
-        var r = m.ForwardCached(_prompt, cache, allLogits: false);
+        var r = m.Prefill(_prompt, cache, PrefillChunk);
         prefill = sw.Elapsed.TotalSeconds;
         sw.Restart();
         var lastLogits = r.Logits;

@@ -173,5 +173,24 @@ public sealed class LongCatModel : IDisposable
         return new StepResult(logits, h, routing);
     }
 
+    /// <summary>
+    /// Prefills a prompt in chunks of at most <paramref name="chunk"/> tokens (bounding activation memory), returning
+    /// the last token's logits and the final-norm hidden states of every prompt token [n, H].
+    /// </summary>
+    public StepResult Prefill(ReadOnlySpan<int> tokens, KvCache cache, int chunk = 512)
+    {
+        if (chunk < 1) throw new ArgumentOutOfRangeException(nameof(chunk), chunk, "chunk must be >= 1");
+        if (tokens.Length <= chunk) return ForwardCached(tokens, cache);
+        var hidden = new float[tokens.Length * Config.HiddenSize];
+        StepResult? last = null;
+        for (int s = 0; s < tokens.Length; s += chunk)
+        {
+            int n = Math.Min(chunk, tokens.Length - s);
+            last = ForwardCached(tokens.Slice(s, n), cache);
+            last.FinalHidden.CopyTo(hidden, s * Config.HiddenSize);
+        }
+        return last! with { FinalHidden = hidden };
+    }
+
     public void Dispose() => _checkpoint?.Dispose();
 }
