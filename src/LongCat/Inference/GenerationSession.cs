@@ -118,7 +118,7 @@ public sealed class GenerationSession
         var pendingHidden = new List<float[]>();
         if (mtpCache is not null)
             for (int t = 0; t < _prompt.Length; t++) pendingHidden.Add(r.FinalHidden.AsSpan(t * c.HiddenSize, c.HiddenSize).ToArray());
-        int[] lastExperts = RealExperts(r.Routing, _prompt.Length - 1);
+        int[] lastExperts = RealExperts(r.Routing, r.Routing[0].Tokens - 1);
 
         int y = sampler.Sample(lastLogits);   // pending token: decided, not yet run through the main model
         while (true)
