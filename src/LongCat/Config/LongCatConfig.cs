@@ -80,10 +80,15 @@ public sealed record LongCatConfig
         JsonObject obj;
         try
         {
-            obj = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip }) as JsonObject
+            // Duplicate keys: rejected at parse (JsonObject would otherwise throw a bare ArgumentException on first use).
+            obj = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, AllowDuplicateProperties = false }) as JsonObject
                 ?? throw new ConfigException($"{source}: the top level must be a JSON object");
+            // JsonNode decodes strings lazily; decode everything now so that an escape that is not valid UTF-16
+            // (a lone surrogate such as "\ud800") is reported here, not as an InvalidOperationException later.
+            _ = obj.ToJsonString();
         }
         catch (JsonException e) { throw new ConfigException($"{source}: invalid JSON: {e.Message}"); }
+        catch (InvalidOperationException e) { throw new ConfigException($"{source}: invalid JSON: {e.Message}"); }
 
         var r = new Reader(obj, source);
         var d = new LongCatConfig();
@@ -135,6 +140,8 @@ public sealed record LongCatConfig
         else if (obj["rope_scaling"] is not null)
             throw ConfigException.Invalid(source, "rope_scaling", obj["rope_scaling"]!.ToJsonString(), "must be null or an object");
 
+        if (obj["quantization_config"] is not (null or JsonObject))
+            throw ConfigException.Invalid(source, "quantization_config", obj["quantization_config"]!.ToJsonString(), "must be null or an object");
         if (obj["quantization_config"] is JsonObject q)
         {
             var qr = new Reader(q, source + " quantization_config");
@@ -142,6 +149,8 @@ public sealed record LongCatConfig
             if (method != "fp8")
                 throw ConfigException.Invalid(source, "quantization_config.quant_method", method, "only \"fp8\" (block-scaled E4M3) checkpoints are read");
             int[] block = [128, 128];
+            if (q["weight_block_size"] is not (null or JsonArray))
+                throw ConfigException.Invalid(source, "quantization_config.weight_block_size", q["weight_block_size"]!.ToJsonString(), "must be [rows, cols]");
             if (q["weight_block_size"] is JsonArray arr)
             {
                 if (arr.Count != 2) throw ConfigException.Invalid(source, "quantization_config.weight_block_size", arr.ToJsonString(), "must be [rows, cols]");
