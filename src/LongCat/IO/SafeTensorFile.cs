@@ -115,9 +115,10 @@ public sealed unsafe class SafeTensorFile : IDisposable
             // different tensors (e.g. two "dtype" or two "data_offsets" in one entry).
             doc = JsonDocument.Parse(headerBytes.ToArray(), new JsonDocumentOptions { MaxDepth = 16, AllowDuplicateProperties = false });
         }
-        catch (Exception e) when (e is JsonException or DecoderFallbackException or ArgumentException)
+        // InvalidOperationException: the duplicate-key check unescapes names, and a lone surrogate escape fails there.
+        catch (Exception e) when (e is JsonException or DecoderFallbackException or ArgumentException or InvalidOperationException)
         {
-            throw new ModelFormatException($"{path}: invalid header JSON: {e.Message}");
+            throw new ModelFormatException($"{path}: invalid header JSON: {e.Message}", e);
         }
         using (doc)
         {
