@@ -252,12 +252,24 @@ public class SafeTensorsWriterTests
     {
         // The temp name used to be per process only: two threads saving the same path shared it.
         var p = Path.Combine(Fixtures.NewTempDir(), "m.safetensors");
-        Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i =>
+        // Dedicated threads (not the pool), 10 saves of 128 KB each, so that saves really overlap.
+        var errors = new System.Collections.Concurrent.ConcurrentBag<Exception>();
+        var threads = Enumerable.Range(0, 4).Select(i => new Thread(() =>
         {
-            var w = new SafeTensorsWriter();
-            w.AddF32("x", Enumerable.Repeat((float)i, 1000).ToArray(), 1000);
-            w.Save(p);
-        });
+            try
+            {
+                for (int k = 0; k < 10; k++)
+                {
+                    var w = new SafeTensorsWriter();
+                    w.AddF32("x", Enumerable.Repeat((float)(i * 100 + k), 1 << 15).ToArray(), 1 << 15);
+                    w.Save(p);
+                }
+            }
+            catch (Exception e) { errors.Add(e); }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.Empty(errors);
         using var f = SafeTensorFile.Open(p);
         var x = f.Tensor("x").ToFloat32();
         Assert.All(x, v => Assert.Equal(x[0], v)); // one whole save won
