@@ -160,6 +160,10 @@ public class ConfigTests
     [InlineData("pad_token_id", "256")]
     [InlineData("torch_dtype", "16")]
     [InlineData("num_attention_heads", "100000000")]
+    [InlineData("qk_nope_head_dim", "2147483647")]  // sums that used to wrap around (negative QHeadDim)
+    [InlineData("v_head_dim", "2147483647")]
+    [InlineData("kv_lora_rank", "2147483647")]
+    [InlineData("n_routed_experts", "2147483647")]
     [InlineData("rope_scaling", "{\"type\": \"yarn\", \"factor\": 4}")]
     [InlineData("rope_scaling", "3")]
     [InlineData("quantization_config", "\"fp8\"")]

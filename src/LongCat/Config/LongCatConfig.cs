@@ -185,6 +185,15 @@ public sealed record LongCatConfig
         NonNegative("num_nextn_predict_layers", NumNextnPredictLayers);
         if (QkRopeHeadDim % 2 != 0)
             throw ConfigException.Invalid(source, "qk_rope_head_dim", QkRopeHeadDim, "must be even: RoPE rotates pairs of dimensions (2i, 2i+1)");
+        // Derived sizes (QHeadDim, KvCacheWidth, NumExpertsTotal, ...) are int sums: they must not wrap around.
+        if ((long)NRoutedExperts + ZeroExpertNum > int.MaxValue / 8)
+            throw ConfigException.Invalid(source, "n_routed_experts", NRoutedExperts, "n_routed_experts + zero_expert_num is too large");
+        if ((long)QkNopeHeadDim + QkRopeHeadDim > int.MaxValue / 8)
+            throw ConfigException.Invalid(source, "qk_nope_head_dim", QkNopeHeadDim, "qk_nope_head_dim + qk_rope_head_dim is too large");
+        if ((long)QkNopeHeadDim + VHeadDim > int.MaxValue / 8)
+            throw ConfigException.Invalid(source, "v_head_dim", VHeadDim, "qk_nope_head_dim + v_head_dim is too large");
+        if ((long)KvLoraRank + QkRopeHeadDim > int.MaxValue / 8)
+            throw ConfigException.Invalid(source, "kv_lora_rank", KvLoraRank, "kv_lora_rank + qk_rope_head_dim is too large");
         if (NRoutedExperts + ZeroExpertNum <= 0)
             throw ConfigException.Invalid(source, "n_routed_experts", NRoutedExperts, "n_routed_experts + zero_expert_num must be at least 1");
         if (MoeTopK <= 0 || MoeTopK > NRoutedExperts + ZeroExpertNum)
