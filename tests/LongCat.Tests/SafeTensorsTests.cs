@@ -134,16 +134,23 @@ public class SafeTensorsTests
     }
 
     [Fact]
-    public void DuplicateTensor()
-    {
-        var e = St.BothFail(St.Image("{" + A + "," + A + "}", 24), "'a'");
-        Assert.Contains("uplicate", e.Message);
-    }
+    public void DuplicateTensor() => St.BothFail(St.Image("{" + A + "," + A + "}", 24), "tensor 'a'", "appears twice");
+
+    [Fact]
+    public void DuplicateTensorSpelledWithAnEscape() =>
+        St.BothFail(St.Image("{" + A + ",\"\\u0061\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 24), "tensor 'a'", "appears twice");
 
     [Fact]
     public void DuplicateKeyInsideAnEntry() =>
         // Two data_offsets: taking the first or the last one would read different bytes; neither is acceptable.
-        St.BothFail(St.Image("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"data_offsets\":[4,8]}}", 8), "data_offsets");
+        St.BothFail(St.Image("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"data_offsets\":[4,8]}}", 8), "tensor 'a'", "'data_offsets' appears twice");
+
+    [Fact]
+    public void DuplicateMetadata()
+    {
+        St.BothFail(St.Image("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0), "__metadata__ key 'k' appears twice");
+        St.BothFail(St.Image("{\"__metadata__\":{},\"__metadata__\":{}}", 0), "__metadata__ appears twice");
+    }
 
     // ---- entries ----
 
@@ -409,7 +416,9 @@ public class SafeTensorsTests
     public void IndexWithDuplicateTensor()
     {
         var d = TwoShards("{\"weight_map\": {\"x\": \"model-00001-of-00002.safetensors\", \"x\": \"model-00002-of-00002.safetensors\"}}");
-        St.Fails(() => Checkpoint.Open(d).Dispose(), Index(d), "'x'");
+        St.Fails(() => Checkpoint.Open(d).Dispose(), Index(d), "tensor 'x'", "appears twice");
+        var d2 = TwoShards("{\"weight_map\": {\"x\": \"model-00001-of-00002.safetensors\"}, \"weight_map\": {}}");
+        St.Fails(() => Checkpoint.Open(d2).Dispose(), Index(d2), "'weight_map' appears twice");
     }
 
     [Fact]

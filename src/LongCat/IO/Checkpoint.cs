@@ -58,11 +58,12 @@ public sealed class Checkpoint : IDisposable
         Dictionary<string, string> map;
         try
         {
-            // Duplicate keys rejected: a tensor mapped twice would silently go to whichever shard came last.
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(index), new JsonDocumentOptions { AllowDuplicateProperties = false });
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
             // TryGetProperty throws InvalidOperationException on a non-object root ([] or "x"): check the kind first.
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new ModelFormatException($"{index}: the top level must be a JSON object with a 'weight_map', found {doc.RootElement.ValueKind}");
+            if (doc.RootElement.EnumerateObject().Count(p => p.Name == "weight_map") > 1)
+                throw new ModelFormatException($"{index}: 'weight_map' appears twice");
             if (!doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
                 throw new ModelFormatException($"{index}: missing 'weight_map' object");
             map = new(StringComparer.Ordinal);
@@ -70,7 +71,9 @@ public sealed class Checkpoint : IDisposable
             {
                 if (p.Value.ValueKind != JsonValueKind.String)
                     throw new ModelFormatException($"{index}: weight_map entry '{p.Name}' must name a shard file");
-                map[p.Name] = p.Value.GetString()!;
+                // A tensor mapped twice would otherwise silently go to whichever shard came last.
+                if (!map.TryAdd(p.Name, p.Value.GetString()!))
+                    throw new ModelFormatException($"{index}: tensor '{p.Name}' appears twice in 'weight_map'");
             }
             if (map.Count == 0)
                 throw new ModelFormatException($"{index}: 'weight_map' is empty: it names no tensors");

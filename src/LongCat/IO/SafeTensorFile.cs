@@ -111,11 +111,9 @@ public sealed unsafe class SafeTensorFile : IDisposable
         {
             // Strict UTF-8 first: System.Text.Json replaces invalid sequences silently otherwise.
             _ = new UTF8Encoding(false, true).GetCharCount(headerBytes);
-            // Duplicate keys are rejected: readers that keep the first and readers that keep the last would see
-            // different tensors (e.g. two "dtype" or two "data_offsets" in one entry).
-            doc = JsonDocument.Parse(headerBytes.ToArray(), new JsonDocumentOptions { MaxDepth = 16, AllowDuplicateProperties = false });
+            // Duplicate keys are allowed by the parser but rejected in ParseRoot/ParseEntry, naming the tensor.
+            doc = JsonDocument.Parse(headerBytes.ToArray(), new JsonDocumentOptions { MaxDepth = 16 });
         }
-        // InvalidOperationException: the duplicate-key check unescapes names, and a lone surrogate escape fails there.
         catch (Exception e) when (e is JsonException or DecoderFallbackException or ArgumentException or InvalidOperationException)
         {
             throw new ModelFormatException($"{path}: invalid header JSON: {e.Message}", e);
@@ -138,17 +136,24 @@ public sealed unsafe class SafeTensorFile : IDisposable
             throw new ModelFormatException($"{path}: header must be a JSON object, found {root.ValueKind}");
         var tensors = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
         var meta = new Dictionary<string, string>(StringComparer.Ordinal);
+        // Duplicate keys are errors: readers that keep the first and readers that keep the last one would see
+        // different files.
+        bool sawMetadata = false;
         foreach (var prop in root.EnumerateObject())
         {
             if (prop.Name == "__metadata__")
             {
+                if (sawMetadata)
+                    throw new ModelFormatException($"{path}: __metadata__ appears twice in the header");
+                sawMetadata = true;
                 if (prop.Value.ValueKind != JsonValueKind.Object)
                     throw new ModelFormatException($"{path}: __metadata__ must be an object of strings");
                 foreach (var m in prop.Value.EnumerateObject())
                 {
                     if (m.Value.ValueKind != JsonValueKind.String)
                         throw new ModelFormatException($"{path}: __metadata__ value '{m.Name}' must be a string");
-                    meta[m.Name] = m.Value.GetString()!;
+                    if (!meta.TryAdd(m.Name, m.Value.GetString()!))
+                        throw new ModelFormatException($"{path}: __metadata__ key '{m.Name}' appears twice");
                 }
                 continue;
             }
@@ -165,6 +170,11 @@ public sealed unsafe class SafeTensorFile : IDisposable
         string Where() => $"{path}: tensor '{name}'";
         if (e.ValueKind != JsonValueKind.Object)
             throw new ModelFormatException($"{Where()}: entry must be an object with dtype, shape, data_offsets");
+        // Two "dtype" or two "data_offsets" would make the entry mean different things to different readers.
+        var keys = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var p in e.EnumerateObject())
+            if (!keys.Add(p.Name))
+                throw new ModelFormatException($"{Where()}: key '{p.Name}' appears twice");
         if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String)
             throw new ModelFormatException($"{Where()}: missing or non-string 'dtype'");
         var dtName = dt.GetString()!;
