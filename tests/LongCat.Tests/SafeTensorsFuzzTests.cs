@@ -13,7 +13,7 @@ namespace LongCat.Tests;
 /// </summary>
 public class SafeTensorsFuzzTests(ITestOutputHelper output)
 {
-    const int Iterations = 4000;
+    const int Iterations = 3000;
     const int OpenEvery = 8;     // every 8th mutation of a seed with its data at hand is also opened as a file
     const int Seed = 20240611;
 
