@@ -120,6 +120,13 @@ public class CliErrorTests
     }
 
     [Fact]
+    public void InputThatIsAFolder()
+    {
+        var input = Fixtures.NewTempDir();
+        Fails(Forward(Tiny, input, Out()), input, "folder");
+    }
+
+    [Fact]
     public void InputThatIsNotSafetensors()
     {
         var input = Path.Combine(Fixtures.NewTempDir(), "ids.safetensors");
