@@ -33,6 +33,9 @@ public static class ForwardCommand
                 throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has dtype {t.DType}, expected I64 or I32");
             if (t.Shape.Length != 2 || t.Shape[0] <= 0 || t.Shape[1] <= 0)
                 throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has shape {t.Info.ShapeText}, expected [B, S] with B, S > 0");
+            // The checked casts below would otherwise escape as an OverflowException (a crash, not an error line).
+            if (t.ElementCount > int.MaxValue)
+                throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has shape {t.Info.ShapeText}: more than {int.MaxValue} tokens");
             b = checked((int)t.Shape[0]); s = checked((int)t.Shape[1]);
             ids = t.ToInt64();
         }
