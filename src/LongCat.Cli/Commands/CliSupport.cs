@@ -41,6 +41,16 @@ public static class CliSupport
         {
             return Fail(e.Message);
         }
+        catch (OutOfMemoryException e)
+        {
+            return Fail($"out of memory: {e.Message} (try a smaller batch, context or model)");
+        }
+        catch (Exception e) when (Environment.GetEnvironmentVariable("LONGCAT_DEBUG") is null or "" or "0")
+        {
+            // A bug, not a user error: still one line (set LONGCAT_DEBUG=1 for the stack trace), exit code 2.
+            Console.Error.WriteLine($"longcat: internal error: {e.GetType().Name}: {e.Message} (set LONGCAT_DEBUG=1 for details)");
+            return 2;
+        }
     }
 
     public static int Fail(string message)

@@ -67,6 +67,8 @@ public sealed class LongCatModel : IDisposable
     /// <summary>Opens a Hugging Face checkpoint folder (config.json + safetensors).</summary>
     public static LongCatModel Load(string folder)
     {
+        if (File.Exists(folder))
+            throw new ModelFormatException($"{folder}: is a file; give the checkpoint folder (config.json + safetensors)");
         if (!Directory.Exists(folder))
             throw new ModelFormatException($"{folder}: model folder not found");
         var config = LongCatConfig.Load(Path.Combine(folder, "config.json"));
