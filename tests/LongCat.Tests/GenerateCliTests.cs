@@ -43,4 +43,18 @@ public class GenerateCliTests
         Assert.StartsWith("longcat: error:", err);
         Assert.Single(err.Trim().Split('\n'));
     }
+
+    [Theory]
+    [InlineData("forward", "--bogus")]
+    [InlineData("forward", "--model", "x")]
+    [InlineData("nosuchcommand")]
+    [InlineData("info", "--threads")]
+    public void ParseErrorsAreOneLine(params string[] args)
+    {
+        var (exit, output, err) = CliProcess.Run(args);
+        Assert.Equal(1, exit);
+        Assert.StartsWith("longcat: error:", err);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.DoesNotContain("Usage:", output + err);
+    }
 }
