@@ -32,6 +32,9 @@ public sealed class ForwardResult
 /// <param name="Routing">Per layer: the routing of the new tokens.</param>
 public sealed record StepResult(float[] Logits, float[] FinalHidden, Routing[] Routing);
 
+/// <summary>Result of <see cref="LongCatModel.ForwardBatch"/>: per sequence, the last token's logits [S, V] and final hidden [S, H].</summary>
+public sealed record BatchStepResult(float[] Logits, float[] LastHidden, Routing[] Routing);
+
 /// <summary>
 /// The LongCat-Flash causal LM: embedding, num_layers ScMoE layers, final RMSNorm, lm_head (not tied unless the
 /// config says so). Weights stay in the checkpoint's dtype and memory mapping.
@@ -173,6 +176,51 @@ public sealed class LongCatModel : IDisposable
         var logits = new float[rows * c.VocabSize];
         Gemm.MatMul(h.AsSpan((n - rows) * hd, rows * hd), LmHead, logits, rows);
         return new StepResult(logits, h, routing);
+    }
+
+    /// <summary>
+    /// One forward over new tokens of several sequences at once (continuous batching): sequence i contributes
+    /// tokens[i] at positions caches[i].Length.., and its cache is advanced. Dense projections, FFNs and the
+    /// MoE run over all tokens together; attention runs per sequence. Returns, per sequence, the last new token's
+    /// logits [V] and final hidden state [H], plus each layer's routing over all tokens (sequences back to back).
+    /// </summary>
+    public BatchStepResult ForwardBatch(IReadOnlyList<int[]> tokens, IReadOnlyList<KvCache> caches)
+    {
+        var c = Config;
+        if (tokens.Count != caches.Count) throw new ArgumentException("one cache per sequence");
+        if (tokens.Count == 0) throw new ArgumentException("no sequences to run");
+        int hd = c.HiddenSize, t = 0;
+        var counts = new int[tokens.Count];
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            if (tokens[i].Length == 0) throw new ArgumentException($"sequence {i} has no new tokens");
+            if (caches[i].Sublayers != 2 * c.NumLayers) throw new ArgumentException($"cache {i} does not belong to this model's main layers");
+            if (caches[i].Length + tokens[i].Length > caches[i].Capacity)
+                throw new InvalidOperationException($"context full for sequence {i}: {caches[i].Length} cached + {tokens[i].Length} new tokens exceed the KV cache capacity of {caches[i].Capacity}");
+            if (caches.Take(i).Any(o => ReferenceEquals(o, caches[i]))) throw new ArgumentException($"sequence {i} shares its cache with another sequence");
+            counts[i] = tokens[i].Length;
+            t += counts[i];
+        }
+        var all = new int[t];
+        for (int i = 0, o = 0; i < tokens.Count; o += counts[i], i++) tokens[i].CopyTo(all, o);
+        var h = Embed(all);
+        var routing = new Routing[Layers.Length];
+        for (int li = 0; li < Layers.Length; li++)
+        {
+            int layer = li;
+            routing[li] = Layers[li].Forward(h, t, (mla, s, x, y) => mla.ForwardCachedBatch(x, y, caches, counts, 2 * layer + s, Rope));
+        }
+        for (int i = 0; i < caches.Count; i++) caches[i].Advance(counts[i]);
+        // Final norm and lm_head only for each sequence's last token.
+        var last = new float[tokens.Count * hd];
+        for (int i = 0, o = 0; i < tokens.Count; i++)
+        {
+            o += counts[i];
+            Ops.RmsNorm(h.AsSpan((o - 1) * hd, hd), FinalNorm, last.AsSpan(i * hd, hd), 1, hd, (float)c.RmsNormEps);
+        }
+        var logits = new float[tokens.Count * c.VocabSize];
+        Gemm.MatMul(last, LmHead, logits, tokens.Count);
+        return new BatchStepResult(logits, last, routing);
     }
 
     /// <summary>

@@ -119,6 +119,55 @@ public sealed class Mla
         Gemm.MatMul(attn, OProj, y, n);
     }
 
+    /// <summary>
+    /// Batched cached attention: x [T, H] holds the new tokens of several sequences back to back
+    /// (<paramref name="counts"/>[i] tokens for <paramref name="caches"/>[i], at positions caches[i].Length..).
+    /// Projections and o_proj run once over all T tokens; attention runs per sequence against its own cache.
+    /// The callers advance every cache afterwards.
+    /// </summary>
+    public void ForwardCachedBatch(float[] x, float[] y, IReadOnlyList<KvCache> caches, IReadOnlyList<int> counts, int sublayer, Rope rope)
+    {
+        var c = _c;
+        int nh = c.NumAttentionHeads, dn = c.QkNopeHeadDim, dr = c.QkRopeHeadDim, dv = c.VHeadDim, rkv = c.KvLoraRank, qd = c.QHeadDim;
+        int seqs = caches.Count, t = 0;
+        var first = new int[seqs + 1];
+        for (int i = 0; i < seqs; i++)
+        {
+            if (caches[i].Length + counts[i] > caches[i].Capacity)
+                throw new InvalidOperationException($"KV cache full: {caches[i].Length} cached + {counts[i]} new tokens exceed its capacity of {caches[i].Capacity}");
+            first[i] = t; t += counts[i];
+        }
+        first[seqs] = t;
+        var owner = new int[t];
+        for (int i = 0; i < seqs; i++) for (int j = first[i]; j < first[i + 1]; j++) owner[j] = i;
+        var q = new float[t * nh * qd];
+        var ckv = new float[t * rkv];
+        var krope = new float[t * dr];
+        Project(x, t, j => caches[owner[j]].Length + (j - first[owner[j]]), rope, q, ckv, krope);
+        var attn = new float[t * nh * dv];
+        for (int i = 0; i < seqs; i++)
+        {
+            int n = counts[i], start = caches[i].Length, total = start + n;
+            if (n == 0) continue;
+            var latent = caches[i].Latent(sublayer);
+            var ropeKey = caches[i].RopeKey(sublayer);
+            ckv.AsSpan(first[i] * rkv, n * rkv).CopyTo(latent.AsSpan(start * rkv));
+            krope.AsSpan(first[i] * dr, n * dr).CopyTo(ropeKey.AsSpan(start * dr));
+            var qi = q.AsSpan(first[i] * nh * qd, n * nh * qd).ToArray();
+            var oi = new float[n * nh * dv];
+            if (UseAbsorbed(n, total))
+                Attention.Absorbed(qi, latent, ropeKey, KvBProj, oi, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
+            else
+            {
+                var kvb = new float[total * nh * (dn + dv)];
+                Gemm.MatMul(latent.AsSpan(0, total * rkv), KvBProj, kvb, total);
+                Attention.Causal(qi, kvb, ropeKey, oi, 1, n, total, start, nh, dn, dr, dv, c.SoftmaxScale);
+            }
+            oi.CopyTo(attn, first[i] * nh * dv);
+        }
+        Gemm.MatMul(attn, OProj, y, t);
+    }
+
     /// <summary>FLOP model: the absorbed form wins when many cached tokens would otherwise go through kv_b_proj.</summary>
     bool UseAbsorbed(int n, int total)
     {
