@@ -4,8 +4,9 @@ namespace LongCat.Kernels;
 
 /// <summary>
 /// Row kernels of the training forward and their backward passes, in fp32 with a fixed reduction order.
-/// Reductions do not go through TensorPrimitives: its aggregations may start at an address-aligned element, so the
-/// summation order (and the last bit) could depend on where the GC put an array; here lanes always start at index 0.
+/// Reductions use <see cref="Dot(ReadOnlySpan{float}, ReadOnlySpan{float})"/>, whose summation order is written down here (8 lanes from index 0, a fixed fold),
+/// rather than TensorPrimitives, whose order is an undocumented implementation detail (measured address-independent in
+/// .NET 10, but free to change with the library version or the vector width), so gradient bits stay pinned.
 /// </summary>
 public static unsafe class OpsGrad
 {
