@@ -23,7 +23,7 @@ public sealed class TrainableModel : IDisposable
     readonly TrainableMtp? _mtp;
     readonly Rope _rope;
 
-    int[]? _ids, _targets;
+    int[]? _targets;
     float[]? _h, _hLast, _hf, _rstdF, _logits, _rowLoss, _dhf, _zLse;
     double _zScale;
 
@@ -91,8 +91,6 @@ public sealed class TrainableModel : IDisposable
 
         int t = batch * seq, hd = c.HiddenSize, v = c.VocabSize;
         if ((long)t * v > int.MaxValue) throw new ArgumentException($"B·S·V = {(long)t * v} logits do not fit one buffer; use a smaller batch");
-        var idsCopy = Buffers.Ensure(ref _ids, t);
-        ids.CopyTo(idsCopy);
         var h = Buffers.Ensure(ref _h, (long)t * hd);
         var hLast = Buffers.Ensure(ref _hLast, (long)t * hd);
         var hf = Buffers.Ensure(ref _hf, (long)t * hd);
