@@ -15,6 +15,7 @@ public static class Program
         root.Subcommands.Add(InitCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(GradCommand.Create());
         var parse = root.Parse(args);
         // Parse errors (unknown option, missing required option, bad value) get the same one-line format as
         // every other error, with a pointer to --help instead of the whole help text.
