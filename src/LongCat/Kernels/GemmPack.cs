@@ -18,59 +18,74 @@ static unsafe class GemmPack
     // ---------------- x: MR-interleaved row groups ----------------
 
     /// <summary>
-    /// Packs row groups [g0, g1) of x [M, K] into dst: group g at dst + g·gstride holds x[g·MR + i, k] at k·MR + i
-    /// (rows past M are zero).
+    /// Packs row groups [g0, g1) of x [M, K] (of <paramref name="groups"/> in all) for slices of depth
+    /// <paramref name="kcMax"/>: the slice at k0 starts at dst + groups·mr·k0 and holds group g at g·kc·mr, as
+    /// x[g·mr + i, k0 + kk] at kk·mr + i (rows past M are zero). So each slice is contiguous.
     /// </summary>
-    internal static void PackX(float* x, int m, int k, int mr, int g0, int g1, float* dst, long gstride)
+    internal static void PackX(float* x, int m, int k, int mr, int kcMax, int g0, int g1, int groups, float* dst)
     {
-        for (int g = g0; g < g1; g++)
+        for (int k0 = 0; k0 < k; k0 += kcMax)
         {
-            float* d = dst + g * gstride;
-            int r0 = g * mr, rows = Math.Min(mr, m - r0);
-            if (mr == 6 && rows == 6 && k >= 8 && Avx.IsSupported)
+            int kc = Math.Min(kcMax, k - k0);
+            float* slab = dst + (long)groups * mr * k0;
+            for (int g = g0; g < g1; g++)
             {
-                PackX6(x + (long)r0 * k, k, d);
-                continue;
-            }
-            for (int i = 0; i < mr; i++)
-            {
-                if (i < rows)
+                float* d = slab + (long)g * kc * mr;
+                int r0 = g * mr, rows = Math.Min(mr, m - r0);
+                if (mr == 6 && rows == 6 && kc > 8 && Avx.IsSupported)
                 {
-                    float* s = x + (long)(r0 + i) * k;
-                    for (int kk = 0; kk < k; kk++) d[kk * mr + i] = s[kk];
+                    PackX6(x + (long)r0 * k + k0, k, kc, d);
+                    continue;
                 }
-                else
-                    for (int kk = 0; kk < k; kk++) d[kk * mr + i] = 0f;
+                for (int i = 0; i < mr; i++)
+                {
+                    if (i < rows)
+                    {
+                        float* s = x + (long)(r0 + i) * k + k0;
+                        for (int kk = 0; kk < kc; kk++) d[kk * mr + i] = s[kk];
+                    }
+                    else
+                        for (int kk = 0; kk < kc; kk++) d[kk * mr + i] = 0f;
+                }
             }
         }
     }
 
     /// <summary>6 rows: 8×8 transposes (two zero rows) with overlapping 8-wide stores 6 floats apart.</summary>
-    static void PackX6(float* s, int k, float* d)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackX6(float* s, int k, int kc, float* d)
     {
         var z = Vector256<float>.Zero;
         int kk = 0;
-        // The last store of a step writes 2 floats past the step; keep one step for the scalar tail so we
-        // never write past the group (the group stride has padding, but stay inside K·6 anyway).
-        for (; kk + 8 < k; kk += 8)
+        // Rows 6 and 7 of each transpose are zero; t_j is stored 6 floats after t_{j-1}, so the 2 junk lanes are
+        // overwritten by the next store.
+        // The last store of a step writes 2 floats past the step; keep at least one column for the scalar tail
+        // so nothing is written past the group.
+        for (; kk + 8 < kc; kk += 8)
         {
-            var r0 = Vector256.Load(s + kk);
-            var r1 = Vector256.Load(s + k + kk);
-            var r2 = Vector256.Load(s + 2L * k + kk);
-            var r3 = Vector256.Load(s + 3L * k + kk);
-            var r4 = Vector256.Load(s + 4L * k + kk);
-            var r5 = Vector256.Load(s + 5L * k + kk);
-            Transpose8x8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref z, ref z, out var t0, out var t1, out var t2, out var t3, out var t4, out var t5, out var t6, out var t7);
-            float* o = d + kk * 6;
-            t0.Store(o); t1.Store(o + 6); t2.Store(o + 12); t3.Store(o + 18);
-            t4.Store(o + 24); t5.Store(o + 30); t6.Store(o + 36); t7.Store(o + 42);
-            z = Vector256<float>.Zero;
+            StoreTransposed(Vector256.Load(s + kk), Vector256.Load(s + k + kk), Vector256.Load(s + 2L * k + kk),
+                Vector256.Load(s + 3L * k + kk), Vector256.Load(s + 4L * k + kk), Vector256.Load(s + 5L * k + kk), z, z, d + kk * 6, 6);
         }
-        for (; kk < k; kk++)
+        for (; kk < kc; kk++)
             for (int i = 0; i < 6; i++) d[kk * 6 + i] = s[(long)i * k + kk];
     }
 
     // ---------------- W: k-major column panels ----------------
+
+    /// <summary>Prefetches (into L2) the weight bytes of W[c0 .. c0+nr, k0 .. k0+kc], the next panel to pack.</summary>
+    internal static void PrefetchPanel(Weight w, int c0, int k0, int kc, int nr)
+    {
+        if (!Sse.IsSupported) return;
+        int es = DTypes.SizeOf(w.DType);
+        int r1 = Math.Min(w.Rows, c0 + nr);
+        long rowBytes = (long)w.Cols * es;
+        for (int r = c0; r < r1; r++)
+        {
+            byte* p = w.Data + r * rowBytes + (long)k0 * es;
+            byte* end = p + (long)kc * es;
+            for (p = (byte*)((nint)p & ~(nint)63); p < end; p += 64) Sse.Prefetch1(p);
+        }
+    }
 
     /// <summary>
     /// Dequantizes W[c0 .. c0+nr, k0 .. k0+kc] into dst[kk·nr + j] (k-major; columns past N are zero).
@@ -123,6 +138,7 @@ static unsafe class GemmPack
     }
 
     /// <summary>8 full columns, 8 k at a time: dequantize 8 rows of W in registers, transpose, store.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static bool PackW8(Weight w, int r0, int k0, int kc, int nr, float* dst, float* scratch)
     {
         int k = w.Cols;
@@ -139,7 +155,7 @@ static unsafe class GemmPack
                         var a2 = Vector256.Load(p + 2L * k); var a3 = Vector256.Load(p + 3L * k);
                         var a4 = Vector256.Load(p + 4L * k); var a5 = Vector256.Load(p + 5L * k);
                         var a6 = Vector256.Load(p + 6L * k); var a7 = Vector256.Load(p + 7L * k);
-                        StoreTransposed(ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7, dst + kk * nr, nr);
+                        StoreTransposed(a0, a1, a2, a3, a4, a5, a6, a7, dst + kk * nr, nr);
                     }
                     break;
                 }
@@ -153,7 +169,7 @@ static unsafe class GemmPack
                         var a2 = Bf16(p + 2L * k); var a3 = Bf16(p + 3L * k);
                         var a4 = Bf16(p + 4L * k); var a5 = Bf16(p + 5L * k);
                         var a6 = Bf16(p + 6L * k); var a7 = Bf16(p + 7L * k);
-                        StoreTransposed(ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7, dst + kk * nr, nr);
+                        StoreTransposed(a0, a1, a2, a3, a4, a5, a6, a7, dst + kk * nr, nr);
                     }
                     break;
                 }
@@ -171,7 +187,7 @@ static unsafe class GemmPack
                         var a2 = Vector256.Load(p + 2 * kc); var a3 = Vector256.Load(p + 3 * kc);
                         var a4 = Vector256.Load(p + 4 * kc); var a5 = Vector256.Load(p + 5 * kc);
                         var a6 = Vector256.Load(p + 6 * kc); var a7 = Vector256.Load(p + 7 * kc);
-                        StoreTransposed(ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7, dst + kk * nr, nr);
+                        StoreTransposed(a0, a1, a2, a3, a4, a5, a6, a7, dst + kk * nr, nr);
                     }
                     for (int kk = kv; kk < kc; kk++)
                         for (int j = 0; j < 8; j++) dst[kk * nr + j] = scratch[j * kc + kk];
@@ -195,7 +211,7 @@ static unsafe class GemmPack
                         var a2 = Fp8(p + 2L * k, s2[b]); var a3 = Fp8(p + 3L * k, s3[b]);
                         var a4 = Fp8(p + 4L * k, s4[b]); var a5 = Fp8(p + 5L * k, s5[b]);
                         var a6 = Fp8(p + 6L * k, s6[b]); var a7 = Fp8(p + 7L * k, s7[b]);
-                        StoreTransposed(ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7, dst + kk * nr, nr);
+                        StoreTransposed(a0, a1, a2, a3, a4, a5, a6, a7, dst + kk * nr, nr);
                     }
                     break;
                 }
@@ -246,34 +262,26 @@ static unsafe class GemmPack
 
     // ---------------- 8x8 transpose ----------------
 
+    /// <summary>Rows a0..a7 (8 floats each) stored as columns: d[j·ld + i] = a_i[j], for j = 0..7.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void StoreTransposed(ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
-        ref Vector256<float> a4, ref Vector256<float> a5, ref Vector256<float> a6, ref Vector256<float> a7, float* d, int ld)
+    static void StoreTransposed(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
+        Vector256<float> a4, Vector256<float> a5, Vector256<float> a6, Vector256<float> a7, float* d, nint ld)
     {
-        Transpose8x8(ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7,
-            out var t0, out var t1, out var t2, out var t3, out var t4, out var t5, out var t6, out var t7);
-        t0.Store(d); t1.Store(d + ld); t2.Store(d + 2 * ld); t3.Store(d + 3 * ld);
-        t4.Store(d + 4 * ld); t5.Store(d + 5 * ld); t6.Store(d + 6 * ld); t7.Store(d + 7 * ld);
-    }
-
-    /// <summary>Rows r0..r7 (8 floats each) to columns t0..t7: t_j[i] = r_i[j].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Transpose8x8(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3,
-        ref Vector256<float> r4, ref Vector256<float> r5, ref Vector256<float> r6, ref Vector256<float> r7,
-        out Vector256<float> t0, out Vector256<float> t1, out Vector256<float> t2, out Vector256<float> t3,
-        out Vector256<float> t4, out Vector256<float> t5, out Vector256<float> t6, out Vector256<float> t7)
-    {
-        var l01 = Avx.UnpackLow(r0, r1); var h01 = Avx.UnpackHigh(r0, r1);
-        var l23 = Avx.UnpackLow(r2, r3); var h23 = Avx.UnpackHigh(r2, r3);
-        var l45 = Avx.UnpackLow(r4, r5); var h45 = Avx.UnpackHigh(r4, r5);
-        var l67 = Avx.UnpackLow(r6, r7); var h67 = Avx.UnpackHigh(r6, r7);
+        var l01 = Avx.UnpackLow(a0, a1); var h01 = Avx.UnpackHigh(a0, a1);
+        var l23 = Avx.UnpackLow(a2, a3); var h23 = Avx.UnpackHigh(a2, a3);
+        var l45 = Avx.UnpackLow(a4, a5); var h45 = Avx.UnpackHigh(a4, a5);
+        var l67 = Avx.UnpackLow(a6, a7); var h67 = Avx.UnpackHigh(a6, a7);
         var u0 = Avx.Shuffle(l01, l23, 0x44); var u1 = Avx.Shuffle(l01, l23, 0xEE);
         var u2 = Avx.Shuffle(h01, h23, 0x44); var u3 = Avx.Shuffle(h01, h23, 0xEE);
         var u4 = Avx.Shuffle(l45, l67, 0x44); var u5 = Avx.Shuffle(l45, l67, 0xEE);
         var u6 = Avx.Shuffle(h45, h67, 0x44); var u7 = Avx.Shuffle(h45, h67, 0xEE);
-        t0 = Avx.Permute2x128(u0, u4, 0x20); t1 = Avx.Permute2x128(u1, u5, 0x20);
-        t2 = Avx.Permute2x128(u2, u6, 0x20); t3 = Avx.Permute2x128(u3, u7, 0x20);
-        t4 = Avx.Permute2x128(u0, u4, 0x31); t5 = Avx.Permute2x128(u1, u5, 0x31);
-        t6 = Avx.Permute2x128(u2, u6, 0x31); t7 = Avx.Permute2x128(u3, u7, 0x31);
+        Avx.Permute2x128(u0, u4, 0x20).Store(d);
+        Avx.Permute2x128(u1, u5, 0x20).Store(d + ld);
+        Avx.Permute2x128(u2, u6, 0x20).Store(d + 2 * ld);
+        Avx.Permute2x128(u3, u7, 0x20).Store(d + 3 * ld);
+        Avx.Permute2x128(u0, u4, 0x31).Store(d + 4 * ld);
+        Avx.Permute2x128(u1, u5, 0x31).Store(d + 5 * ld);
+        Avx.Permute2x128(u2, u6, 0x31).Store(d + 6 * ld);
+        Avx.Permute2x128(u3, u7, 0x31).Store(d + 7 * ld);
     }
 }
