@@ -99,7 +99,7 @@ public static unsafe class Gemm
         public float* X;        // packed x (see GemmPack.PackX)
         public float* Y;
         public int M, N, K, MR, NR, MB, NB, NBlocks, Groups;
-        public bool Accumulate;
+        public bool Accumulate, Fp8NoNan;
         public KernelIsa Isa;
     }
 
@@ -139,6 +139,7 @@ public static unsafe class Gemm
                 {
                     W = w, X = xp, Y = y, M = m, N = n, K = k, MR = mr, NR = nr, Groups = groups,
                     MB = mb, NB = nb, NBlocks = nBlocks, Accumulate = accumulate, Isa = isa,
+                    Fp8NoNan = w.DType == DType.F8_E4M3 && isa != KernelIsa.Scalar && !GemmPack.Fp8HasNanCodes(w),
                 };
                 int tasks = mBlocks * nBlocks;
                 if (serial) for (int t = 0; t < tasks; t++) PackedTask(job, t);
@@ -191,7 +192,7 @@ public static unsafe class Gemm
                     for (int p = 0; p < panels; p++)
                     {
                         if (p + 1 < panels) GemmPack.PrefetchPanel(j.W, c0 + (p + 1) * nr, k0, kc, nr);
-                        GemmPack.PackW(j.W, c0 + p * nr, k0, kc, nr, wp + p * kc * nr, scratch, simd);
+                        GemmPack.PackW(j.W, c0 + p * nr, k0, kc, nr, wp + p * kc * nr, scratch, simd, j.Fp8NoNan);
                     }
                     // The x slice of this K block: groups of mr rows, kc×mr each, contiguous.
                     float* slab = j.X + (long)j.Groups * mr * k0;
@@ -244,23 +245,46 @@ public static unsafe class Gemm
 
     // ---------------- GEMV path ----------------
 
+    /// <summary>How a GEMV reads its weight, decided once per call.</summary>
+    enum GemvMode { Portable, F32, Bf16, Fp8, Fp8Nan }
+
+    static GemvMode ModeOf(Weight w)
+    {
+        if (Isa == KernelIsa.Scalar || !Avx2.IsSupported || !Fma.IsSupported) return GemvMode.Portable;
+        switch (w.DType)
+        {
+            case DType.F32: return GemvMode.F32;
+            case DType.BF16: return GemvMode.Bf16;
+            case DType.F8_E4M3:
+                {
+                    // SIMD needs 16-wide steps inside one scale block and every scale · 2^120 finite.
+                    if (w.BlockCols % 16 != 0) return GemvMode.Portable;
+                    long scales = (long)((w.Rows + w.BlockRows - 1) / w.BlockRows) * w.ScaleCols;
+                    for (long i = 0; i < scales; i++)
+                        if (!float.IsFinite(w.Scales[i] * GemmPack.Pow120)) return GemvMode.Portable;
+                    return GemmPack.Fp8HasNanCodes(w) ? GemvMode.Fp8Nan : GemvMode.Fp8;
+                }
+            default: return GemvMode.Portable; // F16: no vector conversion in .NET's intrinsics
+        }
+    }
+
     static void Gemv(float* x, Weight w, float* y, int m, bool accumulate)
     {
         int n = w.Rows, k = w.Cols;
         long rowBytes = (long)k * DTypes.SizeOf(w.DType);
+        var mode = ModeOf(w);
         // ~128 KiB of weight per task, whole groups of 4 rows.
         int grain = (int)Math.Clamp(RoundUp((int)Math.Min(int.MaxValue / 2, ((128L << 10) + rowBytes - 1) / rowBytes), 4), 4, 1 << 20);
         int chunks = (n + grain - 1) / grain;
         nint xp = (nint)x, yp = (nint)y;
-        if (rowBytes * n < SerialGemvBytes || chunks == 1) GemvRows(x, w, y, m, 0, n, accumulate);
-        else Parallelism.For(chunks, c => GemvRows((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate));
+        if (rowBytes * n < SerialGemvBytes || chunks == 1) GemvRows(x, w, y, m, 0, n, accumulate, mode);
+        else Parallelism.For(chunks, c => GemvRows((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate, mode));
     }
 
-    static void GemvRows(float* x, Weight w, float* y, int m, int r0, int r1, bool accumulate)
+    static void GemvRows(float* x, Weight w, float* y, int m, int r0, int r1, bool accumulate, GemvMode mode)
     {
         int n = w.Rows, k = w.Cols;
         float* o = stackalloc float[4];
-        bool simd = Isa != KernelIsa.Scalar && Avx2.IsSupported && Fma.IsSupported;
         for (int r = r0; r < r1; r += 4)
         {
             int rows = Math.Min(4, r1 - r);
@@ -269,10 +293,16 @@ public static unsafe class Gemm
             for (int i = 0; i < m; i++)
             {
                 float* xi = x + (long)i * k;
-                if (!simd || !Dot4(w, ra, rb, rc, rd, xi, o))
+                switch (mode)
                 {
-                    o[0] = DotPortable(w, ra, xi); o[1] = DotPortable(w, rb, xi);
-                    o[2] = DotPortable(w, rc, xi); o[3] = DotPortable(w, rd, xi);
+                    case GemvMode.F32: Dot4<F32Row>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Bf16: Dot4<Bf16Row>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Fp8: Dot4Fp8<Fp8NoNan>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Fp8Nan: Dot4Fp8<Fp8WithNan>(w, ra, rb, rc, rd, xi, o); break;
+                    default:
+                        o[0] = DotPortable(w, ra, xi); o[1] = DotPortable(w, rb, xi);
+                        o[2] = DotPortable(w, rc, xi); o[3] = DotPortable(w, rd, xi);
+                        break;
                 }
                 for (int q = 0; q < rows; q++)
                 {
@@ -354,21 +384,6 @@ public static unsafe class Gemm
         public static Vector256<float> Load(byte* row, int c) => GemmPack.Bf16((ushort*)row + c);
     }
 
-    /// <summary>4 rows · x into o[0..3]. False if this dtype / block layout has no SIMD path.</summary>
-    static bool Dot4(Weight w, int ra, int rb, int rc, int rd, float* x, float* o)
-    {
-        switch (w.DType)
-        {
-            case DType.F32: Dot4<F32Row>(w, ra, rb, rc, rd, x, o); return true;
-            case DType.BF16: Dot4<Bf16Row>(w, ra, rb, rc, rd, x, o); return true;
-            case DType.F8_E4M3:
-                if (w.BlockCols % 16 != 0) return false;
-                Dot4Fp8(w, ra, rb, rc, rd, x, o);
-                return true;
-            default: return false;
-        }
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Dot4<T>(Weight w, int ra, int rb, int rc, int rd, float* x, float* o) where T : struct, IRow8
     {
@@ -401,57 +416,61 @@ public static unsafe class Gemm
         o[3] = Finish(a30, a31, w, rd, x, c);
     }
 
-    /// <summary>FP8 rows (column blocks a multiple of 16): per scale block, 4 broadcast scales · 2^120.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Dot4Fp8(Weight w, int ra, int rb, int rc, int rd, float* x, float* o)
+    interface IFp8Decode
     {
-        int k = w.Cols, k16 = k & ~15, bc = w.BlockCols, br = w.BlockRows, sc = w.ScaleCols;
-        sbyte* w0 = (sbyte*)w.Data + (long)ra * k, w1 = (sbyte*)w.Data + (long)rb * k;
-        sbyte* w2 = (sbyte*)w.Data + (long)rc * k, w3 = (sbyte*)w.Data + (long)rd * k;
+        static abstract Vector256<float> Decode(sbyte* p, Vector256<float> s120);
+    }
+
+    /// <summary>For weights without NaN codes (checked once per weight): 5 instructions per 8 values.</summary>
+    struct Fp8NoNan : IFp8Decode
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(sbyte* p, Vector256<float> s120) => GemmPack.Fp8ScaledNoNan(p, s120);
+    }
+
+    struct Fp8WithNan : IFp8Decode
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(sbyte* p, Vector256<float> s120) => GemmPack.Fp8Scaled(p, s120);
+    }
+
+    /// <summary>FP8 rows (column blocks a multiple of 16, scales · 2^120 finite): per scale block, 4 broadcast scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Dot4Fp8<T>(Weight w, int ra, int rb, int rc, int rd, float* x, float* o) where T : struct, IFp8Decode
+    {
+        int k = w.Cols, k16 = k & ~15, bc = w.BlockCols, sc = w.ScaleCols, br = w.BlockRows;
         float* s0 = w.Scales + (long)(ra / br) * sc, s1 = w.Scales + (long)(rb / br) * sc;
         float* s2 = w.Scales + (long)(rc / br) * sc, s3 = w.Scales + (long)(rd / br) * sc;
+        sbyte* w0 = (sbyte*)w.Data + (long)ra * k, w1 = (sbyte*)w.Data + (long)rb * k;
+        sbyte* w2 = (sbyte*)w.Data + (long)rc * k, w3 = (sbyte*)w.Data + (long)rd * k;
         Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
-        for (int cs = 0; cs < k16; cs += bc)
+        float p = GemmPack.Pow120;
+        for (int cs = 0, blk = 0; cs < k16; cs += bc, blk++)
         {
-            int blk = cs / bc;
             int ce = Math.Min(cs + bc, k16);
-            float p0 = s0[blk] * GemmPack.Pow120, p1 = s1[blk] * GemmPack.Pow120, p2 = s2[blk] * GemmPack.Pow120, p3 = s3[blk] * GemmPack.Pow120;
-            if (float.IsFinite(p0) && float.IsFinite(p1) && float.IsFinite(p2) && float.IsFinite(p3))
+            var v0 = Vector256.Create(s0[blk] * p);
+            var v1 = Vector256.Create(s1[blk] * p);
+            var v2 = Vector256.Create(s2[blk] * p);
+            var v3 = Vector256.Create(s3[blk] * p);
+            for (int c = cs; c < ce; c += 16)
             {
-                var v0 = Vector256.Create(p0); var v1 = Vector256.Create(p1); var v2 = Vector256.Create(p2); var v3 = Vector256.Create(p3);
-                for (int c = cs; c < ce; c += 16)
-                {
-                    var x0 = Vector256.Load(x + c);
-                    var x1 = Vector256.Load(x + c + 8);
-                    a00 = Vector256.FusedMultiplyAdd(GemmPack.Fp8Scaled(w0 + c, v0), x0, a00); a01 = Vector256.FusedMultiplyAdd(GemmPack.Fp8Scaled(w0 + c + 8, v0), x1, a01);
-                    a10 = Vector256.FusedMultiplyAdd(GemmPack.Fp8Scaled(w1 + c, v1), x0, a10); a11 = Vector256.FusedMultiplyAdd(GemmPack.Fp8Scaled(w1 + c + 8, v1), x1, a11);
-                    a20 = Vector256.FusedMultiplyAdd(GemmPack.Fp8Scaled(w2 + c, v2), x0, a20); a21 = Vector256.FusedMultiplyAdd(GemmPack.Fp8Scaled(w2 + c + 8, v2), x1, a21);
-                    a30 = Vector256.FusedMultiplyAdd(GemmPack.Fp8Scaled(w3 + c, v3), x0, a30); a31 = Vector256.FusedMultiplyAdd(GemmPack.Fp8Scaled(w3 + c + 8, v3), x1, a31);
-                }
-            }
-            else
-            {
-                float q0 = s0[blk], q1 = s1[blk], q2 = s2[blk], q3 = s3[blk];
-                for (int c = cs; c < ce; c += 16)
-                {
-                    var x0 = Vector256.Load(x + c);
-                    var x1 = Vector256.Load(x + c + 8);
-                    a00 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w0 + c, q0), x0, a00); a01 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w0 + c + 8, q0), x1, a01);
-                    a10 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w1 + c, q1), x0, a10); a11 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w1 + c + 8, q1), x1, a11);
-                    a20 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w2 + c, q2), x0, a20); a21 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w2 + c + 8, q2), x1, a21);
-                    a30 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w3 + c, q3), x0, a30); a31 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w3 + c + 8, q3), x1, a31);
-                }
+                var x0 = Vector256.Load(x + c);
+                var x1 = Vector256.Load(x + c + 8);
+                a00 = Vector256.FusedMultiplyAdd(T.Decode(w0 + c, v0), x0, a00); a01 = Vector256.FusedMultiplyAdd(T.Decode(w0 + c + 8, v0), x1, a01);
+                a10 = Vector256.FusedMultiplyAdd(T.Decode(w1 + c, v1), x0, a10); a11 = Vector256.FusedMultiplyAdd(T.Decode(w1 + c + 8, v1), x1, a11);
+                a20 = Vector256.FusedMultiplyAdd(T.Decode(w2 + c, v2), x0, a20); a21 = Vector256.FusedMultiplyAdd(T.Decode(w2 + c + 8, v2), x1, a21);
+                a30 = Vector256.FusedMultiplyAdd(T.Decode(w3 + c, v3), x0, a30); a31 = Vector256.FusedMultiplyAdd(T.Decode(w3 + c + 8, v3), x1, a31);
             }
         }
         int kEnd = k16;
-        if (k - k16 >= 8) // the last 8-wide step (k % 16 >= 8) goes to the first accumulator
+        if (k - k16 >= 8) // the last 8-wide step (k % 16 >= 8) goes to the first accumulator; same block (bc % 16 == 0)
         {
             int blk = k16 / bc;
             var x0 = Vector256.Load(x + k16);
-            a00 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w0 + k16, s0[blk]), x0, a00);
-            a10 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w1 + k16, s1[blk]), x0, a10);
-            a20 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w2 + k16, s2[blk]), x0, a20);
-            a30 = Vector256.FusedMultiplyAdd(GemmPack.Fp8(w3 + k16, s3[blk]), x0, a30);
+            a00 = Vector256.FusedMultiplyAdd(T.Decode(w0 + k16, Vector256.Create(s0[blk] * p)), x0, a00);
+            a10 = Vector256.FusedMultiplyAdd(T.Decode(w1 + k16, Vector256.Create(s1[blk] * p)), x0, a10);
+            a20 = Vector256.FusedMultiplyAdd(T.Decode(w2 + k16, Vector256.Create(s2[blk] * p)), x0, a20);
+            a30 = Vector256.FusedMultiplyAdd(T.Decode(w3 + k16, Vector256.Create(s3[blk] * p)), x0, a30);
             kEnd += 8;
         }
         o[0] = Finish(a00, a01, w, ra, x, kEnd);

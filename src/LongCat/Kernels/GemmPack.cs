@@ -91,14 +91,14 @@ static unsafe class GemmPack
     /// Dequantizes W[c0 .. c0+nr, k0 .. k0+kc] into dst[kk·nr + j] (k-major; columns past N are zero).
     /// <paramref name="scratch"/> holds 8·kc floats (F16 only).
     /// </summary>
-    internal static void PackW(Weight w, int c0, int k0, int kc, int nr, float* dst, float* scratch, bool simd)
+    internal static void PackW(Weight w, int c0, int k0, int kc, int nr, float* dst, float* scratch, bool simd, bool fp8NoNan)
     {
         int n = w.Rows;
         for (int j0 = 0; j0 < nr; j0 += 8)
         {
             int r0 = c0 + j0;
             int rows = Math.Min(8, n - r0);
-            if (rows == 8 && simd && kc >= 8 && Avx2.IsSupported && PackW8(w, r0, k0, kc, nr, dst + j0, scratch)) continue;
+            if (rows == 8 && simd && kc >= 8 && Avx2.IsSupported && PackW8(w, r0, k0, kc, nr, dst + j0, scratch, fp8NoNan)) continue;
             PackWScalar(w, r0, Math.Max(0, rows), k0, kc, nr, dst + j0);
         }
     }
@@ -139,7 +139,7 @@ static unsafe class GemmPack
 
     /// <summary>8 full columns, 8 k at a time: dequantize 8 rows of W in registers, transpose, store.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static bool PackW8(Weight w, int r0, int k0, int kc, int nr, float* dst, float* scratch)
+    static bool PackW8(Weight w, int r0, int k0, int kc, int nr, float* dst, float* scratch, bool fp8NoNan)
     {
         int k = w.Cols;
         int kv = kc & ~7;
@@ -207,11 +207,12 @@ static unsafe class GemmPack
                     {
                         sbyte* p = s + kk;
                         int b = (k0 + kk) / bc;
-                        var a0 = Fp8(p, s0[b]); var a1 = Fp8(p + k, s1[b]);
-                        var a2 = Fp8(p + 2L * k, s2[b]); var a3 = Fp8(p + 3L * k, s3[b]);
-                        var a4 = Fp8(p + 4L * k, s4[b]); var a5 = Fp8(p + 5L * k, s5[b]);
-                        var a6 = Fp8(p + 6L * k, s6[b]); var a7 = Fp8(p + 7L * k, s7[b]);
-                        StoreTransposed(a0, a1, a2, a3, a4, a5, a6, a7, dst + kk * nr, nr);
+                        if (fp8NoNan)
+                            StoreTransposed(Fp8NoNan(p, s0[b]), Fp8NoNan(p + k, s1[b]), Fp8NoNan(p + 2L * k, s2[b]), Fp8NoNan(p + 3L * k, s3[b]),
+                                Fp8NoNan(p + 4L * k, s4[b]), Fp8NoNan(p + 5L * k, s5[b]), Fp8NoNan(p + 6L * k, s6[b]), Fp8NoNan(p + 7L * k, s7[b]), dst + kk * nr, nr);
+                        else
+                            StoreTransposed(Fp8(p, s0[b]), Fp8(p + k, s1[b]), Fp8(p + 2L * k, s2[b]), Fp8(p + 3L * k, s3[b]),
+                                Fp8(p + 4L * k, s4[b]), Fp8(p + 5L * k, s5[b]), Fp8(p + 6L * k, s6[b]), Fp8(p + 7L * k, s7[b]), dst + kk * nr, nr);
                     }
                     break;
                 }
@@ -249,6 +250,17 @@ static unsafe class GemmPack
         return f | nan;
     }
 
+    /// <summary>As <see cref="Fp8(sbyte*, float)"/> for bytes known not to be NaN codes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Fp8NoNan(sbyte* p, float scale)
+    {
+        var bits = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(p), 20) & Vector256.Create(unchecked((int)0x87F00000));
+        float s120 = scale * Pow120;
+        return float.IsFinite(s120)
+            ? bits.AsSingle() * Vector256.Create(s120)
+            : bits.AsSingle() * Vector256.Create(Pow120) * Vector256.Create(scale);
+    }
+
     /// <summary>As <see cref="Fp8(sbyte*, float)"/> with a precomputed finite scale · 2^120.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> Fp8Scaled(sbyte* p, Vector256<float> s120)
@@ -258,6 +270,41 @@ static unsafe class GemmPack
         var mag = bits & Vector256.Create(0x07F00000);
         var nan = Vector256.Equals(mag, Vector256.Create(0x07F00000)).AsSingle();
         return (bits.AsSingle() * s120) | nan;
+    }
+
+    /// <summary>As <see cref="Fp8Scaled"/> for bytes known not to be NaN codes (no magnitude 0x7F).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Fp8ScaledNoNan(sbyte* p, Vector256<float> s120)
+    {
+        var bits = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(p), 20) & Vector256.Create(unchecked((int)0x87F00000));
+        return bits.AsSingle() * s120;
+    }
+
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Weight, object> s_fp8Nan = new();
+    static readonly object s_yes = true, s_no = false;
+
+    /// <summary>Whether an FP8 weight holds any NaN code (S.1111.111). Scanned once per weight, then cached.</summary>
+    internal static bool Fp8HasNanCodes(Weight w)
+    {
+        if (s_fp8Nan.TryGetValue(w, out var v)) return ReferenceEquals(v, s_yes);
+        long count = (long)w.Rows * w.Cols;
+        bool nan = false;
+        byte* p = w.Data;
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var low = Vector256.Create((byte)0x7F);
+            var any = Vector256<byte>.Zero;
+            for (; i + 32 <= count; i += 32)
+            {
+                any |= Vector256.Equals(Vector256.Load(p + i) & low, low);
+                if ((i & ((1 << 20) - 1)) == 0 && any != Vector256<byte>.Zero) break;
+            }
+            nan = any != Vector256<byte>.Zero;
+        }
+        for (; !nan && i < count; i++) nan = (p[i] & 0x7F) == 0x7F;
+        s_fp8Nan.AddOrUpdate(w, nan ? s_yes : s_no);
+        return nan;
     }
 
     // ---------------- 8x8 transpose ----------------
