@@ -103,14 +103,14 @@ public static class ForwardBench
         Console.WriteLine($"forward: median {med.ToString("F3", ci)} s of {repeats} ({string.Join(", ", times.Select(t => t.ToString("F3", ci)))})  =>  " +
             $"{BenchUtil.F(tokens / med)} tokens/s");
         Console.WriteLine($"profiled pass {profS.ToString("F3", ci)} s:");
-        Console.WriteLine($"  {"phase",-52} {"seconds",8} {"share",6} {"calls",6} {"GFLOP/s",8}");
+        Console.WriteLine($"  {"phase",-58} {"seconds",8} {"share",6} {"calls",6} {"GFLOP/s",8}");
         foreach (var (k, v) in ticks.OrderByDescending(p => p.Value.Ticks))
         {
             double sec = v.Ticks / (double)Stopwatch.Frequency;
-            Console.WriteLine($"  {"GEMM " + k,-52} {sec.ToString("F3", ci),8} {(sec / profS).ToString("P0", ci),6} {v.Calls,6} {BenchUtil.F(v.Flops / sec / 1e9),8}");
+            Console.WriteLine($"  {"GEMM " + k,-58} {sec.ToString("F3", ci),8} {(sec / profS).ToString("P0", ci),6} {v.Calls,6} {BenchUtil.F(v.Flops / sec / 1e9),8}");
         }
         double rest = Math.Max(0, profS - gemmS);
-        Console.WriteLine($"  {"non-GEMM (attention core, norms, rope, routing, gathers)",-52} {rest.ToString("F3", ci),8} {(rest / profS).ToString("P0", ci),6}");
+        Console.WriteLine($"  {"non-GEMM (attention core, norms, rope, routing, gathers)",-58} {rest.ToString("F3", ci),8} {(rest / profS).ToString("P0", ci),6}");
         return 0;
     }
 
