@@ -353,15 +353,33 @@ public static unsafe class Gemm
         return t;
     }
 
-    /// <summary>Horizontal sum of a0 + a1 in <see cref="DotPortable"/>'s order, then the scalar tail from c.</summary>
+    /// <summary>Horizontal sum of a0 + a1 in <see cref="DotPortable"/>'s order (no calls: keeps the loops' registers).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Finish(Vector256<float> a0, Vector256<float> a1, Weight w, int r, float* x, int c)
+    static float HSum(Vector256<float> a0, Vector256<float> a1)
     {
         var s = a0 + a1;
         var h = s.GetLower() + s.GetUpper();               // l + l+4
-        float t = (h.GetElement(0) + h.GetElement(2)) + (h.GetElement(1) + h.GetElement(3));
+        return (h.GetElement(0) + h.GetElement(2)) + (h.GetElement(1) + h.GetElement(3));
+    }
+
+    /// <summary>The scalar FMA tail of a dot product, columns c..K-1.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static float Tail(Weight w, int r, float* x, int c, float t)
+    {
         for (int k = w.Cols; c < k; c++) t = MathF.FusedMultiplyAdd(At(w, r, c), x[c], t);
         return t;
+    }
+
+    /// <summary>Writes the four row results, adding the scalar tails when K is not a multiple of 8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Store4(float t0, float t1, float t2, float t3, Weight w, int ra, int rb, int rc, int rd, float* x, int c, float* o)
+    {
+        if (c < w.Cols)
+        {
+            t0 = Tail(w, ra, x, c, t0); t1 = Tail(w, rb, x, c, t1);
+            t2 = Tail(w, rc, x, c, t2); t3 = Tail(w, rd, x, c, t3);
+        }
+        o[0] = t0; o[1] = t1; o[2] = t2; o[3] = t3;
     }
 
     interface IRow8
@@ -410,10 +428,7 @@ public static unsafe class Gemm
             a30 = Vector256.FusedMultiplyAdd(T.Load(w3, c), x0, a30);
             c += 8;
         }
-        o[0] = Finish(a00, a01, w, ra, x, c);
-        o[1] = Finish(a10, a11, w, rb, x, c);
-        o[2] = Finish(a20, a21, w, rc, x, c);
-        o[3] = Finish(a30, a31, w, rd, x, c);
+        Store4(HSum(a00, a01), HSum(a10, a11), HSum(a20, a21), HSum(a30, a31), w, ra, rb, rc, rd, x, c, o);
     }
 
     interface IFp8Decode
@@ -473,9 +488,6 @@ public static unsafe class Gemm
             a30 = Vector256.FusedMultiplyAdd(T.Decode(w3 + k16, Vector256.Create(s3[blk] * p)), x0, a30);
             kEnd += 8;
         }
-        o[0] = Finish(a00, a01, w, ra, x, kEnd);
-        o[1] = Finish(a10, a11, w, rb, x, kEnd);
-        o[2] = Finish(a20, a21, w, rc, x, kEnd);
-        o[3] = Finish(a30, a31, w, rd, x, kEnd);
+        Store4(HSum(a00, a01), HSum(a10, a11), HSum(a20, a21), HSum(a30, a31), w, ra, rb, rc, rd, x, kEnd, o);
     }
 }
