@@ -246,7 +246,7 @@ public static unsafe class Gemm
     // ---------------- GEMV path ----------------
 
     /// <summary>How a GEMV reads its weight, decided once per call.</summary>
-    enum GemvMode { Portable, F32, Bf16, Fp8, Fp8Nan }
+    enum GemvMode { Portable, F32, Bf16, F16, Fp8, Fp8Nan }
 
     static GemvMode ModeOf(Weight w)
     {
@@ -264,7 +264,8 @@ public static unsafe class Gemm
                         if (!float.IsFinite(w.Scales[i] * GemmPack.Pow120)) return GemvMode.Portable;
                     return GemmPack.Fp8HasNanCodes(w) ? GemvMode.Fp8Nan : GemvMode.Fp8;
                 }
-            default: return GemvMode.Portable; // F16: no vector conversion in .NET's intrinsics
+            case DType.F16: return GemvMode.F16;
+            default: return GemvMode.Portable;
         }
     }
 
@@ -281,22 +282,42 @@ public static unsafe class Gemm
         else Parallelism.For(chunks, c => GemvRows((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate, mode));
     }
 
+    [ThreadStatic] static float[]? t_f16;
+
     static void GemvRows(float* x, Weight w, float* y, int m, int r0, int r1, bool accumulate, GemvMode mode)
     {
         int n = w.Rows, k = w.Cols;
         float* o = stackalloc float[4];
+        float[]? f16 = null;
+        if (mode == GemvMode.F16)
+        {
+            f16 = t_f16;
+            t_f16 = null; // rented
+            if (f16 == null || f16.Length < 4 * k) f16 = GC.AllocateUninitializedArray<float>(4 * k, pinned: true);
+        }
         for (int r = r0; r < r1; r += 4)
         {
             int rows = Math.Min(4, r1 - r);
             // Rows past the range repeat the last row (computed and dropped: each row's result is independent).
             int ra = r, rb = r + Math.Min(1, rows - 1), rc = r + Math.Min(2, rows - 1), rd = r + Math.Min(3, rows - 1);
+            if (f16 != null)
+            {
+                // F16 has no vector conversion among .NET's x86 intrinsics: widen the 4 rows (exactly) with
+                // TensorPrimitives, then run the F32 kernel on them.
+                WidenF16(w, ra, f16.AsSpan(0, k)); WidenF16(w, rb, f16.AsSpan(k, k));
+                WidenF16(w, rc, f16.AsSpan(2 * k, k)); WidenF16(w, rd, f16.AsSpan(3 * k, k));
+            }
             for (int i = 0; i < m; i++)
             {
                 float* xi = x + (long)i * k;
                 switch (mode)
                 {
-                    case GemvMode.F32: Dot4<F32Row>(w, ra, rb, rc, rd, xi, o); break;
-                    case GemvMode.Bf16: Dot4<Bf16Row>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.F32: Dot4<F32Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Bf16: Dot4<Bf16Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.F16:
+                        fixed (float* fp = f16)
+                            Dot4<F32Row>(w, (byte*)fp, (byte*)(fp + k), (byte*)(fp + 2 * k), (byte*)(fp + 3 * k), ra, rb, rc, rd, xi, o);
+                        break;
                     case GemvMode.Fp8: Dot4Fp8<Fp8NoNan>(w, ra, rb, rc, rd, xi, o); break;
                     case GemvMode.Fp8Nan: Dot4Fp8<Fp8WithNan>(w, ra, rb, rc, rd, xi, o); break;
                     default:
@@ -311,7 +332,13 @@ public static unsafe class Gemm
                 }
             }
         }
+        if (f16 != null) t_f16 = f16;
     }
+
+    static void WidenF16(Weight w, int r, Span<float> dst) =>
+        System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((ushort*)w.Data + (long)r * w.Cols, w.Cols), dst);
+
+    static byte* RowPtr(Weight w, int r) => w.Data + (long)r * w.Cols * DTypes.SizeOf(w.DType);
 
     /// <summary>Scalar dequantization of W[r, c] (the definition the SIMD paths match bit for bit).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -385,29 +412,25 @@ public static unsafe class Gemm
     interface IRow8
     {
         static abstract Vector256<float> Load(byte* row, int c);
-        static abstract int ElementSize { get; }
     }
 
     struct F32Row : IRow8
     {
-        public static int ElementSize => 4;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load(byte* row, int c) => Vector256.Load((float*)row + c);
     }
 
     struct Bf16Row : IRow8
     {
-        public static int ElementSize => 2;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load(byte* row, int c) => GemmPack.Bf16((ushort*)row + c);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Dot4<T>(Weight w, int ra, int rb, int rc, int rd, float* x, float* o) where T : struct, IRow8
+    static void Dot4<T>(Weight w, byte* w0, byte* w1, byte* w2, byte* w3, int ra, int rb, int rc, int rd, float* x, float* o)
+        where T : struct, IRow8
     {
         int k = w.Cols, k16 = k & ~15;
-        long rowBytes = (long)k * T.ElementSize;
-        byte* w0 = w.Data + ra * rowBytes, w1 = w.Data + rb * rowBytes, w2 = w.Data + rc * rowBytes, w3 = w.Data + rd * rowBytes;
         Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
         int c = 0;
         for (; c < k16; c += 16)
