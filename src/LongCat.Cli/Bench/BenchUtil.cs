@@ -30,6 +30,12 @@ public static unsafe class BenchUtil
     public static string F(double v, int decimals = 1) =>
         double.IsNaN(v) ? "-" : v.ToString("F" + decimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
 
+    /// <summary>Compact JSON without escaping '+' and the like (the output is not embedded in HTML).</summary>
+    public static readonly System.Text.Json.JsonSerializerOptions JsonOptions = new()
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
     /// <summary>JSON number or null.</summary>
     public static double? J(double v, int decimals = 2) => double.IsNaN(v) || double.IsInfinity(v) ? null : Math.Round(v, decimals);
 

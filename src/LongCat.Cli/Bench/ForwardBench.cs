@@ -92,7 +92,7 @@ public static class ForwardBench
                 ["median_seconds"] = Math.Round(med, 4), ["tokens_per_second"] = BenchUtil.J(tokens / med),
                 ["gemm_gflops"] = BenchUtil.J(gemmFlops / gemmS / 1e9), ["profiled_seconds"] = Math.Round(profS, 4),
                 ["phases"] = phases,
-            }.ToJsonString());
+            }.ToJsonString(BenchUtil.JsonOptions));
             return 0;
         }
         var ci = CultureInfo.InvariantCulture;

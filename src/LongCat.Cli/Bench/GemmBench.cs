@@ -146,7 +146,7 @@ public static class GemmBench
                     ["seconds_per_repeat"] = o.Seconds, ["repeats"] = o.Repeats,
                     ["reference"] = blas?.Info.DeepClone(), ["note"] = note,
                 };
-                output.WriteLine(info.ToJsonString());
+                output.WriteLine(info.ToJsonString(BenchUtil.JsonOptions));
             }
             else
             {
@@ -162,7 +162,7 @@ public static class GemmBench
             {
                 var row = Measure(shape, o, blas);
                 rows.Add(row);
-                if (o.Json) output.WriteLine(ToJson(row, o).ToJsonString());
+                if (o.Json) output.WriteLine(ToJson(row, o).ToJsonString(BenchUtil.JsonOptions));
                 else if (shape.M >= Gemm.PackedMinRows)
                 {
                     if (!tableHeaderDone) { PrintGemmHeader(output, o, blas != null); tableHeaderDone = true; }
@@ -180,7 +180,7 @@ public static class GemmBench
                 double cs = BenchUtil.ReadBandwidth(512, 1.0);
                 double np = blas != null ? blas.Bandwidth(512, 1.0) : double.NaN;
                 if (o.Json)
-                    output.WriteLine(new JsonObject { ["bench"] = "bandwidth", ["csharp_sum_gbps"] = BenchUtil.J(cs), ["threads"] = Parallelism.Threads, ["numpy_sum_1thread_gbps"] = BenchUtil.J(np) }.ToJsonString());
+                    output.WriteLine(new JsonObject { ["bench"] = "bandwidth", ["csharp_sum_gbps"] = BenchUtil.J(cs), ["threads"] = Parallelism.Threads, ["numpy_sum_1thread_gbps"] = BenchUtil.J(np) }.ToJsonString(BenchUtil.JsonOptions));
                 else
                     output.WriteLine($"memory read bandwidth (512 MiB sum): C# {Parallelism.Threads} threads {BenchUtil.F(cs)} GB/s" +
                         (blas != null ? $", numpy (1 thread) {BenchUtil.F(np)} GB/s" : ""));

@@ -37,6 +37,11 @@ static unsafe class GemmPack
                     PackX6(x + (long)r0 * k + k0, k, kc, d);
                     continue;
                 }
+                if (mr == 12 && rows == 12 && kc > 8 && Avx.IsSupported)
+                {
+                    PackX12(x + (long)r0 * k + k0, k, kc, d);
+                    continue;
+                }
                 for (int i = 0; i < mr; i++)
                 {
                     if (i < rows)
@@ -68,6 +73,47 @@ static unsafe class GemmPack
         }
         for (; kk < kc; kk++)
             for (int i = 0; i < 6; i++) d[kk * 6 + i] = s[(long)i * k + kk];
+    }
+
+    /// <summary>
+    /// 12 rows (AVX-512 tiles): two 6-row transposes per step, stores interleaved so that each store's 2 junk
+    /// lanes are overwritten by the next one.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackX12(float* s, int k, int kc, float* d)
+    {
+        var z = Vector256<float>.Zero;
+        int kk = 0;
+        for (; kk + 8 < kc; kk += 8)
+        {
+            float* a = s + kk, b = s + 6L * k + kk;
+            var l01 = Avx.UnpackLow(Vector256.Load(a), Vector256.Load(a + k)); var h01 = Avx.UnpackHigh(Vector256.Load(a), Vector256.Load(a + k));
+            var l23 = Avx.UnpackLow(Vector256.Load(a + 2L * k), Vector256.Load(a + 3L * k)); var h23 = Avx.UnpackHigh(Vector256.Load(a + 2L * k), Vector256.Load(a + 3L * k));
+            var l45 = Avx.UnpackLow(Vector256.Load(a + 4L * k), Vector256.Load(a + 5L * k)); var h45 = Avx.UnpackHigh(Vector256.Load(a + 4L * k), Vector256.Load(a + 5L * k));
+            var m01 = Avx.UnpackLow(Vector256.Load(b), Vector256.Load(b + k)); var g01 = Avx.UnpackHigh(Vector256.Load(b), Vector256.Load(b + k));
+            var m23 = Avx.UnpackLow(Vector256.Load(b + 2L * k), Vector256.Load(b + 3L * k)); var g23 = Avx.UnpackHigh(Vector256.Load(b + 2L * k), Vector256.Load(b + 3L * k));
+            var m45 = Avx.UnpackLow(Vector256.Load(b + 4L * k), Vector256.Load(b + 5L * k)); var g45 = Avx.UnpackHigh(Vector256.Load(b + 4L * k), Vector256.Load(b + 5L * k));
+            // Columns j of rows 0-5 (A_j) and rows 6-11 (B_j): A_j at o + 12j, B_j at o + 12j + 6.
+            var au0 = Avx.Shuffle(l01, l23, 0x44); var au1 = Avx.Shuffle(l01, l23, 0xEE);
+            var au2 = Avx.Shuffle(h01, h23, 0x44); var au3 = Avx.Shuffle(h01, h23, 0xEE);
+            var au4 = Avx.Shuffle(l45, z, 0x44); var au5 = Avx.Shuffle(l45, z, 0xEE);
+            var au6 = Avx.Shuffle(h45, z, 0x44); var au7 = Avx.Shuffle(h45, z, 0xEE);
+            var bu0 = Avx.Shuffle(m01, m23, 0x44); var bu1 = Avx.Shuffle(m01, m23, 0xEE);
+            var bu2 = Avx.Shuffle(g01, g23, 0x44); var bu3 = Avx.Shuffle(g01, g23, 0xEE);
+            var bu4 = Avx.Shuffle(m45, z, 0x44); var bu5 = Avx.Shuffle(m45, z, 0xEE);
+            var bu6 = Avx.Shuffle(g45, z, 0x44); var bu7 = Avx.Shuffle(g45, z, 0xEE);
+            float* o = d + kk * 12;
+            Avx.Permute2x128(au0, au4, 0x20).Store(o); Avx.Permute2x128(bu0, bu4, 0x20).Store(o + 6);
+            Avx.Permute2x128(au1, au5, 0x20).Store(o + 12); Avx.Permute2x128(bu1, bu5, 0x20).Store(o + 18);
+            Avx.Permute2x128(au2, au6, 0x20).Store(o + 24); Avx.Permute2x128(bu2, bu6, 0x20).Store(o + 30);
+            Avx.Permute2x128(au3, au7, 0x20).Store(o + 36); Avx.Permute2x128(bu3, bu7, 0x20).Store(o + 42);
+            Avx.Permute2x128(au0, au4, 0x31).Store(o + 48); Avx.Permute2x128(bu0, bu4, 0x31).Store(o + 54);
+            Avx.Permute2x128(au1, au5, 0x31).Store(o + 60); Avx.Permute2x128(bu1, bu5, 0x31).Store(o + 66);
+            Avx.Permute2x128(au2, au6, 0x31).Store(o + 72); Avx.Permute2x128(bu2, bu6, 0x31).Store(o + 78);
+            Avx.Permute2x128(au3, au7, 0x31).Store(o + 84); Avx.Permute2x128(bu3, bu7, 0x31).Store(o + 90);
+        }
+        for (; kk < kc; kk++)
+            for (int i = 0; i < 12; i++) d[kk * 12 + i] = s[(long)i * k + kk];
     }
 
     // ---------------- W: k-major column panels ----------------
