@@ -11,17 +11,18 @@ namespace LongCat.Kernels;
 /// Two paths, chosen by M alone (never by thread count):
 /// <list type="bullet">
 /// <item>M &gt;= <see cref="PackedMinRows"/>: GotoBLAS/BLIS-style. x is packed once into MR-row groups (k-major,
-/// rows interleaved); for each KC-deep slice, each NR-column panel of W is dequantized into a small per-thread
-/// packed buffer (k-major, L1-resident) and an MR×NR register-tiled micro-kernel (AVX2: 6×16, AVX-512: 12×32)
-/// sweeps it against the row groups of a task. Every output element is one sequential FMA chain over
-/// k = 0..K-1 (starting from +0, or from y when accumulating), so the result does not depend on tiling, thread
-/// count, instruction set, or which other rows are in the batch (batch invariance for M &gt;= 4).</item>
+/// rows interleaved, one contiguous slice per KC-deep block of K). A task owns a block of output columns; for each
+/// KC slice it dequantizes its columns of W once into a per-thread buffer (NR-wide panels, k-major), then an
+/// MR×NR register-tiled micro-kernel (AVX2: 6×16, AVX-512: 12×32) sweeps each panel (L1) against the task's row
+/// groups (L2). Every output element is one sequential FMA chain over k = 0..K-1 (starting from +0, or from y
+/// when accumulating), so the result does not depend on tiling, thread count, instruction set, or which other
+/// rows are in the batch (batch invariance for M &gt;= 4).</item>
 /// <item>M &lt; <see cref="PackedMinRows"/> (decode): memory-bound GEMV, 4 weight rows at a time, dequantized in
 /// registers. Per output: 8-lane partial sums in two interleaved accumulators (16-wide steps), a fixed horizontal
 /// sum, then a scalar FMA tail.</item>
 /// </list>
 /// Work is cut into tasks that depend only on the shape; small problems run on the calling thread.
-/// Weights are never expanded in memory: only a KC×NR panel per thread is dequantized at a time.
+/// Weights are never expanded in memory: at most KC × 256 values per thread (256 KiB) are dequantized at a time.
 /// </para>
 /// </summary>
 public static unsafe class Gemm
@@ -37,7 +38,7 @@ public static unsafe class Gemm
     /// MC at a time so the x slice (MC×KC, 192 KiB) stays in L2 while each 16-column panel (16 KiB) sits in L1.
     /// TargetTasks/MinTasks keep both cores busy on small shapes.
     /// </summary>
-    const int MC = 192, NBMax = 256, TargetTasks = 16, MinTasks = 8;
+    const int MC = 192, NBMax = 256, TargetTasks = 16, MinTasks = 8, MinCols = 64;
 
     /// <summary>Problems below this many flops (packed) or weight bytes (GEMV) run on the calling thread.</summary>
     const long SerialFlops = 4L << 20, SerialGemvBytes = 256L << 10;
@@ -157,7 +158,7 @@ public static unsafe class Gemm
     static void Blocks(int m, int n, int mr, int nr, out int mb, out int nb)
     {
         int nBlocks = (n + NBMax - 1) / NBMax, mBlocks = 1;
-        while (nBlocks < TargetTasks && n / (nBlocks + 1) >= 64) nBlocks++;
+        while (nBlocks < TargetTasks && n / (nBlocks + 1) >= MinCols) nBlocks++;
         while ((long)mBlocks * nBlocks < MinTasks && m / (mBlocks + 1) >= 8 * mr) mBlocks++;
         mb = RoundUp((m + mBlocks - 1) / mBlocks, mr);
         nb = RoundUp((n + nBlocks - 1) / nBlocks, nr);
