@@ -164,7 +164,7 @@ sealed partial class CodePointRegex
                         int p = pos;
                         while (p - start < min && p < text.Length && set.Contains(text[p])) p++;
                         if (p - start < min) break;
-                        if (p - start < max) Push(ref stack, ref sp, new Frame { Pc = pc, Pos = p, Extra = p - start, Kind = 2 });
+                        if (max < 0 || p - start < max) Push(ref stack, ref sp, new Frame { Pc = pc, Pos = p, Extra = p - start, Kind = 2 });
                         pos = p;
                         pc++;
                         continue;
