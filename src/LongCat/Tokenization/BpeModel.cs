@@ -67,6 +67,9 @@ sealed class BpeModel
 
     public bool TryGetId(string token, out int id) => _vocab.TryGetValue(token, out id);
 
+    /// <summary>Id of the byte-level symbol of byte <paramref name="b"/>, or -1 (for tests).</summary>
+    internal int TokenToIdOfByte(byte b) => _byteIds[b];
+
     /// <summary>Merge rank of a pair of ids, or int.MaxValue (used by tests and the trainer's checks).</summary>
     internal int Rank(int left, int right) => _merges.Rank(left, right);
 

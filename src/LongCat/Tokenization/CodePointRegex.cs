@@ -643,7 +643,7 @@ sealed partial class CodePointRegex
             }
             var current = new CharClass();
             bool first = true;
-            CharClass? result = null;
+            var parts = new List<CharClass>(); // operands of && (intersection), all but the last
             while (true)
             {
                 if (!More) throw Error("unterminated character class");
@@ -658,9 +658,7 @@ sealed partial class CodePointRegex
                 {
                     // Intersection: everything so far && the rest.
                     _i += 2;
-                    current.Build();
-                    if (result is null) result = current;
-                    else result.Intersect(current);
+                    parts.Add(current);
                     current = new CharClass();
                     continue;
                 }
@@ -703,12 +701,13 @@ sealed partial class CodePointRegex
                 }
                 else current.AddChar(lo);
             }
-            current.Build();
-            if (result is null) cc.AddClass(current);
+            if (parts.Count == 0) cc.AddClass(current.Build());
             else
             {
-                result.Intersect(current);
-                cc.AddClass(result.Build());
+                var inter = new CharClass();
+                inter.AddClass(parts[0].Build());
+                foreach (var p in parts.Skip(1).Append(current)) inter.Intersect(p.Build());
+                cc.AddClass(inter.Build());
             }
             return cc;
         }
