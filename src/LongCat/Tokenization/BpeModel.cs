@@ -76,6 +76,7 @@ sealed class BpeModel
     /// <summary>
     /// Encodes one pre-token given as UTF-8 bytes; appends token ids and the number of bytes each covers.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public void EncodeWord(ReadOnlySpan<byte> word, List<int> ids, List<int> lengths, ref BpeScratch scratch)
     {
         if (word.Length == 0) return;
@@ -135,6 +136,7 @@ sealed class BpeModel
         : throw new InvalidOperationException($"the unknown token '{UnkToken}' is not in the vocabulary");
 
     /// <summary>Lowest rank first, leftmost among equals; the ranks of adjacent pairs live in an array.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal int MergeShort(int[] sym, int[] len, int n, int[] ranks)
     {
         for (int i = 0; i + 1 < n; i++) ranks[i] = _merges.Rank(sym[i], sym[i + 1]);

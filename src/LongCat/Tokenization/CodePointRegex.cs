@@ -73,6 +73,7 @@ sealed partial class CodePointRegex
     /// search from the end of the last match; an empty match right at the end of the previous match is
     /// skipped by advancing one code point. Appends (start, end) pairs.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public void FindAll(ReadOnlySpan<int> text, List<(int Start, int End)> matches)
     {
         int lastEnd = 0, lastMatchEnd = -1;
@@ -91,6 +92,7 @@ sealed partial class CodePointRegex
     }
 
     /// <summary>Leftmost match starting at or after <paramref name="from"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public bool Search(ReadOnlySpan<int> text, int from, out int start, out int end)
     {
         var first = _first;
@@ -124,6 +126,7 @@ sealed partial class CodePointRegex
     [ThreadStatic] static Frame[]? t_stack;
 
     /// <summary>Runs the program from <paramref name="pc"/> at <paramref name="pos"/> until its Match.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     bool Run(ReadOnlySpan<int> text, int pc, int pos, out int end, int baseSp = 0)
     {
         // Choice points live on one per-thread stack; a lookaround body runs above its caller's frames.

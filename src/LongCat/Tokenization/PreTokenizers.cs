@@ -112,6 +112,7 @@ sealed class SplitStep(CodePointRegex regex, SplitBehavior behavior, bool invert
     public SplitBehavior Behavior { get; } = behavior;
     public bool Invert { get; } = invert;
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public override void Apply(PieceList pl)
     {
         var matches = Matches;

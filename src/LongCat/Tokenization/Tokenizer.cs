@@ -265,6 +265,7 @@ public sealed class Tokenizer
         foreach (var p in pl.Current) EncodePiece(st, p);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void EncodePiece(EncodeState st, Piece p)
     {
         var pl = st.Pieces;
@@ -393,6 +394,7 @@ sealed class EncodeState
     }
 
     /// <summary>Decodes UTF-16 into code points (lone surrogates become U+FFFD, as a Rust &amp;str would hold).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public int LoadCodePoints(ReadOnlySpan<char> text)
     {
         if (Cps.Length < text.Length) Cps = new int[Math.Max(text.Length, Cps.Length * 2)];
@@ -416,6 +418,7 @@ sealed class EncodeState
 
     /// <summary>UTF-8 bytes of a piece into <see cref="WordBytes"/>; with details, each byte's code point index
     /// (<paramref name="cpBase"/> + i) into <see cref="ByteCp"/>. Returns the byte count.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public int LoadWordBytes(ReadOnlySpan<int> cps, int cpBase)
     {
         int need = cps.Length * 4;

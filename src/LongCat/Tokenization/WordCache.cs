@@ -46,6 +46,7 @@ sealed class WordCache
     }
 
     /// <summary>Looks up <paramref name="key"/>; on a hit returns its (id, length) pairs.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public bool TryGet(ReadOnlySpan<byte> key, out ReadOnlySpan<int> pairs)
     {
         pairs = default;
