@@ -111,6 +111,32 @@ public class TokenizerCoreTests
     }
 
     [Fact]
+    public void StreamingDecodeEqualsDecodeOfAllIds()
+    {
+        var tok = TokenizerParityTests.Load("longcat_style");
+        var rnd = new Random(5);
+        var texts = TokenizerParityTests.ReadCases(Path.Combine(Fixtures.Tokenizer("longcat_style"), "cases.jsonl")).Select(c => c.Text);
+        foreach (var text in texts)
+        {
+            var ids = tok.EncodeToIds(text).ToList();
+            // Sprinkle random byte tokens in to produce invalid UTF-8 too.
+            if (rnd.Next(3) == 0) ids.Insert(rnd.Next(ids.Count + 1), 5 + rnd.Next(256));
+            foreach (bool skip in new[] { false, true })
+            {
+                var dec = new TokenStreamDecoder(tok, skip);
+                var sb = new StringBuilder();
+                foreach (var id in ids) sb.Append(dec.Append(id));
+                sb.Append(dec.Flush());
+                Assert.Equal(tok.Decode(ids.ToArray(), skip), sb.ToString());
+            }
+        }
+        var d = new TokenStreamDecoder(tok);
+        var emojiIds = tok.EncodeToIds("😀"); // three byte-level tokens
+        Assert.Equal("", d.Append(emojiIds[0]));
+        Assert.Equal("😀", string.Concat(emojiIds.Skip(1).Select(d.Append)));
+    }
+
+    [Fact]
     public void SpecialTokensCanBeEncodedAsText()
     {
         var tok = TokenizerParityTests.Load("longcat_style");
