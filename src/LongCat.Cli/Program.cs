@@ -13,11 +13,24 @@ public static class Program
         root.Subcommands.Add(ForwardCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(InitCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(DetokenizeCommand.Create());
         root.Subcommands.Add(TokenizerTrainCommand.CreateGroup());
         var parse = root.Parse(args);
+        // Parse errors (unknown option, missing required option, bad value) get the same one-line format as
+        // every other error, with a pointer to --help instead of the whole help text.
+        if (parse.Errors.Count > 0 && !args.Contains("--help") && !args.Contains("-h") && !args.Contains("-?"))
+            return CliSupport.Fail($"{parse.Errors[0].Message} (see 'longcat {string.Join(' ', CommandPath(parse))} --help')");
         return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    }
+
+    static IEnumerable<string> CommandPath(ParseResult parse)
+    {
+        var names = new List<string>();
+        for (var r = parse.CommandResult; r is not null && r.Command is not RootCommand; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+            names.Insert(0, r.Command.Name);
+        return names;
     }
 }

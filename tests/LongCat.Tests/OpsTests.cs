@@ -120,7 +120,7 @@ public class OpsTests
         var kr = Rand(t * dr, 3);
         var o = new float[t * nh * dv];
         float scale = 1f / MathF.Sqrt(dn + dr);
-        Attention.Causal(q, kvb, kr, o, batch, seq, nh, dn, dr, dv, scale);
+        Attention.Causal(q, kvb, kr, o, batch, seq, seq, 0, nh, dn, dr, dv, scale);
         for (int b = 0; b < batch; b++)
             for (int h = 0; h < nh; h++)
                 for (int i = 0; i < seq; i++)

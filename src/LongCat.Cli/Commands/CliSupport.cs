@@ -13,6 +13,9 @@ public static class CliSupport
     {
         Description = "Worker threads for the kernels (default: all cores). Results are bitwise identical for any value.",
         Recursive = true,
+        // A value that is not an int becomes 0 here, which Run rejects in the one-line error format; left to
+        // System.CommandLine it would print its own message and the whole help text instead.
+        CustomParser = r => r.Tokens.Count == 1 && int.TryParse(r.Tokens[0].Value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : 0,
     };
 
     /// <summary>
@@ -25,7 +28,11 @@ public static class CliSupport
         {
             if (parse.GetValue(Threads) is { } t)
             {
-                if (t < 1 || t > 1024) return Fail($"--threads must be in 1..1024, got {t}");
+                if (t < 1 || t > 1024)
+                {
+                    var given = parse.GetResult(Threads)?.Tokens.FirstOrDefault()?.Value ?? t.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    return Fail($"--threads must be an integer in 1..1024, got '{given}'");
+                }
                 Parallelism.Threads = t;
             }
             return body();
@@ -33,6 +40,16 @@ public static class CliSupport
         catch (Exception e) when (e is ModelFormatException or ConfigException or CliException or ArgumentException or IOException or UnauthorizedAccessException or InvalidDataException)
         {
             return Fail(e.Message);
+        }
+        catch (OutOfMemoryException e)
+        {
+            return Fail($"out of memory: {e.Message} (try a smaller batch, context or model)");
+        }
+        catch (Exception e) when (Environment.GetEnvironmentVariable("LONGCAT_DEBUG") is null or "" or "0")
+        {
+            // A bug, not a user error: still one line (set LONGCAT_DEBUG=1 for the stack trace), exit code 2.
+            Console.Error.WriteLine($"longcat: internal error: {e.GetType().Name}: {e.Message} (set LONGCAT_DEBUG=1 for details)");
+            return 2;
         }
     }
 

@@ -56,7 +56,7 @@ public static class InfoCommand
         int k = c.MoeTopK;
         double keDefault = c.NumExpertsTotal == 0 ? 0 : (double)k * c.NRoutedExperts / c.NumExpertsTotal;
         double ke = avgExperts ?? keDefault;
-        if (ke < 0 || ke > k) throw new CliException($"--avg-experts must be in 0..moe_topk = {k}, got {ke}");
+        if (double.IsNaN(ke) || ke < 0 || ke > k) throw new CliException($"--avg-experts must be in 0..moe_topk = {k}, got {ke}");
         double actMin = pc.Activated(0), actMax = pc.Activated(Math.Min(k, c.NRoutedExperts)), actKe = pc.Activated(ke);
 
         if (json)

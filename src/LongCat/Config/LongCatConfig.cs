@@ -80,10 +80,15 @@ public sealed record LongCatConfig
         JsonObject obj;
         try
         {
-            obj = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip }) as JsonObject
+            // Duplicate keys: rejected at parse (JsonObject would otherwise throw a bare ArgumentException on first use).
+            obj = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, AllowDuplicateProperties = false }) as JsonObject
                 ?? throw new ConfigException($"{source}: the top level must be a JSON object");
+            // JsonNode decodes strings lazily; decode everything now so that an escape that is not valid UTF-16
+            // (a lone surrogate such as "\ud800") is reported here, not as an InvalidOperationException later.
+            _ = obj.ToJsonString();
         }
         catch (JsonException e) { throw new ConfigException($"{source}: invalid JSON: {e.Message}"); }
+        catch (InvalidOperationException e) { throw new ConfigException($"{source}: invalid JSON: {e.Message}"); }
 
         var r = new Reader(obj, source);
         var d = new LongCatConfig();
@@ -135,6 +140,8 @@ public sealed record LongCatConfig
         else if (obj["rope_scaling"] is not null)
             throw ConfigException.Invalid(source, "rope_scaling", obj["rope_scaling"]!.ToJsonString(), "must be null or an object");
 
+        if (obj["quantization_config"] is not (null or JsonObject))
+            throw ConfigException.Invalid(source, "quantization_config", obj["quantization_config"]!.ToJsonString(), "must be null or an object");
         if (obj["quantization_config"] is JsonObject q)
         {
             var qr = new Reader(q, source + " quantization_config");
@@ -142,6 +149,8 @@ public sealed record LongCatConfig
             if (method != "fp8")
                 throw ConfigException.Invalid(source, "quantization_config.quant_method", method, "only \"fp8\" (block-scaled E4M3) checkpoints are read");
             int[] block = [128, 128];
+            if (q["weight_block_size"] is not (null or JsonArray))
+                throw ConfigException.Invalid(source, "quantization_config.weight_block_size", q["weight_block_size"]!.ToJsonString(), "must be [rows, cols]");
             if (q["weight_block_size"] is JsonArray arr)
             {
                 if (arr.Count != 2) throw ConfigException.Invalid(source, "quantization_config.weight_block_size", arr.ToJsonString(), "must be [rows, cols]");
@@ -176,6 +185,15 @@ public sealed record LongCatConfig
         NonNegative("num_nextn_predict_layers", NumNextnPredictLayers);
         if (QkRopeHeadDim % 2 != 0)
             throw ConfigException.Invalid(source, "qk_rope_head_dim", QkRopeHeadDim, "must be even: RoPE rotates pairs of dimensions (2i, 2i+1)");
+        // Derived sizes (QHeadDim, KvCacheWidth, NumExpertsTotal, ...) are int sums: they must not wrap around.
+        if ((long)NRoutedExperts + ZeroExpertNum > int.MaxValue / 8)
+            throw ConfigException.Invalid(source, "n_routed_experts", NRoutedExperts, "n_routed_experts + zero_expert_num is too large");
+        if ((long)QkNopeHeadDim + QkRopeHeadDim > int.MaxValue / 8)
+            throw ConfigException.Invalid(source, "qk_nope_head_dim", QkNopeHeadDim, "qk_nope_head_dim + qk_rope_head_dim is too large");
+        if ((long)QkNopeHeadDim + VHeadDim > int.MaxValue / 8)
+            throw ConfigException.Invalid(source, "v_head_dim", VHeadDim, "qk_nope_head_dim + v_head_dim is too large");
+        if ((long)KvLoraRank + QkRopeHeadDim > int.MaxValue / 8)
+            throw ConfigException.Invalid(source, "kv_lora_rank", KvLoraRank, "kv_lora_rank + qk_rope_head_dim is too large");
         if (NRoutedExperts + ZeroExpertNum <= 0)
             throw ConfigException.Invalid(source, "n_routed_experts", NRoutedExperts, "n_routed_experts + zero_expert_num must be at least 1");
         if (MoeTopK <= 0 || MoeTopK > NRoutedExperts + ZeroExpertNum)

@@ -26,6 +26,8 @@ public sealed class Checkpoint : IDisposable
             single.Add(SafeTensorFile.Open(path));
             return single;
         }
+        if (File.Exists(path))
+            throw new ModelFormatException($"{path}: is a file; expected a model folder or a .safetensors file");
         if (!Directory.Exists(path))
             throw new ModelFormatException($"{path}: model folder not found");
         var ck = new Checkpoint(path);
@@ -57,6 +59,11 @@ public sealed class Checkpoint : IDisposable
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
+            // TryGetProperty throws InvalidOperationException on a non-object root ([] or "x"): check the kind first.
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new ModelFormatException($"{index}: the top level must be a JSON object with a 'weight_map', found {doc.RootElement.ValueKind}");
+            if (doc.RootElement.EnumerateObject().Count(p => p.Name == "weight_map") > 1)
+                throw new ModelFormatException($"{index}: 'weight_map' appears twice");
             if (!doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
                 throw new ModelFormatException($"{index}: missing 'weight_map' object");
             map = new(StringComparer.Ordinal);
@@ -64,10 +71,16 @@ public sealed class Checkpoint : IDisposable
             {
                 if (p.Value.ValueKind != JsonValueKind.String)
                     throw new ModelFormatException($"{index}: weight_map entry '{p.Name}' must name a shard file");
-                map[p.Name] = p.Value.GetString()!;
+                // A tensor mapped twice would otherwise silently go to whichever shard came last.
+                if (!map.TryAdd(p.Name, p.Value.GetString()!))
+                    throw new ModelFormatException($"{index}: tensor '{p.Name}' appears twice in 'weight_map'");
             }
+            if (map.Count == 0)
+                throw new ModelFormatException($"{index}: 'weight_map' is empty: it names no tensors");
         }
-        catch (JsonException e) { throw new ModelFormatException($"{index}: invalid JSON: {e.Message}"); }
+        catch (JsonException e) { throw new ModelFormatException($"{index}: invalid JSON: {e.Message}", e); }
+        // Names or values with escapes that are not valid UTF-16 (a lone surrogate such as "\ud800").
+        catch (InvalidOperationException e) { throw new ModelFormatException($"{index}: invalid JSON: {e.Message}", e); }
 
         var shards = new Dictionary<string, SafeTensorFile>(StringComparer.Ordinal);
         foreach (var shard in map.Values.Distinct().Order(StringComparer.Ordinal))
@@ -91,6 +104,12 @@ public sealed class Checkpoint : IDisposable
                 throw new ModelFormatException($"{index}: tensor '{name}' is mapped to '{shard}', which does not contain it");
             _byTensor[name] = f;
         }
+        // A tensor stored in two shards is ambiguous (loaders that read every shard would take the last copy),
+        // as it is for unindexed folders (see Add).
+        foreach (var f in _files)
+            foreach (var name in f.Tensors.Keys)
+                if (_byTensor.TryGetValue(name, out var owner) && !ReferenceEquals(owner, f))
+                    throw new ModelFormatException($"{f.Path}: tensor '{name}' also appears in {owner.Path} (the shard {index} maps it to)");
     }
 
     void Add(SafeTensorFile f)

@@ -55,11 +55,19 @@ public sealed unsafe class SafeTensorFile : IDisposable
         long length = new FileInfo(path).Length;
         if (length < 8)
             throw new ModelFormatException($"{path}: truncated safetensors file ({length} bytes; the 8-byte header length is missing)");
-        MemoryMappedFile mmf;
-        try { mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read); }
-        catch (IOException e) { throw new ModelFormatException($"{path}: cannot open: {e.Message}", e); }
-        catch (UnauthorizedAccessException e) { throw new ModelFormatException($"{path}: cannot open: {e.Message}", e); }
-        var view = mmf.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+        MemoryMappedFile? mmf = null;
+        MemoryMappedViewAccessor view;
+        try
+        {
+            mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            view = mmf.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            // ArgumentException: the file shrank to 0 bytes (or below `length`) after we measured it.
+            mmf?.Dispose();
+            throw new ModelFormatException($"{path}: cannot open: {e.Message}", e);
+        }
         byte* p = null;
         view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         p += view.PointerOffset;
@@ -84,13 +92,14 @@ public sealed unsafe class SafeTensorFile : IDisposable
     public static (long DataStart, Dictionary<string, TensorInfo> Tensors, Dictionary<string, string> Metadata) ParseHeader(
         string path, ReadOnlySpan<byte> file, long fileLength)
     {
-        if (fileLength < 8)
-            throw new ModelFormatException($"{path}: truncated safetensors file ({fileLength} bytes; the 8-byte header length is missing)");
+        // `file` must hold at least the length prefix and the header; `fileLength` may exceed it (files over 2 GiB).
+        if (fileLength < 8 || file.Length < 8)
+            throw new ModelFormatException($"{path}: truncated safetensors file ({Math.Min(fileLength, file.Length)} bytes; the 8-byte header length is missing)");
         ulong n = BitConverter.ToUInt64(file[..8]);
         if (n > MaxHeaderBytes)
             throw new ModelFormatException($"{path}: header length {n} exceeds the format's limit of {MaxHeaderBytes} bytes (corrupt or not a safetensors file)");
-        if ((long)n > fileLength - 8)
-            throw new ModelFormatException($"{path}: header length {n} is larger than the file ({fileLength} bytes): truncated or corrupt");
+        if ((long)n > fileLength - 8 || (long)n > file.Length - 8)
+            throw new ModelFormatException($"{path}: header length {n} is larger than the file ({Math.Min(fileLength, file.Length)} bytes): truncated or corrupt");
         if (n < 2)
             throw new ModelFormatException($"{path}: header of {n} bytes cannot hold a JSON object");
         long dataStart = 8 + (long)n;
@@ -102,39 +111,58 @@ public sealed unsafe class SafeTensorFile : IDisposable
         {
             // Strict UTF-8 first: System.Text.Json replaces invalid sequences silently otherwise.
             _ = new UTF8Encoding(false, true).GetCharCount(headerBytes);
+            // Duplicate keys are allowed by the parser but rejected in ParseRoot/ParseEntry, naming the tensor.
             doc = JsonDocument.Parse(headerBytes.ToArray(), new JsonDocumentOptions { MaxDepth = 16 });
         }
-        catch (Exception e) when (e is JsonException or DecoderFallbackException or ArgumentException)
+        catch (Exception e) when (e is JsonException or DecoderFallbackException or ArgumentException or InvalidOperationException)
         {
-            throw new ModelFormatException($"{path}: invalid header JSON: {e.Message}");
+            throw new ModelFormatException($"{path}: invalid header JSON: {e.Message}", e);
         }
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                throw new ModelFormatException($"{path}: header must be a JSON object, found {doc.RootElement.ValueKind}");
-            var tensors = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
-            var meta = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var prop in doc.RootElement.EnumerateObject())
+            try { return ParseRoot(path, doc.RootElement, dataStart, dataLen); }
+            catch (InvalidOperationException e)
             {
-                if (prop.Name == "__metadata__")
-                {
-                    if (prop.Value.ValueKind != JsonValueKind.Object)
-                        throw new ModelFormatException($"{path}: __metadata__ must be an object of strings");
-                    foreach (var m in prop.Value.EnumerateObject())
-                    {
-                        if (m.Value.ValueKind != JsonValueKind.String)
-                            throw new ModelFormatException($"{path}: __metadata__ value '{m.Name}' must be a string");
-                        meta[m.Name] = m.Value.GetString()!;
-                    }
-                    continue;
-                }
-                if (tensors.ContainsKey(prop.Name))
-                    throw new ModelFormatException($"{path}: tensor '{prop.Name}' appears twice in the header");
-                tensors[prop.Name] = ParseEntry(path, prop.Name, prop.Value, dataLen);
+                // JsonElement.GetString / property names throw this for escapes that are not valid UTF-16
+                // (a lone surrogate such as "\ud800"): valid JSON syntax, but not a name we can use.
+                throw new ModelFormatException($"{path}: invalid header JSON: {e.Message}", e);
             }
-            CheckOverlaps(path, tensors.Values);
-            return (dataStart, tensors, meta);
         }
+    }
+
+    static (long, Dictionary<string, TensorInfo>, Dictionary<string, string>) ParseRoot(string path, JsonElement root, long dataStart, long dataLen)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new ModelFormatException($"{path}: header must be a JSON object, found {root.ValueKind}");
+        var tensors = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
+        var meta = new Dictionary<string, string>(StringComparer.Ordinal);
+        // Duplicate keys are errors: readers that keep the first and readers that keep the last one would see
+        // different files.
+        bool sawMetadata = false;
+        foreach (var prop in root.EnumerateObject())
+        {
+            if (prop.Name == "__metadata__")
+            {
+                if (sawMetadata)
+                    throw new ModelFormatException($"{path}: __metadata__ appears twice in the header");
+                sawMetadata = true;
+                if (prop.Value.ValueKind != JsonValueKind.Object)
+                    throw new ModelFormatException($"{path}: __metadata__ must be an object of strings");
+                foreach (var m in prop.Value.EnumerateObject())
+                {
+                    if (m.Value.ValueKind != JsonValueKind.String)
+                        throw new ModelFormatException($"{path}: __metadata__ value '{m.Name}' must be a string");
+                    if (!meta.TryAdd(m.Name, m.Value.GetString()!))
+                        throw new ModelFormatException($"{path}: __metadata__ key '{m.Name}' appears twice");
+                }
+                continue;
+            }
+            if (tensors.ContainsKey(prop.Name))
+                throw new ModelFormatException($"{path}: tensor '{prop.Name}' appears twice in the header");
+            tensors[prop.Name] = ParseEntry(path, prop.Name, prop.Value, dataLen);
+        }
+        CheckOverlaps(path, tensors.Values);
+        return (dataStart, tensors, meta);
     }
 
     static TensorInfo ParseEntry(string path, string name, JsonElement e, long dataLen)
@@ -142,6 +170,11 @@ public sealed unsafe class SafeTensorFile : IDisposable
         string Where() => $"{path}: tensor '{name}'";
         if (e.ValueKind != JsonValueKind.Object)
             throw new ModelFormatException($"{Where()}: entry must be an object with dtype, shape, data_offsets");
+        // Two "dtype" or two "data_offsets" would make the entry mean different things to different readers.
+        var keys = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var p in e.EnumerateObject())
+            if (!keys.Add(p.Name))
+                throw new ModelFormatException($"{Where()}: key '{p.Name}' appears twice");
         if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String)
             throw new ModelFormatException($"{Where()}: missing or non-string 'dtype'");
         var dtName = dt.GetString()!;
@@ -149,9 +182,11 @@ public sealed unsafe class SafeTensorFile : IDisposable
             throw new ModelFormatException($"{Where()}: unknown dtype '{dtName}' (known: {string.Join(", ", Enum.GetNames<DType>())})");
         if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array)
             throw new ModelFormatException($"{Where()}: missing or non-array 'shape'");
-        var shape = new long[sh.GetArrayLength()];
-        if (shape.Length > 8)
-            throw new ModelFormatException($"{Where()}: shape has {shape.Length} dimensions (at most 8 supported)");
+        // Rank first, then allocate: a 100 MB header could otherwise ask for a 400 MB shape array.
+        int rank = sh.GetArrayLength();
+        if (rank > 8)
+            throw new ModelFormatException($"{Where()}: shape has {rank} dimensions (at most 8 supported)");
+        var shape = new long[rank];
         long count = 1;
         int i = 0;
         foreach (var d in sh.EnumerateArray())

@@ -18,9 +18,13 @@ public sealed class SafeTensorsWriter
 
     public void AddRaw(string name, DType dtype, long[] shape, byte[] data)
     {
-        long n = shape.Aggregate(1L, (a, b) => a * b);
+        // "__metadata__" is the header's metadata key: a tensor of that name would make a file no reader accepts.
+        if (name == "__metadata__") throw new ArgumentException("tensor name '__metadata__' is reserved by the safetensors format");
         if (shape.Any(d => d < 0)) throw new ArgumentException($"tensor '{name}': negative dimension");
-        if (n * DTypes.SizeOf(dtype) != data.Length)
+        long n;
+        try { n = checked(shape.Aggregate(1L, (a, b) => a * b) * DTypes.SizeOf(dtype)); }
+        catch (OverflowException) { throw new ArgumentException($"tensor '{name}': shape [{string.Join(", ", shape)}] is too large"); }
+        if (n != data.Length)
             throw new ArgumentException($"tensor '{name}': {data.Length} bytes do not match {dtype} [{string.Join(", ", shape)}]");
         if (!_names.Add(name)) throw new ArgumentException($"tensor '{name}' added twice");
         _tensors.Add((name, dtype, shape, data));
@@ -84,7 +88,8 @@ public sealed class SafeTensorsWriter
         int pad = (8 - json.Length % 8) % 8; // keep the data section 8-byte aligned, as the reference writer does
         var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
-        var tmp = System.IO.Path.Combine(dir, "." + System.IO.Path.GetFileName(path) + "." + Environment.ProcessId + ".tmp");
+        // Unique per call, not just per process: two threads saving the same path must not share a temp file.
+        var tmp = System.IO.Path.Combine(dir, "." + System.IO.Path.GetFileName(path) + "." + Environment.ProcessId + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
         try
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))

@@ -37,6 +37,22 @@ public static class CheckpointLayout
         if (!c.TieWordEmbeddings) yield return new("lm_head.weight", [v, h], TensorKind.LmHead);
     }
 
+    /// <summary>The MTP head's tensors (spec section 2), sharing the main embedding unless <paramref name="ownEmbedding"/>.</summary>
+    public static IEnumerable<TensorSpec> Mtp(LongCatConfig c, bool ownEmbedding = false)
+    {
+        long h = c.HiddenSize;
+        const string p = "model.mtp.layers.0.";
+        if (ownEmbedding) yield return new("model.mtp.embed_tokens.weight", [c.VocabSize, h], TensorKind.Embedding);
+        yield return new(p + "enorm.m.weight", [h], TensorKind.Norm);
+        yield return new(p + "hnorm.m.weight", [h], TensorKind.Norm);
+        yield return new(p + "eh_proj.weight", [h, 2 * h], TensorKind.Linear);
+        yield return new(p + "input_layernorm.weight", [h], TensorKind.Norm);
+        yield return new(p + "post_attention_layernorm.weight", [h], TensorKind.Norm);
+        foreach (var t in Mla(c, p + "self_attn.")) yield return t;
+        foreach (var t in Ffn(p + "transformer_layer.mlp.", h, c.FfnHiddenSize)) yield return t;
+        yield return new("model.mtp.norm.weight", [h], TensorKind.Norm);
+    }
+
     public static IEnumerable<TensorSpec> Mla(LongCatConfig c, string p)
     {
         long h = c.HiddenSize, nh = c.NumAttentionHeads;

@@ -3,6 +3,9 @@ using LongCat.Kernels;
 
 namespace LongCat.Model;
 
+/// <summary>Runs attention sublayer <paramref name="sublayer"/> of a layer: x [T, H] -> y [T, H].</summary>
+public delegate void AttentionStep(Mla mla, int sublayer, float[] x, float[] y);
+
 /// <summary>
 /// One ScMoE layer: two attention + dense-FFN sublayers, and the MoE branch that reads the normalized input of
 /// dense FFN 0 and joins the residual stream at the end of the layer:
@@ -36,18 +39,25 @@ public sealed class DecoderLayer
 
     public IEnumerable<Weight> Linears => Attention.SelectMany(a => a.Linears).Concat(Mlps.SelectMany(m => m.Linears)).Concat(Moe.Linears);
 
-    /// <summary>h [B·S, H] updated in place. Returns the MoE routing of this layer.</summary>
-    public Routing Forward(float[] h, int batch, int seq, Rope rope)
+    /// <summary>h [B·S, H] updated in place, B sequences of S tokens at positions 0..S-1, no cache.</summary>
+    public Routing Forward(float[] h, int batch, int seq, Rope rope) =>
+        Forward(h, batch * seq, (mla, _, x, y) => mla.Forward(x, y, batch, seq, rope));
+
+    /// <summary>
+    /// h [T, H] updated in place; <paramref name="attend"/> runs attention sublayer s (0 or 1) on x [T, H] into
+    /// y [T, H] (full causal, or against a KV cache). Returns the MoE routing of this layer.
+    /// </summary>
+    public Routing Forward(float[] h, int t, AttentionStep attend)
     {
         var c = _c;
-        int t = batch * seq, hd = c.HiddenSize;
+        int hd = c.HiddenSize;
         float eps = (float)c.RmsNormEps;
         var x = new float[t * hd];
         var y = new float[t * hd];
         var moe = new float[t * hd];
 
         Ops.RmsNorm(h, InputNorm[0], x, t, hd, eps);
-        Attention[0].Forward(x, y, batch, seq, rope);
+        attend(Attention[0], 0, x, y);
         Add(h, y);
         Ops.RmsNorm(h, PostAttentionNorm[0], x, t, hd, eps);
         var routing = Moe.Forward(x, moe, t);
@@ -55,7 +65,7 @@ public sealed class DecoderLayer
         Add(h, y);
 
         Ops.RmsNorm(h, InputNorm[1], x, t, hd, eps);
-        Attention[1].Forward(x, y, batch, seq, rope);
+        attend(Attention[1], 1, x, y);
         Add(h, y);
         Ops.RmsNorm(h, PostAttentionNorm[1], x, t, hd, eps);
         Mlps[1].Forward(x, y, t);

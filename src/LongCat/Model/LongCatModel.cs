@@ -26,6 +26,15 @@ public sealed class ForwardResult
     public List<Routing> Routing { get; } = [];
 }
 
+/// <summary>Result of <see cref="LongCatModel.ForwardCached"/>.</summary>
+/// <param name="Logits">[rows, V]: every new token's logits, or the last one's.</param>
+/// <param name="FinalHidden">[n, H]: hidden states after the final norm (the MTP head's input).</param>
+/// <param name="Routing">Per layer: the routing of the new tokens.</param>
+public sealed record StepResult(float[] Logits, float[] FinalHidden, Routing[] Routing);
+
+/// <summary>Result of <see cref="LongCatModel.ForwardBatch"/>: per sequence, the last token's logits [S, V] and final hidden [S, H].</summary>
+public sealed record BatchStepResult(float[] Logits, float[] LastHidden, Routing[] Routing);
+
 /// <summary>
 /// The LongCat-Flash causal LM: embedding, num_layers ScMoE layers, final RMSNorm, lm_head (not tied unless the
 /// config says so). Weights stay in the checkpoint's dtype and memory mapping.
@@ -39,6 +48,8 @@ public sealed class LongCatModel : IDisposable
     public float[] FinalNorm { get; }    // [H]
     public Weight LmHead { get; }        // [V, H]
     public Rope Rope { get; }
+    /// <summary>The MTP draft head when the checkpoint has one (model.mtp.*), else null.</summary>
+    public MtpHead? Mtp { get; }
 
     public LongCatModel(LongCatConfig config, Checkpoint checkpoint)
     {
@@ -53,11 +64,14 @@ public sealed class LongCatModel : IDisposable
             ? EmbedTokens
             : l.Linear("lm_head.weight", config.VocabSize, config.HiddenSize);
         Rope = new Rope(config.QkRopeHeadDim, config.RopeTheta);
+        if (MtpHead.Present(l)) Mtp = new MtpHead(l, EmbedTokens);
     }
 
     /// <summary>Opens a Hugging Face checkpoint folder (config.json + safetensors).</summary>
     public static LongCatModel Load(string folder)
     {
+        if (File.Exists(folder))
+            throw new ModelFormatException($"{folder}: is a file; give the checkpoint folder (config.json + safetensors)");
         if (!Directory.Exists(folder))
             throw new ModelFormatException($"{folder}: model folder not found");
         var config = LongCatConfig.Load(Path.Combine(folder, "config.json"));
@@ -74,6 +88,7 @@ public sealed class LongCatModel : IDisposable
             yield return EmbedTokens;
             foreach (var l in Layers) foreach (var w in l.Linears) yield return w;
             if (!ReferenceEquals(LmHead, EmbedTokens)) yield return LmHead;
+            if (Mtp is not null) foreach (var w in Mtp.Linears) yield return w;
         }
     }
 
@@ -87,15 +102,7 @@ public sealed class LongCatModel : IDisposable
         if (seq > c.MaxPositionEmbeddings)
             throw new ArgumentException($"sequence length {seq} exceeds max_position_embeddings {c.MaxPositionEmbeddings}");
         int t = batch * seq, hd = c.HiddenSize;
-        var h = new float[t * hd];
-        for (int i = 0; i < t; i++)
-        {
-            int id = ids[i];
-            if ((uint)id >= (uint)c.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} at position {i} is outside the vocabulary 0..{c.VocabSize - 1}");
-            EmbedTokens.DequantizeRow(id, h.AsSpan(i * hd, hd));
-        }
-
+        var h = Embed(ids);
         var result = new ForwardResult { Logits = [], FinalHidden = [] };
         var routing = new List<Routing>();
         var hiddens = new List<float[]>();
@@ -123,6 +130,116 @@ public sealed class LongCatModel : IDisposable
         res.Routing.AddRange(routing);
         res.HiddenAfterLayer.AddRange(hiddens);
         return res;
+    }
+
+    /// <summary>ids [T] -> h [T, H] (embedding rows widened to F32; no scaling).</summary>
+    public float[] Embed(ReadOnlySpan<int> ids)
+    {
+        int hd = Config.HiddenSize;
+        var h = new float[ids.Length * hd];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            int id = ids[i];
+            if ((uint)id >= (uint)Config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} at position {i} is outside the vocabulary 0..{Config.VocabSize - 1}");
+            EmbedTokens.DequantizeRow(id, h.AsSpan(i * hd, hd));
+        }
+        return h;
+    }
+
+    /// <summary>A KV cache for one sequence of up to <paramref name="capacity"/> tokens (main model: 2 sublayers per layer).</summary>
+    public KvCache NewCache(int capacity) => new(Config, capacity, 2 * Config.NumLayers);
+
+    /// <summary>
+    /// Incremental forward of one sequence: runs <paramref name="tokens"/> at positions cache.Length.. and appends
+    /// their latents to <paramref name="cache"/>. Returns logits for every new token (allLogits) or only the last,
+    /// the final-norm hidden states of the new tokens, and each layer's routing.
+    /// </summary>
+    public StepResult ForwardCached(ReadOnlySpan<int> tokens, KvCache cache, bool allLogits = false, bool? absorbed = null)
+    {
+        var c = Config;
+        int n = tokens.Length, hd = c.HiddenSize;
+        if (n == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
+        if (cache.Sublayers != 2 * c.NumLayers) throw new ArgumentException("the cache does not belong to this model's main layers", nameof(cache));
+        if (cache.Length + n > cache.Capacity)
+            throw new InvalidOperationException($"context full: {cache.Length} cached + {n} new tokens exceed the KV cache capacity of {cache.Capacity}");
+        var h = Embed(tokens);
+        var routing = new Routing[Layers.Length];
+        for (int li = 0; li < Layers.Length; li++)
+        {
+            int layer = li;
+            routing[li] = Layers[li].Forward(h, n, (mla, s, x, y) => mla.ForwardCached(x, y, n, cache, 2 * layer + s, Rope, absorbed));
+        }
+        cache.Advance(n);
+        Ops.RmsNorm(h, FinalNorm, h, n, hd, (float)c.RmsNormEps);
+        int rows = allLogits ? n : 1;
+        var logits = new float[rows * c.VocabSize];
+        Gemm.MatMul(h.AsSpan((n - rows) * hd, rows * hd), LmHead, logits, rows);
+        return new StepResult(logits, h, routing);
+    }
+
+    /// <summary>
+    /// One forward over new tokens of several sequences at once (continuous batching): sequence i contributes
+    /// tokens[i] at positions caches[i].Length.., and its cache is advanced. Dense projections, FFNs and the
+    /// MoE run over all tokens together; attention runs per sequence. Returns, per sequence, the last new token's
+    /// logits [V] and final hidden state [H], plus each layer's routing over all tokens (sequences back to back).
+    /// </summary>
+    public BatchStepResult ForwardBatch(IReadOnlyList<int[]> tokens, IReadOnlyList<KvCache> caches)
+    {
+        var c = Config;
+        if (tokens.Count != caches.Count) throw new ArgumentException("one cache per sequence");
+        if (tokens.Count == 0) throw new ArgumentException("no sequences to run");
+        int hd = c.HiddenSize, t = 0;
+        var counts = new int[tokens.Count];
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            if (tokens[i].Length == 0) throw new ArgumentException($"sequence {i} has no new tokens");
+            if (caches[i].Sublayers != 2 * c.NumLayers) throw new ArgumentException($"cache {i} does not belong to this model's main layers");
+            if (caches[i].Length + tokens[i].Length > caches[i].Capacity)
+                throw new InvalidOperationException($"context full for sequence {i}: {caches[i].Length} cached + {tokens[i].Length} new tokens exceed the KV cache capacity of {caches[i].Capacity}");
+            if (caches.Take(i).Any(o => ReferenceEquals(o, caches[i]))) throw new ArgumentException($"sequence {i} shares its cache with another sequence");
+            counts[i] = tokens[i].Length;
+            t += counts[i];
+        }
+        var all = new int[t];
+        for (int i = 0, o = 0; i < tokens.Count; o += counts[i], i++) tokens[i].CopyTo(all, o);
+        var h = Embed(all);
+        var routing = new Routing[Layers.Length];
+        for (int li = 0; li < Layers.Length; li++)
+        {
+            int layer = li;
+            routing[li] = Layers[li].Forward(h, t, (mla, s, x, y) => mla.ForwardCachedBatch(x, y, caches, counts, 2 * layer + s, Rope));
+        }
+        for (int i = 0; i < caches.Count; i++) caches[i].Advance(counts[i]);
+        // Final norm and lm_head only for each sequence's last token.
+        var last = new float[tokens.Count * hd];
+        for (int i = 0, o = 0; i < tokens.Count; i++)
+        {
+            o += counts[i];
+            Ops.RmsNorm(h.AsSpan((o - 1) * hd, hd), FinalNorm, last.AsSpan(i * hd, hd), 1, hd, (float)c.RmsNormEps);
+        }
+        var logits = new float[tokens.Count * c.VocabSize];
+        Gemm.MatMul(last, LmHead, logits, tokens.Count);
+        return new BatchStepResult(logits, last, routing);
+    }
+
+    /// <summary>
+    /// Prefills a prompt in chunks of at most <paramref name="chunk"/> tokens (bounding activation memory), returning
+    /// the last token's logits and the final-norm hidden states of every prompt token [n, H].
+    /// </summary>
+    public StepResult Prefill(ReadOnlySpan<int> tokens, KvCache cache, int chunk = 512)
+    {
+        if (chunk < 1) throw new ArgumentOutOfRangeException(nameof(chunk), chunk, "chunk must be >= 1");
+        if (tokens.Length <= chunk) return ForwardCached(tokens, cache);
+        var hidden = new float[tokens.Length * Config.HiddenSize];
+        StepResult? last = null;
+        for (int s = 0; s < tokens.Length; s += chunk)
+        {
+            int n = Math.Min(chunk, tokens.Length - s);
+            last = ForwardCached(tokens.Slice(s, n), cache);
+            last.FinalHidden.CopyTo(hidden, s * Config.HiddenSize);
+        }
+        return last! with { FinalHidden = hidden };
     }
 
     public void Dispose() => _checkpoint?.Dispose();

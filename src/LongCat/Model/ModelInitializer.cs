@@ -10,13 +10,13 @@ namespace LongCat.Model;
 /// </summary>
 public static class ModelInitializer
 {
-    public static void Write(LongCatConfig config, string folder, ulong seed, DType dtype = DType.F32, double std = 0.02)
+    public static void Write(LongCatConfig config, string folder, ulong seed, DType dtype = DType.F32, double std = 0.02, bool mtp = false)
     {
         if (dtype is not (DType.F32 or DType.BF16))
             throw new ArgumentException($"--dtype must be F32 or BF16, got {dtype}");
         config.Validate();
         Directory.CreateDirectory(folder);
-        var specs = CheckpointLayout.Tensors(config).ToArray();
+        var specs = CheckpointLayout.Tensors(config).Concat(mtp ? CheckpointLayout.Mtp(config) : []).ToArray();
         long total = specs.Sum(s => s.Count);
         if (total * DTypes.SizeOf(dtype) > 16L << 30)
             throw new ArgumentException($"the model has {total:N0} parameters; init builds checkpoints in memory and stops at 16 GiB of weights");

@@ -28,6 +28,12 @@ public sealed class ParameterCount
     public ParameterCount(LongCatConfig c)
     {
         Config = c;
+        // Counts of absurd configs would wrap around in 64 bits: refuse them by name.
+        double approx = (double)c.NumLayers * ((double)c.NRoutedExperts * 3 * c.HiddenSize * c.ExpertFfnHiddenSize
+            + 2.0 * 3 * c.HiddenSize * c.FfnHiddenSize + 4.0 * c.HiddenSize * (c.QLoraRank + c.KvLoraRank + c.NumAttentionHeads * (double)(c.QHeadDim + c.VHeadDim)))
+            + 2.0 * c.VocabSize * c.HiddenSize;
+        if (approx > 1e18)
+            throw new ConfigException($"config: the model would have about {approx:E1} parameters, more than this tool counts (1e18): check num_layers, hidden_size and the expert sizes");
         long h = c.HiddenSize, nh = c.NumAttentionHeads;
         Embedding = (long)c.VocabSize * h;
         LmHead = c.TieWordEmbeddings ? 0 : (long)c.VocabSize * h;

@@ -1,0 +1,50 @@
+namespace LongCat.Inference;
+
+/// <summary>How to generate: sampling, penalties, stopping, speculative decoding. Validated by <see cref="Validate"/>.</summary>
+public sealed record GenerationOptions
+{
+    /// <summary>Maximum tokens to generate (≥ 1).</summary>
+    public int MaxTokens { get; init; } = 256;
+    /// <summary>0 = greedy (argmax); otherwise logits are divided by it. Range [0, 100].</summary>
+    public float Temperature { get; init; } = 1f;
+    /// <summary>Keep the k most likely tokens (0 = off).</summary>
+    public int TopK { get; init; }
+    /// <summary>Nucleus sampling: keep the smallest set with cumulative probability ≥ p (1 = off). Range (0, 1].</summary>
+    public float TopP { get; init; } = 1f;
+    /// <summary>Drop tokens whose probability is below min_p · max probability (0 = off). Range [0, 1].</summary>
+    public float MinP { get; init; }
+    /// <summary>HF repetition penalty on tokens seen in prompt or output: logit/θ if positive, logit·θ if negative (1 = off).</summary>
+    public float RepetitionPenalty { get; init; } = 1f;
+    /// <summary>OpenAI frequency penalty: logit -= f · count in the output. Range [-2, 2].</summary>
+    public float FrequencyPenalty { get; init; }
+    /// <summary>OpenAI presence penalty: logit -= p if the token occurred in the output. Range [-2, 2].</summary>
+    public float PresencePenalty { get; init; }
+    /// <summary>Token ids that end generation (the stop token is reported, not counted as text).</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+    /// <summary>Strings that end generation; needs <see cref="Decode"/>.</summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+    /// <summary>Turns generated ids into text, for stop strings.</summary>
+    public Func<IReadOnlyList<int>, string>? Decode { get; init; }
+    /// <summary>Seed of the sampler: the same seed gives the same output.</summary>
+    public ulong Seed { get; init; }
+    /// <summary>Draft with the MTP head and verify with the main model (needs model.mtp.* weights).</summary>
+    public bool Speculative { get; init; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the option that is out of range.</summary>
+    public void Validate(int vocabSize)
+    {
+        static ArgumentException Bad(string name, object v, string rule) => new($"{name} = {v} is invalid: {rule}");
+        if (MaxTokens < 1) throw Bad("max_tokens", MaxTokens, "must be at least 1");
+        if (!(Temperature >= 0 && Temperature <= 100)) throw Bad("temperature", Temperature, "must be in [0, 100]");
+        if (TopK < 0) throw Bad("top_k", TopK, "must be >= 0 (0 = off)");
+        if (!(TopP > 0 && TopP <= 1)) throw Bad("top_p", TopP, "must be in (0, 1]");
+        if (!(MinP >= 0 && MinP <= 1)) throw Bad("min_p", MinP, "must be in [0, 1]");
+        if (!(RepetitionPenalty > 0 && RepetitionPenalty <= 10)) throw Bad("repetition_penalty", RepetitionPenalty, "must be in (0, 10]");
+        if (!(FrequencyPenalty >= -2 && FrequencyPenalty <= 2)) throw Bad("frequency_penalty", FrequencyPenalty, "must be in [-2, 2]");
+        if (!(PresencePenalty >= -2 && PresencePenalty <= 2)) throw Bad("presence_penalty", PresencePenalty, "must be in [-2, 2]");
+        foreach (var id in StopTokenIds)
+            if (id < 0 || id >= vocabSize) throw Bad("stop_token_ids", id, $"token ids must be in 0..{vocabSize - 1}");
+        if (StopStrings.Any(string.IsNullOrEmpty)) throw Bad("stop", "\"\"", "stop strings must not be empty");
+        if (StopStrings.Count > 0 && Decode is null) throw Bad("stop", string.Join(",", StopStrings), "stop strings need a tokenizer to decode text");
+    }
+}
