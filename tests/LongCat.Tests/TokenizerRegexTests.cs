@@ -87,4 +87,47 @@ public class TokenizerRegexTests
         var e = Assert.Throws<ArgumentException>(() => CodePointRegex.Compile(pattern));
         Assert.Contains(message, e.Message);
     }
+
+    [Fact]
+    public void ClassBitmapsMatchTheDefinition()
+    {
+        // The BMP bitmap is built by set operations; it must agree with evaluating the definition code point
+        // by code point (the naive reference), including case folding before negation and intersections.
+        var classes = new List<CharClass>();
+        CharClass C(Action<CharClass> f, bool neg = false, bool ci = false)
+        {
+            var c = new CharClass { Negated = neg, IgnoreCase = ci };
+            f(c);
+            classes.Add(c);
+            return c;
+        }
+        CharClass.TryPropertyMask("L", out var letters);
+        CharClass.TryPropertyMask("N", out var numbers);
+        CharClass.TryPropertyMask("P", out var punct);
+        C(c => c.AddCategories(letters));
+        C(c => { c.AddCategories(letters); c.AddCategories(numbers); c.AddChar('\r'); c.AddChar('\n'); }, neg: true);
+        C(c => c.AddWhiteSpace(), neg: true);
+        C(c => { c.AddWord(); c.AddHexDigit(); });
+        C(c => { c.AddRange('a', 'z'); c.AddChar(0x17F); }, ci: true);
+        C(c => c.AddRange('s', 's'), neg: true, ci: true);
+        C(c => { c.AddRange(0xFF01, 0xFF0F); c.AddRange(0x4E00, 0x9FA5); c.AddRange(0x0800, 0x4E00); c.AddRange(0x1D400, 0x1D7FF); });
+        C(c => { c.AddCategories(punct); c.Intersect(new CharClass { Negated = true }.Also(x => x.AddRange(0, 0x7F)).Build()); });
+        C(c => c.AddAnyButNewline());
+        C(c => c.AddClass(new CharClass { IgnoreCase = true }.Also(x => x.AddChar('k')).Build()), neg: true);
+        foreach (var c in classes)
+        {
+            c.Build();
+            for (int cp = 0; cp < 65536; cp++)
+                if (c.Contains(cp) != c.Evaluate(cp)) Assert.Fail($"class {classes.IndexOf(c)}: U+{cp:X4} bitmap {c.Contains(cp)}, definition {c.Evaluate(cp)}");
+        }
+    }
+}
+
+static class CharClassTestExtensions
+{
+    public static CharClass Also(this CharClass c, Action<CharClass> f)
+    {
+        f(c);
+        return c;
+    }
 }

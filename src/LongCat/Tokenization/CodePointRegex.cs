@@ -42,17 +42,19 @@ sealed partial class CodePointRegex
     readonly CharClass[] _sets;
     readonly int[][] _charLists;
     readonly CharClass? _first; // code points that can start a match; null = any position may match
+    readonly CharClass? _required; // every match contains one of these; null = unknown
 
     /// <summary>The pattern text as given.</summary>
     public string Pattern { get; }
 
-    CodePointRegex(string pattern, Inst[] prog, CharClass[] sets, int[][] charLists, CharClass? first)
+    CodePointRegex(string pattern, Inst[] prog, CharClass[] sets, int[][] charLists, CharClass? first, CharClass? required)
     {
         Pattern = pattern;
         _prog = prog;
         _sets = sets;
         _charLists = charLists;
         _first = first;
+        _required = required;
     }
 
     /// <summary>Compiles <paramref name="pattern"/>; throws <see cref="ArgumentException"/> naming the
@@ -65,7 +67,8 @@ sealed partial class CodePointRegex
         c.Emit(ast);
         c.Add(new Inst { Op = Op.Match });
         var first = Compiler.FirstSet(ast);
-        return new CodePointRegex(pattern, [.. c.Prog], [.. c.Sets], [.. c.CharLists], first?.Build());
+        var required = Compiler.RequiredSet(ast);
+        return new CodePointRegex(pattern, [.. c.Prog], [.. c.Sets], [.. c.CharLists], first?.Build(), required?.Build());
     }
 
     /// <summary>
@@ -76,6 +79,14 @@ sealed partial class CodePointRegex
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public void FindAll(ReadOnlySpan<int> text, List<(int Start, int End)> matches)
     {
+        if (_required is { } req)
+        {
+            // A text without any code point every match needs has no match: one bitmap test per code point
+            // instead of a failed match attempt wherever a match could start (e.g. at every space for " ?[！-／]+").
+            int k = 0;
+            while (k < text.Length && !req.Contains(text[k])) k++;
+            if (k == text.Length) return;
+        }
         int lastEnd = 0, lastMatchEnd = -1;
         while (lastEnd <= text.Length)
         {
@@ -155,6 +166,12 @@ sealed partial class CodePointRegex
                     pc = ins.A;
                     continue;
                 case Op.Split:
+                    // Guard (C >= 0): branch A cannot start at this code point, so go straight to B.
+                    if (ins.C >= 0 && (pos >= text.Length || !_sets[ins.C].Contains(text[pos])))
+                    {
+                        pc = ins.B;
+                        continue;
+                    }
                     Push(ref stack, ref sp, new Frame { Pc = ins.B, Pos = pos, Kind = 0 });
                     pc = ins.A;
                     continue;
@@ -740,6 +757,10 @@ sealed partial class CodePointRegex
             Prog[at] = i;
         }
 
+        /// <summary>Index of the set of code points a non-empty match of <paramref name="branch"/> starts with, or -1
+        /// when the branch can match empty (a Split then always tries it).</summary>
+        int Guard(Node branch) => FirstSet(branch) is { } f ? SetIndex(f.Build()) : -1;
+
         int SetIndex(CharClass c)
         {
             Sets.Add(c);
@@ -771,7 +792,7 @@ sealed partial class CodePointRegex
                     {
                         if (k < alt.Items.Count - 1)
                         {
-                            int split = Add(new Inst { Op = Op.Split });
+                            int split = Add(new Inst { Op = Op.Split, C = Guard(alt.Items[k]) });
                             Patch(split, a: Pc);
                             Emit(alt.Items[k]);
                             jumps.Add(Add(new Inst { Op = Op.Jmp }));
@@ -827,7 +848,7 @@ sealed partial class CodePointRegex
             if (r.Max < 0)
             {
                 // L: Split(body, exit); body; Jmp L
-                int loop = Add(new Inst { Op = Op.Split });
+                int loop = Add(new Inst { Op = Op.Split, C = lazy ? -1 : Guard(r.Body) });
                 int bodyStart = Pc;
                 Emit(r.Body);
                 Add(new Inst { Op = Op.Jmp, A = loop });
@@ -838,7 +859,7 @@ sealed partial class CodePointRegex
             var splits = new List<int>();
             for (int k = r.Min; k < r.Max; k++)
             {
-                int split = Add(new Inst { Op = Op.Split });
+                int split = Add(new Inst { Op = Op.Split, C = lazy ? -1 : Guard(r.Body) });
                 splits.Add(split);
                 Patch(split, a: Pc);
                 Emit(r.Body);
@@ -920,6 +941,46 @@ sealed partial class CodePointRegex
         {
             var acc = new CharClass();
             return AddFirst(n, acc) ? null : acc;
+        }
+
+        /// <summary>A set of code points of which every match of <paramref name="n"/> contains at least one, or null.</summary>
+        public static CharClass? RequiredSet(Node n)
+        {
+            switch (n)
+            {
+                case CharNode c:
+                {
+                    var cc = new CharClass();
+                    foreach (var ch in c.Chars) cc.AddChar(ch);
+                    return cc;
+                }
+                case SetNode s:
+                {
+                    var cc = new CharClass();
+                    cc.AddClass(s.Set);
+                    return cc;
+                }
+                case SeqNode s:
+                    foreach (var i in s.Items)
+                        if (RequiredSet(i) is { } r) return r;
+                    return null;
+                case AltNode a:
+                {
+                    var cc = new CharClass();
+                    foreach (var i in a.Items)
+                    {
+                        if (RequiredSet(i) is not { } r) return null;
+                        cc.AddClass(r.Build());
+                    }
+                    return cc;
+                }
+                case RepeatNode r:
+                    return r.Min >= 1 ? RequiredSet(r.Body) : null;
+                case LookNode { Kind: Atomic } l:
+                    return RequiredSet(l.Body);
+                default:
+                    return null;
+            }
         }
 
         /// <summary>Adds the first code points of <paramref name="n"/> to <paramref name="acc"/>; returns true when

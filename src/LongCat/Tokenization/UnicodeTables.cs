@@ -130,6 +130,9 @@ static partial class UnicodeTables
     /// <summary>Simple case fold of <paramref name="cp"/>.</summary>
     public static int Fold(int cp) => s_fold.TryGetValue(cp, out var f) ? f : cp;
 
+    /// <summary>Every simple-case-fold class with more than one member.</summary>
+    public static IEnumerable<int[]> FoldClasses() => s_foldClasses.Values.Distinct();
+
     /// <summary>All code points with the same simple case fold as <paramref name="cp"/> (itself included).</summary>
     public static int[] CaseVariants(int cp) => s_foldClasses.TryGetValue(cp, out var c) ? c : [cp];
 
