@@ -15,8 +15,9 @@ namespace LongCat.Tokenization;
 /// trims offsets or adds template tokens. Offsets are code points of the input, as HF's char offsets.
 /// Why not Microsoft.ML.Tokenizers: its BPE has no tokenizer.json reader, and its pre-tokenizers run .NET Regex
 /// on UTF-16, which differs from Oniguruma on astral letters and case folding (see <see cref="CodePointRegex"/>);
-/// its offsets are UTF-16 indices and it has no NFC alignment. Everything here is built for exact parity, and
-/// measured faster (docs/tokenizer.md).
+/// its offsets are UTF-16 indices and it has no NFC alignment. Measured on the Qwen3 vocabulary (its
+/// CodeGenTokenizer, 2 MB benchmark): 4.8 MB/s against 14 MB/s here, and 125 of 206 golden cases with HF's ids
+/// (docs/tokenizer.md). So everything here is our own, built for exact parity.
 /// A <see cref="Tokenizer"/> is immutable after loading (except <see cref="EncodeSpecialTokens"/>) and safe to
 /// use from many threads: each thread gets its own scratch buffers and word cache.
 /// </remarks>
@@ -241,7 +242,8 @@ public sealed class Tokenizer
             PreTokenizeAndEncode(st, whole);
             return;
         }
-        var parts = new List<(int Start, int End, int Token)>();
+        var parts = st.NormalizedParts;
+        parts.Clear();
         Added.Split(pl.Span(whole), normalized: true, EncodeSpecialTokens, parts);
         var backing = pl.Backings[whole.B];
         foreach (var (ps, pe, tok) in parts)
@@ -364,7 +366,7 @@ sealed class EncodeState
 {
     public int[] Cps = new int[1024];
     public readonly PieceList Pieces = new();
-    public readonly List<(int Start, int End, int Token)> Parts = [];
+    public readonly List<(int Start, int End, int Token)> Parts = [], NormalizedParts = [];
     public byte[] WordBytes = new byte[256];
     public int[] ByteCp = new int[256];
     public readonly List<int> TmpIds = [], TmpLens = [];

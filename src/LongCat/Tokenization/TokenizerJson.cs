@@ -74,9 +74,12 @@ static class TokenizerJson
 
     static BpeModel ReadModel(JsonElement model, Ctx ctx)
     {
-        string type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+        // Like HF, a model without "type" is BPE when it has merges.
+        string? type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
             ? t.GetString()!
-            : model.TryGetProperty("merges", out _) ? "BPE" : "?";
+            : model.TryGetProperty("merges", out _) ? "BPE" : null;
+        if (type is null)
+            throw ctx.Error("model.type", "missing, and the model has no merges: not a BPE model (only byte-level BPE is supported)");
         if (type != "BPE")
             throw ctx.Error("model.type", $"unsupported model type '{type}'; only byte-level BPE is supported (not WordPiece, Unigram or WordLevel)");
 
@@ -256,17 +259,15 @@ static class TokenizerJson
         var idByContent = new Dictionary<string, int>();
         var byId = new Dictionary<int, AddedToken>();
         int vocabSize = model.Vocab.Count;
+        int maxAdded = -1;
         foreach (var (tok, fileId) in tokens)
         {
             // HF compares added tokens by content: a repeated content is ignored, the first definition stays.
             if (tok.Content.Length == 0 || idByContent.ContainsKey(tok.Content)) continue;
             int id;
             if (model.TryGetId(tok.Content, out int vid)) id = vid;
-            else
-            {
-                int max = byId.Count == 0 ? -1 : byId.Keys.Max();
-                id = max < 0 ? vocabSize : (max >= vocabSize || vocabSize == 0 ? max + 1 : vocabSize);
-            }
+            else id = maxAdded < 0 ? vocabSize : (maxAdded >= vocabSize || vocabSize == 0 ? maxAdded + 1 : vocabSize);
+            maxAdded = Math.Max(maxAdded, id);
             if (fileId >= 0 && fileId != id)
                 ctx.Warnings.Add($"added token '{tok.Content}' has id {fileId} in the file but gets {id}, as in Hugging Face tokenizers");
             idByContent[tok.Content] = id;
