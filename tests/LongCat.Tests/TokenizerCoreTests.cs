@@ -137,6 +137,58 @@ public class TokenizerCoreTests
     }
 
     [Fact]
+    public void RandomTextRoundTripsWithSaneOffsets()
+    {
+        // Any string, from every plane, with lone surrogates: no exception, offsets inside the text and
+        // non-decreasing, and decode gives the text back (NFC for Qwen3; a lone surrogate becomes U+FFFD).
+        var rnd = new Random(3);
+        foreach (var name in new[] { "deepseek_v3", "qwen3", "longcat_style" })
+        {
+            var tok = TokenizerParityTests.Load(name);
+            for (int t = 0; t < 300; t++)
+            {
+                var sb = new StringBuilder();
+                int n = rnd.Next(0, 40);
+                for (int i = 0; i < n; i++)
+                {
+                    int kind = rnd.Next(10);
+                    if (kind < 4) sb.Append((char)rnd.Next(0x20, 0x7F));
+                    else if (kind < 6) sb.Append(" \n\t\r"[rnd.Next(4)]);
+                    else if (kind == 6) sb.Append((char)rnd.Next(0xD800, 0xE000)); // lone surrogate
+                    else
+                    {
+                        int cp;
+                        do cp = rnd.Next(0x80, 0x110000); while (cp is >= 0xD800 and <= 0xDFFF);
+                        sb.Append(char.ConvertFromUtf32(cp));
+                    }
+                }
+                var text = sb.ToString();
+                var e = tok.Encode(text);
+                int cps = text.EnumerateRunes().Count();
+                int prevStart = 0;
+                foreach (var (s, end) in e.Offsets)
+                {
+                    Assert.InRange(s, 0, cps);
+                    Assert.InRange(end, s, cps);
+                    Assert.True(s >= prevStart, $"{name}: offsets go back in {System.Text.Json.JsonSerializer.Serialize(text)}");
+                    prevStart = s;
+                }
+                var expected = string.Concat(text.EnumerateRunes().Select(r => r.ToString())); // lone surrogates -> U+FFFD
+                if (name == "qwen3") expected = NfcOf(expected);
+                Assert.Equal(expected, tok.Decode(e.Ids));
+            }
+        }
+    }
+
+    static string NfcOf(string s)
+    {
+        var cps = s.EnumerateRunes().Select(r => r.Value).ToArray();
+        var o = new List<int>();
+        Nfc.Normalize(cps, i => (i, i + 1), o, [], []);
+        return string.Concat(o.Select(char.ConvertFromUtf32));
+    }
+
+    [Fact]
     public void SpecialTokensCanBeEncodedAsText()
     {
         var tok = TokenizerParityTests.Load("longcat_style");

@@ -19,6 +19,7 @@ public class TokenizerLoadTests
         var e = Assert.Throws<ModelFormatException>(() => Tokenizer.FromJson("{\"model\": {\"type\": \"BPE\", ", "broken.json"));
         Assert.StartsWith("broken.json: not valid JSON", e.Message);
         Assert.Contains("expected a JSON object", Assert.Throws<ModelFormatException>(() => Tokenizer.FromJson("[1, 2]", "list.json")).Message);
+        Assert.Equal(4096, Tokenizer.FromJson("\uFEFF" + Base().ToJsonString()).VocabSize); // a UTF-8 BOM is fine
     }
 
     [Fact]

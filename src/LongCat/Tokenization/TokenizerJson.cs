@@ -45,7 +45,9 @@ static class TokenizerJson
     public static Tokenizer Parse(byte[] json, string source, TokenizerConfig? config)
     {
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 256 }); }
+        var body = json.AsMemory();
+        if (body.Span.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF])) body = body[3..]; // UTF-8 BOM
+        try { doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 256 }); }
         catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON: {e.Message}", e); }
         using (doc)
         {
