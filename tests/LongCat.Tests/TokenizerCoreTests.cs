@@ -130,6 +130,15 @@ public class TokenizerCoreTests
                 Assert.Equal(tok.Decode(ids.ToArray(), skip), sb.ToString());
             }
         }
+        // Without a decoder HF joins token strings with spaces; the stream does the same.
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.Tokenizer("longcat_style"), "tokenizer.json")))!;
+        json["decoder"] = null;
+        var plain = Tokenizer.FromJson(json.ToJsonString());
+        var pids = plain.EncodeToIds("Hello world, <s> again");
+        var ps = new TokenStreamDecoder(plain);
+        Assert.Equal(plain.Decode(pids), string.Concat(pids.Select(ps.Append)) + ps.Flush());
+        Assert.Contains("Ġworld", plain.Decode(pids));
+
         var d = new TokenStreamDecoder(tok);
         var emojiIds = tok.EncodeToIds("😀"); // three byte-level tokens
         Assert.Equal("", d.Append(emojiIds[0]));

@@ -11,11 +11,20 @@ namespace LongCat.Tokenization;
 public sealed class TokenStreamDecoder(Tokenizer tokenizer, bool skipSpecialTokens = false)
 {
     readonly List<byte> _pending = [];
+    bool _started;
 
     /// <summary>Adds one id; returns the text that is now complete (possibly empty).</summary>
     public string Append(int id)
     {
         if (skipSpecialTokens && tokenizer.IsSpecial(id)) return "";
+        if (!tokenizer.ByteLevelDecoder)
+        {
+            // No decoder: HF joins token strings with spaces (and skips unknown ids).
+            if (tokenizer.IdToToken(id) is not { } t) return "";
+            string r = _started ? " " + t : t;
+            _started = true;
+            return r;
+        }
         _pending.AddRange(tokenizer.TokenBytes(id));
         var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_pending);
         int keep = IncompleteTail(span);
@@ -30,6 +39,7 @@ public sealed class TokenStreamDecoder(Tokenizer tokenizer, bool skipSpecialToke
     {
         var text = Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_pending));
         _pending.Clear();
+        _started = false;
         return text;
     }
 
