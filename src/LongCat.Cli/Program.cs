@@ -15,6 +15,7 @@ public static class Program
         root.Subcommands.Add(InitCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(GradCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(DetokenizeCommand.Create());
         root.Subcommands.Add(TokenizerTrainCommand.CreateGroup());
