@@ -11,6 +11,7 @@ public static class BenchCommand
         var cmd = new Command("bench", "Benchmarks that print ratios against references measured in the same run.");
         cmd.Subcommands.Add(CreateGemm());
         cmd.Subcommands.Add(CreateForward());
+        cmd.Subcommands.Add(TokenizeBench.Create());
         return cmd;
     }
 
