@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using LongCat.Inference;
 using LongCat.Model;
+using LongCat.Tokenization;
 
 namespace LongCat.Cli.Commands;
 
@@ -30,11 +31,13 @@ public static class GenerateCommand
                 cmd.Options.Add(o);
         }
 
-        public GenerationOptions Read(ParseResult p, LongCatModel model)
+        public GenerationOptions Read(ParseResult p, LongCatModel model, Tokenizer? tokenizer = null)
         {
             var spec = p.GetValue(Speculative);
             if (spec is not null && spec != "mtp") throw new CliException($"--speculative must be 'mtp', got '{spec}'");
             var stops = new List<int> { model.Config.EosTokenId };
+            // The end of an assistant turn also ends generation when the tokenizer knows it.
+            if (tokenizer?.TokenToId(ChatFormat.EndOfTurn) is { } eot && eot < model.Config.VocabSize) stops.Add(eot);
             foreach (var s in p.GetValue(StopIds) ?? [])
                 foreach (var part in s.Split(',', StringSplitOptions.RemoveEmptyEntries))
                     stops.Add(int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var id) ? id : throw new CliException($"--stop-id: '{part}' is not a token id"));
@@ -57,36 +60,65 @@ public static class GenerateCommand
 
     public static Command Create()
     {
-        var model = CliSupport.RequiredPath("--model", "Checkpoint folder.");
-        var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, e.g. 1,17,42." };
-        var printIds = new Option<bool>("--print-ids") { Description = "Print the generated ids on one line, comma-separated (instead of text)." };
+        var model = CliSupport.RequiredPath("--model", "Checkpoint folder (with tokenizer.json for text prompts).");
+        var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs tokenizer.json in the model folder, or --tokenizer)." };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json (or its folder) when the model folder has none." };
+        var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, e.g. 1,17,42 (no tokenizer needed)." };
+        var printIds = new Option<bool>("--print-ids") { Description = "Print the generated ids on one line, comma-separated, instead of text." };
+        var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable; needs a tokenizer)." };
         var ctx = new Option<int?>("--context") { Description = "Context length (prompt + generated tokens); default: max_position_embeddings." };
         var sampling = new SamplingOptions();
         var cmd = new Command("generate", "Generate a continuation of a prompt, streamed, then one stats line (prompt and decode tokens/s, MTP acceptance, real experts per token, peak memory).")
         {
-            model, promptIds, printIds, ctx,
+            model, prompt, tokenizer, promptIds, printIds, stop, ctx,
         };
         sampling.AddTo(cmd);
         cmd.SetAction(p => CliSupport.Run(p, () =>
         {
-            var ids = ParseIds(p.GetValue(promptIds) ?? throw new CliException("give the prompt with --prompt-ids 1,17,42 (text prompts need a tokenizer)"));
-            using var m = LongCatModel.Load(p.GetValue(model)!);
-            var o = sampling.Read(p, m);
+            var text = p.GetValue(prompt);
+            var idsText = p.GetValue(promptIds);
+            if ((text is null) == (idsText is null)) throw new CliException("give exactly one of --prompt TEXT or --prompt-ids 1,17,42");
+            var dir = p.GetValue(model)!;
+            var tok = LoadTokenizer(dir, p.GetValue(tokenizer), required: text is not null || (p.GetValue(stop)?.Length ?? 0) > 0);
+            using var m = LongCatModel.Load(dir);
+            if (tok is not null && tok.VocabSize > m.Config.VocabSize)
+                throw new CliException($"the tokenizer has {tok.VocabSize} tokens but the model's vocab_size is {m.Config.VocabSize}");
+            int[] ids = text is not null ? EncodePrompt(tok!, text, m.Config.BosTokenId) : ParseIds(idsText!);
+            var o = sampling.Read(p, m, tok);
+            if (p.GetValue(stop) is { Length: > 0 } stops) o = o with { StopStrings = stops, Decode = ids2 => tok!.Decode([.. ids2]) };
             var session = new GenerationSession(m, ids, o, p.GetValue(ctx));
-            // Until a tokenizer is wired in, ids are the output; --print-ids keeps that format when text exists.
-            _ = p.GetValue(printIds);
+            bool asIds = p.GetValue(printIds) || tok is null;
+            var decoder = tok is null ? null : new TokenStreamDecoder(tok, skipSpecialTokens: true);
             bool first = true;
             foreach (var t in session.Generate())
             {
-                Console.Write(first ? t.Id.ToString(CultureInfo.InvariantCulture) : "," + t.Id.ToString(CultureInfo.InvariantCulture));
-                first = false;
+                if (asIds) { Console.Write((first ? "" : ",") + t.Id.ToString(CultureInfo.InvariantCulture)); first = false; }
+                else if (!o.StopTokenIds.Contains(t.Id)) Console.Write(decoder!.Append(t.Id));
                 Console.Out.Flush();
             }
+            if (!asIds) Console.Write(decoder!.Flush());
             Console.WriteLine();
             PrintStats(session.Result!);
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>The tokenizer from --tokenizer or the model folder; null if neither has one and none is required.</summary>
+    internal static Tokenizer? LoadTokenizer(string modelDir, string? explicitPath, bool required)
+    {
+        if (explicitPath is not null) return Tokenizer.Load(explicitPath);
+        var inModel = Path.Combine(modelDir, "tokenizer.json");
+        if (File.Exists(inModel)) return Tokenizer.Load(inModel);
+        if (required) throw new CliException($"{modelDir}: no tokenizer.json in the model folder: pass --tokenizer PATH, or use --prompt-ids");
+        return null;
+    }
+
+    /// <summary>Text prompt to ids: bos first (as the model was trained), then the text.</summary>
+    internal static int[] EncodePrompt(Tokenizer tok, string text, int bos)
+    {
+        var ids = tok.EncodeToIds(text, addSpecialTokens: true);
+        return ids.Length > 0 && ids[0] == bos ? ids : [bos, .. ids];
     }
 
     internal static int[] ParseIds(string text)

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using LongCat.Inference;
+using LongCat.Model;
+using LongCat.Tokenization;
+
+namespace LongCat.Cli.Commands;
+
+/// <summary><c>longcat chat</c>: an interactive REPL in the LongCat chat format.</summary>
+public static class ChatCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "Checkpoint folder with tokenizer.json." };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json (or its folder) when the model folder has none." };
+        var system = new Option<string?>("--system") { Description = "System prompt, placed before round 0." };
+        var ctx = new Option<int?>("--context") { Description = "Context length; default: max_position_embeddings." };
+        var sampling = new GenerateCommand.SamplingOptions();
+        var cmd = new Command("chat", "Chat with a model in the LongCat format ([Round N] USER:... ASSISTANT:...</longcat_s>). Commands: /reset, /system TEXT, /exit.")
+        {
+            model, tokenizer, system, ctx,
+        };
+        sampling.AddTo(cmd);
+        cmd.SetAction(p => CliSupport.Run(p, () =>
+        {
+            var dir = p.GetValue(model) ?? throw new CliException(
+                "no --model given and no demo model is shipped yet: make one with `longcat init --config CONFIG --out DIR` (random weights) or train one, then `longcat chat --model DIR`");
+            var tok = GenerateCommand.LoadTokenizer(dir, p.GetValue(tokenizer), required: true)!;
+            using var m = LongCatModel.Load(dir);
+            var options = sampling.Read(p, m, tok);
+            var turns = new List<ChatTurn>();
+            string? sys = p.GetValue(system);
+            void Reset() { turns.Clear(); if (sys is not null) turns.Add(new ChatTurn(ChatTurn.System, sys)); }
+            Reset();
+            bool interactive = !Console.IsInputRedirected;
+            if (interactive) Console.Error.WriteLine("LongCat chat: type a message; /reset clears the conversation, /exit quits.");
+            ulong turn = 0;
+            while (true)
+            {
+                if (interactive) Console.Write("> ");
+                var line = Console.ReadLine();
+                if (line is null || line.Trim() == "/exit") break;
+                if (line.Trim().Length == 0) continue;
+                if (line.Trim() == "/reset") { Reset(); continue; }
+                if (line.StartsWith("/system ", StringComparison.Ordinal)) { sys = line[8..]; Reset(); continue; }
+                turns.Add(new ChatTurn(ChatTurn.User, line));
+                var ids = ChatFormat.EncodePrompt(tok, turns);
+                if (ids.Length == 0 || ids[0] != m.Config.BosTokenId) ids = [m.Config.BosTokenId, .. ids];
+                // A different seed per turn, derived from the given one: reproducible conversations.
+                var session = new GenerationSession(m, ids, options with { Seed = options.Seed + turn++ }, p.GetValue(ctx));
+                var decoder = new TokenStreamDecoder(tok, skipSpecialTokens: true);
+                var reply = new List<int>();
+                foreach (var t in session.Generate())
+                {
+                    if (options.StopTokenIds.Contains(t.Id)) continue;
+                    reply.Add(t.Id);
+                    Console.Write(decoder.Append(t.Id));
+                    Console.Out.Flush();
+                }
+                Console.WriteLine(decoder.Flush());
+                GenerateCommand.PrintStats(session.Result!);
+                turns.Add(new ChatTurn(ChatTurn.Assistant, tok.Decode([.. reply], skipSpecialTokens: true)));
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+}

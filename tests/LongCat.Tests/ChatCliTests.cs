@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+
+namespace LongCat.Tests;
+
+/// <summary>Text prompts and the chat REPL through the real CLI, on a random model with the LongCat-style tokenizer.</summary>
+public class ChatCliTests
+{
+    static readonly Lazy<string> Model = new(() =>
+    {
+        var dir = Fixtures.NewTempDir();
+        var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.Reference("tiny"), "config.json")))!.AsObject();
+        cfg["vocab_size"] = 4096;
+        var cfgPath = Path.Combine(dir, "src-config.json");
+        File.WriteAllText(cfgPath, cfg.ToJsonString());
+        var (exit, _, err) = CliProcess.Run("init", "--config", cfgPath, "--out", dir, "--seed", "3");
+        Assert.True(exit == 0, err);
+        foreach (var f in new[] { "tokenizer.json" })
+            File.Copy(Path.Combine(Fixtures.Root, "tokenizers", "longcat_style", f), Path.Combine(dir, f));
+        return dir;
+    });
+
+    [Fact]
+    public void GenerateFromTextIsDeterministicAndMatchesIds()
+    {
+        var a = CliProcess.Run("generate", "--model", Model.Value, "--prompt", "Hello world", "--max-tokens", "8", "--seed", "4");
+        var b = CliProcess.Run("generate", "--model", Model.Value, "--prompt", "Hello world", "--max-tokens", "8", "--seed", "4");
+        Assert.True(a.Exit == 0, a.Err);
+        Assert.Equal(a.Out, b.Out);
+        Assert.Contains("decode", a.Err);
+        var ids = CliProcess.Run("generate", "--model", Model.Value, "--prompt", "Hello world", "--max-tokens", "8", "--seed", "4", "--print-ids");
+        Assert.True(ids.Exit == 0, ids.Err);
+        Assert.Matches("^[0-9]+(,[0-9]+)*$", ids.Out.Trim());
+    }
+
+    [Fact]
+    public void TextPromptWithoutTokenizerIsAClearError()
+    {
+        var (exit, _, err) = CliProcess.Run("generate", "--model", Fixtures.Reference("tiny"), "--prompt", "hi");
+        Assert.Equal(1, exit);
+        Assert.Contains("tokenizer.json", err);
+    }
+
+    [Fact]
+    public async Task ChatReadsTurnsFromStdin()
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "exec", Path.Combine(AppContext.BaseDirectory, "longcat.dll"), "chat", "--model", Model.Value, "--max-tokens", "6", "--temperature", "0" })
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        p.StandardInput.WriteLine("Hello there");
+        p.StandardInput.WriteLine("And again");
+        p.StandardInput.WriteLine("/exit");
+        p.StandardInput.Close();
+        var errTask = p.StandardError.ReadToEndAsync();
+        _ = await p.StandardOutput.ReadToEndAsync();
+        Assert.True(p.WaitForExit(120_000));
+        var err = await errTask;
+        Assert.True(p.ExitCode == 0, err);
+        // Two replies, each followed by a stats line on stderr.
+        Assert.Equal(2, err.Split('\n').Count(l => l.Contains("decode")));
+    }
+
+    [Fact]
+    public void ChatWithoutModelPointsAtInit()
+    {
+        var (exit, _, err) = CliProcess.Run("chat");
+        Assert.Equal(1, exit);
+        Assert.Contains("longcat init", err);
+    }
+}
