@@ -22,32 +22,9 @@ public static class ForwardCommand
 
     static int Run(string modelDir, string inputPath, string outputPath)
     {
-        long[] ids;
-        int b, s;
-        using (var inp = SafeTensorFile.Open(inputPath))
-        {
-            if (!inp.Contains("input_ids"))
-                throw new ModelFormatException($"{inputPath}: missing tensor 'input_ids'");
-            var t = inp.Tensor("input_ids");
-            if (t.DType is not (DType.I64 or DType.I32))
-                throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has dtype {t.DType}, expected I64 or I32");
-            if (t.Shape.Length != 2 || t.Shape[0] <= 0 || t.Shape[1] <= 0)
-                throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has shape {t.Info.ShapeText}, expected [B, S] with B, S > 0");
-            // The checked casts below would otherwise escape as an OverflowException (a crash, not an error line).
-            if (t.ElementCount > int.MaxValue)
-                throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has shape {t.Info.ShapeText}: more than {int.MaxValue} tokens");
-            b = checked((int)t.Shape[0]); s = checked((int)t.Shape[1]);
-            ids = t.ToInt64();
-        }
         using var m = LongCatModel.Load(modelDir);
         var c = m.Config;
-        var ints = new int[ids.Length];
-        for (int i = 0; i < ids.Length; i++)
-        {
-            if (ids[i] < 0 || ids[i] >= c.VocabSize)
-                throw new CliException($"{inputPath}: input_ids[{i / s}, {i % s}] = {ids[i]} is outside the vocabulary 0..{c.VocabSize - 1}");
-            ints[i] = (int)ids[i];
-        }
+        var (ids, ints, b, s) = InputIds.Read(inputPath, c.VocabSize);
         var r = m.Forward(ints, b, s, new ForwardOptions { KeepHiddenStates = true, KeepRouting = true });
         var w = new SafeTensorsWriter();
         w.Metadata["producer"] = "longcat forward";

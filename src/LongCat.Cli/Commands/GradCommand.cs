@@ -28,35 +28,16 @@ public static class GradCommand
 
     static int Run(string modelDir, string inputPath, string outputPath)
     {
-        long[] ids;
-        int b, s;
         float? referenceLoss = null;
         using (var inp = SafeTensorFile.Open(inputPath))
         {
-            if (!inp.Contains("input_ids"))
-                throw new ModelFormatException($"{inputPath}: missing tensor 'input_ids'");
-            var t = inp.Tensor("input_ids");
-            if (t.DType is not (DType.I64 or DType.I32))
-                throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has dtype {t.DType}, expected I64 or I32");
-            if (t.Shape.Length != 2 || t.Shape[0] <= 0 || t.Shape[1] <= 0)
-                throw new ModelFormatException($"{inputPath}: tensor 'input_ids' has shape {t.Info.ShapeText}, expected [B, S] with B, S > 0");
-            b = checked((int)t.Shape[0]); s = checked((int)t.Shape[1]);
-            if (s < 2)
-                throw new CliException($"{inputPath}: input_ids has sequences of {s} token; the next-token loss needs at least 2 per sequence");
-            ids = t.ToInt64();
             // A fixture's expected.safetensors also holds the reference loss: report how far ours is.
             if (inp.Contains("loss") && inp.Tensor("loss").ElementCount == 1 && DTypes.IsFloat(inp.Tensor("loss").DType))
                 referenceLoss = inp.Tensor("loss").ToFloat32()[0];
         }
         using var m = TrainableModel.Load(modelDir);
         var c = m.Config;
-        var ints = new int[ids.Length];
-        for (int i = 0; i < ids.Length; i++)
-        {
-            if (ids[i] < 0 || ids[i] >= c.VocabSize)
-                throw new CliException($"{inputPath}: input_ids[{i / s}, {i % s}] = {ids[i]} is outside the vocabulary 0..{c.VocabSize - 1}");
-            ints[i] = (int)ids[i];
-        }
+        var (_, ints, b, s) = InputIds.Read(inputPath, c.VocabSize, minSeqLen: 2);
         var loss = m.ForwardBackward(ints, b, s);
         var meta = new Dictionary<string, string>
         {
