@@ -52,28 +52,32 @@ public sealed class ShortcutMoE
         Parallelism.ForRange(t, 64, (t0, t1) =>
         {
             var biased = new float[ne];
-            var sel = new int[k];
             for (int i = t0; i < t1; i++)
-            {
-                var p = logits.AsSpan(i * ne, ne);
-                Ops.Softmax(p);
-                for (int e = 0; e < ne; e++) biased[e] = p[e] + ScoreCorrectionBias[e];
-                Ops.TopK(biased, sel);
-                float norm = 1f;
-                if (c.NormTopKProb)
-                {
-                    float s = 0;
-                    for (int j = 0; j < k; j++) s += p[sel[j]];
-                    norm = s > 0 ? 1f / s : 0f;
-                }
-                for (int j = 0; j < k; j++)
-                {
-                    r.Indices[i * k + j] = sel[j];
-                    r.Weights[i * k + j] = c.NormTopKProb ? p[sel[j]] * norm * rsf : p[sel[j]] * rsf;
-                }
-            }
+                RouteToken(logits.AsSpan(i * ne, ne), ScoreCorrectionBias, biased, r.Indices.AsSpan(i * k, k), r.Weights.AsSpan(i * k, k), rsf, c.NormTopKProb);
         });
         return r;
+    }
+
+    /// <summary>
+    /// One token's routing: router logits [E+Z] in, softmax probabilities out (in place); top-K of p + bias
+    /// (selection only) into <paramref name="sel"/>; weights = p[sel] · routed_scaling_factor (renormalised over the
+    /// selection first when <paramref name="normTopK"/>). Shared by inference and training.
+    /// </summary>
+    public static void RouteToken(Span<float> logitsToProbs, ReadOnlySpan<float> bias, Span<float> biasedScratch, Span<int> sel, Span<float> weights, float rsf, bool normTopK)
+    {
+        var p = logitsToProbs;
+        int ne = p.Length, k = sel.Length;
+        Ops.Softmax(p);
+        for (int e = 0; e < ne; e++) biasedScratch[e] = p[e] + bias[e];
+        Ops.TopK(biasedScratch[..ne], sel);
+        float norm = 1f;
+        if (normTopK)
+        {
+            float s = 0;
+            for (int j = 0; j < k; j++) s += p[sel[j]];
+            norm = s > 0 ? 1f / s : 0f;
+        }
+        for (int j = 0; j < k; j++) weights[j] = normTopK ? p[sel[j]] * norm * rsf : p[sel[j]] * rsf;
     }
 
     /// <summary>x [T, H] (the normalized MoE input) -> y [T, H] (overwritten). Returns the routing used.</summary>

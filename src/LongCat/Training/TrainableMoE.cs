@@ -65,19 +65,8 @@ internal sealed class TrainableMoE
             var biased = new float[ne];
             for (int i = t0; i < t1; i++)
             {
-                var p = probs.AsSpan(i * ne, ne);
-                Ops.Softmax(p);
-                for (int e = 0; e < ne; e++) biased[e] = p[e] + bias[e];
                 var s = sel.AsSpan(i * k, k);
-                Ops.TopK(biased, s);
-                float norm = 1f;
-                if (c.NormTopKProb)
-                {
-                    float sum = 0;
-                    for (int j = 0; j < k; j++) sum += p[s[j]];
-                    norm = sum > 0 ? 1f / sum : 0f;
-                }
-                for (int j = 0; j < k; j++) w[i * k + j] = c.NormTopKProb ? p[s[j]] * norm * rsf : p[s[j]] * rsf;
+                ShortcutMoE.RouteToken(probs.AsSpan(i * ne, ne), bias, biased, s, w.AsSpan(i * k, k), rsf, c.NormTopKProb);
                 // The token's slots in ascending expert order: the order outputs are combined in (like index_add_).
                 var so = slotOrder.AsSpan(i * k, k);
                 for (int j = 0; j < k; j++)
