@@ -68,6 +68,17 @@ public sealed class SafeTensorsWriter
         AddF32(scaleName, s, sr, sc);
     }
 
+    /// <summary>
+    /// Adds a 2-D weight [rows, cols] as INT8 per output channel: <c>name</c> (I8) plus <c>scaleName</c>
+    /// (F32 [rows, 1]): s = amax(row) / 127, q = round-to-nearest-even(w / s) (symmetric, no zero point).
+    /// </summary>
+    public void AddInt8PerChannel(string name, string scaleName, ReadOnlySpan<float> w, int rows, int cols)
+    {
+        var (q, s) = Int8Quantizer.Quantize(w, rows, cols);
+        AddRaw(name, DType.I8, [rows, cols], MemoryMarshal.AsBytes<sbyte>(q).ToArray());
+        AddF32(scaleName, s, rows, 1);
+    }
+
     /// <summary>Writes the file atomically.</summary>
     public void Save(string path)
     {
@@ -131,5 +142,26 @@ public static class Fp8Quantizer
                     for (int c = bj * bc; c < c1; c++) q[r * cols + c] = NumberFormats.F32ToFp8E4M3(w[r * cols + c] / scale);
             }
         return (q, s, sr, sc);
+    }
+}
+
+/// <summary>Symmetric per-output-channel INT8 quantization: scale = amax / 127 per row, q in [-127, 127].</summary>
+public static class Int8Quantizer
+{
+    public static (sbyte[] Q, float[] Scales) Quantize(ReadOnlySpan<float> w, int rows, int cols)
+    {
+        if (w.Length != (long)rows * cols) throw new ArgumentException("weight size does not match rows x cols");
+        var q = new sbyte[w.Length];
+        var s = new float[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            var row = w.Slice(r * cols, cols);
+            float amax = 0;
+            foreach (var v in row) amax = MathF.Max(amax, MathF.Abs(v));
+            float scale = amax > 0 && float.IsFinite(amax) ? amax / 127f : 1f;
+            s[r] = scale;
+            for (int c = 0; c < cols; c++) q[r * cols + c] = (sbyte)Math.Clamp(MathF.Round(row[c] / scale, MidpointRounding.ToEven), -127f, 127f);
+        }
+        return (q, s);
     }
 }
