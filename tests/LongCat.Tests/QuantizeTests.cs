@@ -149,4 +149,32 @@ public class QuantizeTests
         var e = Assert.Throws<ModelFormatException>(() => LongCatModel.Load(dir));
         Assert.Contains("weight_scale", e.Message);
     }
+
+    [Fact]
+    public void BenchGenerateReportsEachFormat()
+    {
+        var (rc, stdout, err) = Cli("bench", "generate", "--model", Fixtures.Reference("tiny"), "--formats", "int8,fp8", "--json",
+            "--prompt-tokens", "8", "--decode-tokens", "3");
+        Assert.True(rc == 0, err);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        var o = System.Text.Json.Nodes.JsonNode.Parse(lines[0])!;
+        Assert.Equal("int8", (string?)o["format"]);
+        Assert.True((double)o["decode_tokens_per_s"]! > 0);
+        Assert.True((double)o["weight_bytes_per_token"]! > 0);
+        Assert.True((double)o["roofline_ratio"]! > 0);
+        Assert.Equal("fp8", (string?)System.Text.Json.Nodes.JsonNode.Parse(lines[1])!["format"]);
+    }
+
+    [Fact]
+    public void BenchGenerateRejectsBadOptions()
+    {
+        var (rc, _, err) = Cli("bench", "generate", "--model", Fixtures.Reference("tiny"), "--formats", "int3");
+        Assert.Equal(1, rc);
+        Assert.StartsWith("longcat: error: ", err);
+        Assert.Contains("int3", err);
+        (rc, _, err) = Cli("bench", "generate", "--model", Fixtures.Reference("tiny"), "--speculative", "eagle");
+        Assert.Equal(1, rc);
+        Assert.Contains("eagle", err);
+    }
 }
