@@ -43,6 +43,21 @@ public unsafe class GemmTests
                     w = new Weight("w", dt, n, k, (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(a, 0), owner: a);
                     break;
                 }
+            case DType.I8:
+                {
+                    // Per-row scales as the quantizer writes them (amax / 127), q = round(w / scale).
+                    var q = new sbyte[n * k];
+                    var sc = new float[n];
+                    for (int r = 0; r < n; r++)
+                    {
+                        float amax = 0;
+                        for (int c = 0; c < k; c++) amax = MathF.Max(amax, MathF.Abs(f[r * k + c]));
+                        sc[r] = amax > 0 ? amax / 127f * scaleMul : 1f;
+                        for (int c = 0; c < k; c++) q[r * k + c] = (sbyte)Math.Clamp(MathF.Round(f[r * k + c] * scaleMul / sc[r]), -127, 127);
+                    }
+                    w = Weight.FromInt8("w", q, sc, n, k);
+                    break;
+                }
             default:
                 {
                     int sr = (n + blockRows - 1) / blockRows, sc = (k + blockCols - 1) / blockCols;
@@ -104,7 +119,7 @@ public unsafe class GemmTests
                 Assert.Fail($"{what}: element {i} differs: {a[i]:R} vs {b[i]:R}");
     }
 
-    public static TheoryData<DType> DTypesAll => new(DType.F32, DType.BF16, DType.F16, DType.F8_E4M3);
+    public static TheoryData<DType> DTypesAll => new(DType.F32, DType.BF16, DType.F16, DType.F8_E4M3, DType.I8);
 
     static readonly (int M, int N, int K)[] OddShapes =
     [
@@ -205,6 +220,31 @@ public unsafe class GemmTests
         }
     }
 
+    /// <summary>Every INT8 code -128..127 with odd row scales: GEMV and packed give exactly (float)q · scale[row].</summary>
+    [Fact]
+    public void Int8DequantMatchesDefinitionForEveryCode()
+    {
+        var q = new sbyte[2 * 256];
+        for (int i = 0; i < 256; i++) { q[i] = (sbyte)(i - 128); q[256 + i] = (sbyte)(127 - i); }
+        float[] s = [0.37f, 3.1e-3f];
+        var w = Weight.FromInt8("w", q, s, 2, 256);
+        for (int c = 0; c < 256; c++)
+        {
+            var x = new float[256];
+            x[c] = 1f;
+            var x4 = new float[4 * 256];
+            for (int i = 0; i < 4; i++) x4[i * 256 + c] = 1f;
+            var gemv = Run(x, w, 1);
+            var packed = Run(x4, w, 4);
+            for (int r = 0; r < 2; r++)
+            {
+                float expect = q[r * 256 + c] * s[r] + 0f;
+                Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(gemv[r]), $"GEMV code {q[r * 256 + c]} row {r}");
+                Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(packed[3 * 2 + r]), $"packed code {q[r * 256 + c]} row {r}");
+            }
+        }
+    }
+
     /// <summary>Shapes big enough to run in parallel: bitwise equal results for 1, 2 and 3 threads.</summary>
     [Theory]
     [MemberData(nameof(DTypesAll))]
@@ -255,7 +295,7 @@ public unsafe class GemmTests
     [Fact]
     public void GemvRowsAreBatchInvariant()
     {
-        foreach (var dt in new[] { DType.F32, DType.BF16, DType.F16, DType.F8_E4M3 })
+        foreach (var dt in new[] { DType.F32, DType.BF16, DType.F16, DType.F8_E4M3, DType.I8 })
         {
             var tw = Make(dt, 37, 203, 3);
             var x = RandomX(3, 203, 4);

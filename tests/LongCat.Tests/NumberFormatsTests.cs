@@ -161,4 +161,22 @@ public class NumberFormatsTests
             if (!float.IsNaN(f)) Assert.Equal(b, NumberFormats.F32ToBF16(f));
         }
     }
+
+    /// <summary>The bit-level F32 → E4M3 rounding equals the double-arithmetic definition: a sweep of float bit
+    /// patterns over the whole range, plus every midpoint between neighbouring codes and its float neighbours.</summary>
+    [Fact]
+    public void Fp8FastEncodeMatchesReference()
+    {
+        for (uint b = 0; b < 0x44000000u; b += 61)
+            foreach (var f in new[] { BitConverter.UInt32BitsToSingle(b), -BitConverter.UInt32BitsToSingle(b) })
+                Assert.True(NumberFormats.F32ToFp8E4M3Reference(f) == NumberFormats.F32ToFp8E4M3(f), $"{f:R}");
+        for (int c = 0; c < 0x7E; c++)
+        {
+            float mid = (NumberFormats.Fp8E4M3ToF32((byte)c) + NumberFormats.Fp8E4M3ToF32((byte)(c + 1))) / 2;
+            foreach (var f in new[] { mid, MathF.BitDecrement(mid), MathF.BitIncrement(mid), -mid, NumberFormats.Fp8E4M3ToF32((byte)c) })
+                Assert.True(NumberFormats.F32ToFp8E4M3Reference(f) == NumberFormats.F32ToFp8E4M3(f), $"{f:R}");
+        }
+        foreach (var f in new[] { 448f, 449f, 464f, 1e30f, float.PositiveInfinity, float.NegativeInfinity, float.Epsilon, 1f / 1024, 1f / 64 })
+            Assert.True(NumberFormats.F32ToFp8E4M3Reference(f) == NumberFormats.F32ToFp8E4M3(f), $"{f:R}");
+    }
 }

@@ -12,6 +12,7 @@ public static class BenchCommand
         cmd.Subcommands.Add(CreateGemm());
         cmd.Subcommands.Add(CreateForward());
         cmd.Subcommands.Add(TokenizeBench.Create());
+        cmd.Subcommands.Add(GenerateBench.Create());
         return cmd;
     }
 

@@ -146,8 +146,18 @@ public sealed record LongCatConfig
         {
             var qr = new Reader(q, source + " quantization_config");
             var method = qr.OptStr("quant_method") ?? "fp8";
+            if (method == "int8")
+            {
+                // INT8 per output channel: weights I8 [out, in] + <module>.weight_scale F32 [out, 1].
+                var gran = qr.OptStr("weight_scale_granularity") ?? "per_channel";
+                if (gran != "per_channel")
+                    throw ConfigException.Invalid(source, "quantization_config.weight_scale_granularity", gran, "only \"per_channel\" INT8 scales are read");
+                c = c with { QuantMethod = method, WeightBlockSize = null };
+                c.Validate(source);
+                return c;
+            }
             if (method != "fp8")
-                throw ConfigException.Invalid(source, "quantization_config.quant_method", method, "only \"fp8\" (block-scaled E4M3) checkpoints are read");
+                throw ConfigException.Invalid(source, "quantization_config.quant_method", method, "only \"fp8\" (block-scaled E4M3) and \"int8\" (per-channel) checkpoints are read");
             int[] block = [128, 128];
             if (q["weight_block_size"] is not (null or JsonArray))
                 throw ConfigException.Invalid(source, "quantization_config.weight_block_size", q["weight_block_size"]!.ToJsonString(), "must be [rows, cols]");
@@ -268,7 +278,15 @@ public sealed record LongCatConfig
         if (LatentNormEps != 1e-6) o["mla_latent_norm_eps"] = LatentNormEps;
         if (NumNextnPredictLayers != 1) o["num_nextn_predict_layers"] = NumNextnPredictLayers;
         if (TorchDtype is not null) o["torch_dtype"] = TorchDtype;
-        if (WeightBlockSize is not null)
+        if (QuantMethod == "int8")
+            o["quantization_config"] = new JsonObject
+            {
+                ["quant_method"] = "int8",
+                ["weight_scale_granularity"] = "per_channel",
+                ["symmetric"] = true,
+                ["activation_scheme"] = "none",
+            };
+        else if (WeightBlockSize is not null)
             o["quantization_config"] = new JsonObject
             {
                 ["quant_method"] = QuantMethod ?? "fp8",

@@ -68,6 +68,17 @@ public sealed class SafeTensorsWriter
         AddF32(scaleName, s, sr, sc);
     }
 
+    /// <summary>
+    /// Adds a 2-D weight [rows, cols] as INT8 per output channel: <c>name</c> (I8) plus <c>scaleName</c>
+    /// (F32 [rows, 1]): s = amax(row) / 127, q = round-to-nearest-even(w / s) (symmetric, no zero point).
+    /// </summary>
+    public void AddInt8PerChannel(string name, string scaleName, ReadOnlySpan<float> w, int rows, int cols)
+    {
+        var (q, s) = Int8Quantizer.Quantize(w, rows, cols);
+        AddRaw(name, DType.I8, [rows, cols], MemoryMarshal.AsBytes<sbyte>(q).ToArray());
+        AddF32(scaleName, s, rows, 1);
+    }
+
     /// <summary>Writes the file atomically.</summary>
     public void Save(string path)
     {
@@ -112,24 +123,55 @@ public sealed class SafeTensorsWriter
 /// <summary>Block-wise FP8 E4M3 quantization in the official (DeepSeek-V3 / LongCat-Flash-FP8) layout.</summary>
 public static class Fp8Quantizer
 {
-    public static (byte[] Q, float[] Scales, int ScaleRows, int ScaleCols) Quantize(ReadOnlySpan<float> w, int rows, int cols, int br = 128, int bc = 128)
+    /// <remarks>Block rows are quantized in parallel (each writes its own bytes and scales: same result for any thread count).</remarks>
+    public static unsafe (byte[] Q, float[] Scales, int ScaleRows, int ScaleCols) Quantize(ReadOnlySpan<float> w, int rows, int cols, int br = 128, int bc = 128)
     {
         if (w.Length != (long)rows * cols) throw new ArgumentException("weight size does not match rows x cols");
         int sr = (rows + br - 1) / br, sc = (cols + bc - 1) / bc;
         var s = new float[sr * sc];
         var q = new byte[w.Length];
-        for (int bi = 0; bi < sr; bi++)
-            for (int bj = 0; bj < sc; bj++)
+        fixed (float* pw = w)
+        {
+            nint wp = (nint)pw;
+            void BlockRow(int bi)
             {
-                int r1 = Math.Min(rows, (bi + 1) * br), c1 = Math.Min(cols, (bj + 1) * bc);
-                float amax = 0;
-                for (int r = bi * br; r < r1; r++)
-                    for (int c = bj * bc; c < c1; c++) amax = MathF.Max(amax, MathF.Abs(w[r * cols + c]));
-                float scale = amax > 0 ? amax / NumberFormats.Fp8E4M3Max : 1f;
-                s[bi * sc + bj] = scale;
-                for (int r = bi * br; r < r1; r++)
-                    for (int c = bj * bc; c < c1; c++) q[r * cols + c] = NumberFormats.F32ToFp8E4M3(w[r * cols + c] / scale);
+                float* w = (float*)wp;
+                for (int bj = 0; bj < sc; bj++)
+                {
+                    int r1 = Math.Min(rows, (bi + 1) * br), c1 = Math.Min(cols, (bj + 1) * bc);
+                    float amax = 0;
+                    for (int r = bi * br; r < r1; r++)
+                        for (int c = bj * bc; c < c1; c++) amax = MathF.Max(amax, MathF.Abs(w[(long)r * cols + c]));
+                    float scale = amax > 0 ? amax / NumberFormats.Fp8E4M3Max : 1f;
+                    s[bi * sc + bj] = scale;
+                    for (int r = bi * br; r < r1; r++)
+                        for (int c = bj * bc; c < c1; c++) q[(long)r * cols + c] = NumberFormats.F32ToFp8E4M3(w[(long)r * cols + c] / scale);
+                }
             }
+            if ((long)rows * cols < 1 << 16) for (int bi = 0; bi < sr; bi++) BlockRow(bi);
+            else Parallel.For(0, sr, BlockRow);
+        }
         return (q, s, sr, sc);
+    }
+}
+
+/// <summary>Symmetric per-output-channel INT8 quantization: scale = amax / 127 per row, q in [-127, 127].</summary>
+public static class Int8Quantizer
+{
+    public static (sbyte[] Q, float[] Scales) Quantize(ReadOnlySpan<float> w, int rows, int cols)
+    {
+        if (w.Length != (long)rows * cols) throw new ArgumentException("weight size does not match rows x cols");
+        var q = new sbyte[w.Length];
+        var s = new float[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            var row = w.Slice(r * cols, cols);
+            float amax = 0;
+            foreach (var v in row) amax = MathF.Max(amax, MathF.Abs(v));
+            float scale = amax > 0 && float.IsFinite(amax) ? amax / 127f : 1f;
+            s[r] = scale;
+            for (int c = 0; c < cols; c++) q[r * cols + c] = (sbyte)Math.Clamp(MathF.Round(row[c] / scale, MidpointRounding.ToEven), -127f, 127f);
+        }
+        return (q, s);
     }
 }

@@ -247,7 +247,7 @@ public static unsafe class Gemm
     // ---------------- GEMV path ----------------
 
     /// <summary>How a GEMV reads its weight, decided once per call.</summary>
-    enum GemvMode { Portable, F32, Bf16, F16, Fp8, Fp8Nan }
+    enum GemvMode { Portable, F32, Bf16, F16, Fp8, Fp8Nan, I8 }
 
     static GemvMode ModeOf(Weight w)
     {
@@ -266,6 +266,7 @@ public static unsafe class Gemm
                     return GemmPack.Fp8HasNanCodes(w) ? GemvMode.Fp8Nan : GemvMode.Fp8;
                 }
             case DType.F16: return GemvMode.F16;
+            case DType.I8: return GemvMode.I8;
             default: return GemvMode.Portable;
         }
     }
@@ -321,6 +322,7 @@ public static unsafe class Gemm
                         break;
                     case GemvMode.Fp8: Dot4Fp8<Fp8NoNan>(w, ra, rb, rc, rd, xi, o); break;
                     case GemvMode.Fp8Nan: Dot4Fp8<Fp8WithNan>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.I8: Dot4I8(w, ra, rb, rc, rd, xi, o); break;
                     default:
                         o[0] = DotPortable(w, ra, xi); o[1] = DotPortable(w, rb, xi);
                         o[2] = DotPortable(w, rc, xi); o[3] = DotPortable(w, rd, xi);
@@ -351,6 +353,7 @@ public static unsafe class Gemm
             DType.F32 => ((float*)w.Data)[i],
             DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)w.Data)[i] << 16),
             DType.F16 => (float)BitConverter.UInt16BitsToHalf(((ushort*)w.Data)[i]),
+            DType.I8 => ((sbyte*)w.Data)[i] * w.Scales[r],
             _ => NumberFormats.Fp8E4M3Table[w.Data[i]] * w.Scales[(long)(r / w.BlockRows) * w.ScaleCols + c / w.BlockCols],
         };
     }
@@ -513,5 +516,37 @@ public static unsafe class Gemm
             kEnd += 8;
         }
         Store4(HSum(a00, a01), HSum(a10, a11), HSum(a20, a21), HSum(a30, a31), w, ra, rb, rc, rd, x, kEnd, o);
+    }
+
+    /// <summary>INT8 rows: widen sbyte → int → float in registers, times the row's scale (broadcast once per row).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Dot4I8(Weight w, int ra, int rb, int rc, int rd, float* x, float* o)
+    {
+        int k = w.Cols, k16 = k & ~15;
+        var v0 = Vector256.Create(w.Scales[ra]); var v1 = Vector256.Create(w.Scales[rb]);
+        var v2 = Vector256.Create(w.Scales[rc]); var v3 = Vector256.Create(w.Scales[rd]);
+        sbyte* w0 = (sbyte*)w.Data + (long)ra * k, w1 = (sbyte*)w.Data + (long)rb * k;
+        sbyte* w2 = (sbyte*)w.Data + (long)rc * k, w3 = (sbyte*)w.Data + (long)rd * k;
+        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+        int c = 0;
+        for (; c < k16; c += 16)
+        {
+            var x0 = Vector256.Load(x + c);
+            var x1 = Vector256.Load(x + c + 8);
+            a00 = Vector256.FusedMultiplyAdd(GemmPack.I8(w0 + c, v0), x0, a00); a01 = Vector256.FusedMultiplyAdd(GemmPack.I8(w0 + c + 8, v0), x1, a01);
+            a10 = Vector256.FusedMultiplyAdd(GemmPack.I8(w1 + c, v1), x0, a10); a11 = Vector256.FusedMultiplyAdd(GemmPack.I8(w1 + c + 8, v1), x1, a11);
+            a20 = Vector256.FusedMultiplyAdd(GemmPack.I8(w2 + c, v2), x0, a20); a21 = Vector256.FusedMultiplyAdd(GemmPack.I8(w2 + c + 8, v2), x1, a21);
+            a30 = Vector256.FusedMultiplyAdd(GemmPack.I8(w3 + c, v3), x0, a30); a31 = Vector256.FusedMultiplyAdd(GemmPack.I8(w3 + c + 8, v3), x1, a31);
+        }
+        if (k - c >= 8)
+        {
+            var x0 = Vector256.Load(x + c);
+            a00 = Vector256.FusedMultiplyAdd(GemmPack.I8(w0 + c, v0), x0, a00);
+            a10 = Vector256.FusedMultiplyAdd(GemmPack.I8(w1 + c, v1), x0, a10);
+            a20 = Vector256.FusedMultiplyAdd(GemmPack.I8(w2 + c, v2), x0, a20);
+            a30 = Vector256.FusedMultiplyAdd(GemmPack.I8(w3 + c, v3), x0, a30);
+            c += 8;
+        }
+        Store4(HSum(a00, a01), HSum(a10, a11), HSum(a20, a21), HSum(a30, a31), w, ra, rb, rc, rd, x, c, o);
     }
 }

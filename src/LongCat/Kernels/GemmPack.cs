@@ -8,7 +8,7 @@ namespace LongCat.Kernels;
 /// <summary>
 /// Packing and in-register dequantization for <see cref="Gemm"/>. Every dequantized weight equals the scalar
 /// definition bit for bit: F32 as is, BF16 = bits &lt;&lt; 16, F16 = (float)Half, FP8 = float32(e4m3) · scale
-/// (one float32 multiply, <see cref="NumberFormats.Fp8E4M3Table"/>).
+/// (one float32 multiply, <see cref="NumberFormats.Fp8E4M3Table"/>), INT8 = (float)q · scale[row] (one multiply).
 /// </summary>
 static unsafe class GemmPack
 {
@@ -179,6 +179,13 @@ static unsafe class GemmPack
                         for (int kk = 0; kk < kc; kk++) d[kk * nr] = t[s[kk]] * srow[(k0 + kk) / bc];
                         break;
                     }
+                case DType.I8:
+                    {
+                        sbyte* s = (sbyte*)w.Data + off;
+                        float sc = w.Scales[r0 + j];
+                        for (int kk = 0; kk < kc; kk++) d[kk * nr] = s[kk] * sc;
+                        break;
+                    }
             }
         }
     }
@@ -262,6 +269,20 @@ static unsafe class GemmPack
                     }
                     break;
                 }
+            case DType.I8:
+                {
+                    sbyte* s = (sbyte*)w.Data + (long)r0 * k + k0;
+                    float* sp = w.Scales + r0;
+                    Vector256<float> v0 = Vector256.Create(sp[0]), v1 = Vector256.Create(sp[1]), v2 = Vector256.Create(sp[2]), v3 = Vector256.Create(sp[3]);
+                    Vector256<float> v4 = Vector256.Create(sp[4]), v5 = Vector256.Create(sp[5]), v6 = Vector256.Create(sp[6]), v7 = Vector256.Create(sp[7]);
+                    for (int kk = 0; kk < kv; kk += 8)
+                    {
+                        sbyte* p = s + kk;
+                        StoreTransposed(I8(p, v0), I8(p + k, v1), I8(p + 2L * k, v2), I8(p + 3L * k, v3),
+                            I8(p + 4L * k, v4), I8(p + 5L * k, v5), I8(p + 6L * k, v6), I8(p + 7L * k, v7), dst + kk * nr, nr);
+                    }
+                    break;
+                }
             default:
                 return false;
         }
@@ -274,6 +295,11 @@ static unsafe class GemmPack
     /// <summary>8 BF16 values widened: bits &lt;&lt; 16.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> Bf16(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(p), 16).AsSingle();
+
+    /// <summary>8 INT8 values widened (sbyte → int → float, exact) times the row scale: one multiply each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> I8(sbyte* p, Vector256<float> scale) =>
+        Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p)) * scale;
 
     /// <summary>
     /// 8 E4M3 values times <paramref name="scale"/>, equal to Fp8E4M3Table[b] · scale in float32.

@@ -5,7 +5,7 @@ namespace LongCat.Kernels;
 
 /// <summary>
 /// A linear layer's weight [Rows = out, Cols = in], row-major, kept in its stored dtype (F32, BF16, F16,
-/// FP8 E4M3 with block scales). Kernels dequantize it on the fly; it is never expanded in memory.
+/// FP8 E4M3 with block scales, INT8 with one scale per output row). Kernels dequantize it on the fly; it is never expanded in memory.
 /// Points into a mapped checkpoint, or into pinned memory it owns.
 /// </summary>
 public sealed unsafe class Weight
@@ -17,7 +17,10 @@ public sealed unsafe class Weight
     public int Rows { get; }
     public int Cols { get; }
     public byte* Data { get; }
-    /// <summary>FP8 only: F32 scales [ceil(Rows/BlockRows), ceil(Cols/BlockCols)].</summary>
+    /// <summary>
+    /// FP8 and INT8: F32 scales [ceil(Rows/BlockRows), ceil(Cols/BlockCols)]. INT8 is per output channel:
+    /// BlockRows = 1, BlockCols = Cols, so the scale of row r is Scales[r].
+    /// </summary>
     public float* Scales { get; }
     public int BlockRows { get; }
     public int BlockCols { get; }
@@ -25,10 +28,15 @@ public sealed unsafe class Weight
 
     public Weight(string name, DType dtype, int rows, int cols, byte* data, float* scales = null, int blockRows = 0, int blockCols = 0, object? owner = null)
     {
-        if (dtype is not (DType.F32 or DType.BF16 or DType.F16 or DType.F8_E4M3))
-            throw new ModelFormatException($"tensor '{name}': dtype {dtype} is not supported for linear weights (F32, BF16, F16, F8_E4M3)");
+        if (dtype is not (DType.F32 or DType.BF16 or DType.F16 or DType.F8_E4M3 or DType.I8))
+            throw new ModelFormatException($"tensor '{name}': dtype {dtype} is not supported for linear weights (F32, BF16, F16, F8_E4M3, I8)");
         if (dtype == DType.F8_E4M3 && (scales == null || blockRows <= 0 || blockCols <= 0))
             throw new ModelFormatException($"tensor '{name}': F8_E4M3 weight without weight_scale_inv block scales");
+        if (dtype == DType.I8)
+        {
+            if (scales == null) throw new ModelFormatException($"tensor '{name}': I8 weight without per-row weight_scale");
+            blockRows = 1; blockCols = Math.Max(1, cols); // per output channel
+        }
         Name = name; DType = dtype; Rows = rows; Cols = cols; Data = data; Scales = scales;
         BlockRows = blockRows; BlockCols = blockCols; _owner = owner;
     }
@@ -40,6 +48,17 @@ public sealed unsafe class Weight
         var arr = GC.AllocateUninitializedArray<float>(values.Length, pinned: true);
         values.CopyTo(arr);
         return new Weight(name, DType.F32, rows, cols, (byte*)Unsafe(arr), owner: arr);
+    }
+
+    /// <summary>An owned INT8 weight: q [rows, cols] with one F32 scale per row (value = q · scale[row]).</summary>
+    public static Weight FromInt8(string name, ReadOnlySpan<sbyte> q, ReadOnlySpan<float> rowScales, int rows, int cols)
+    {
+        if (q.Length != (long)rows * cols || rowScales.Length != rows) throw new ArgumentException($"'{name}': sizes do not match [{rows}, {cols}]");
+        var qa = GC.AllocateUninitializedArray<sbyte>(Math.Max(1, q.Length), pinned: true);
+        var sa = GC.AllocateUninitializedArray<float>(Math.Max(1, rows), pinned: true);
+        q.CopyTo(qa); rowScales.CopyTo(sa);
+        return new Weight(name, DType.I8, rows, cols, (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(qa, 0),
+            (float*)Marshal.UnsafeAddrOfPinnedArrayElement(sa, 0), owner: (qa, sa));
     }
 
     static float* Unsafe(float[] pinned) => (float*)Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0);
@@ -62,6 +81,13 @@ public sealed unsafe class Weight
                     var sc = Scales + (r / BlockRows) * ScaleCols;
                     var t = NumberFormats.Fp8E4M3Table;
                     for (int c = 0; c < Cols; c++) dst[c] = t[s[c]] * sc[c / BlockCols];
+                    break;
+                }
+            case DType.I8:
+                {
+                    var s = (sbyte*)Data + off;
+                    float sc = Scales[r];
+                    for (int c = 0; c < Cols; c++) dst[c] = s[c] * sc; // exact int -> float, one multiply
                     break;
                 }
         }
