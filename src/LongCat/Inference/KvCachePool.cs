@@ -42,6 +42,8 @@ public sealed class KvCachePool
     public long RentedBytes { get { lock (_lock) return _rentedBytes; } }
     /// <summary>Bytes of returned caches kept for reuse (count against the capacity too).</summary>
     public long IdleBytes { get { lock (_lock) return _idleBytes; } }
+    /// <summary>Bytes of all caches the pool holds, rented and idle (never above <see cref="CapacityBytes"/>).</summary>
+    public long HeldBytes { get { lock (_lock) return _rentedBytes + _idleBytes; } }
     /// <summary>Token capacity (main caches) handed out.</summary>
     public long RentedTokens { get { lock (_lock) return _rentedTokens; } }
     /// <summary>Leases outstanding.</summary>
