@@ -123,9 +123,23 @@ public static class LongCatServer
         app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatCompletions(ctx, served));
         app.MapPost("/v1/completions", (HttpContext ctx) => Completions(ctx, served));
         app.Map("/v1/{**rest}", (HttpContext ctx) =>
-            throw new ApiException(404, $"no route {ctx.Request.Method} {ctx.Request.Path}: see /v1/models, /v1/chat/completions, /v1/completions", code: "not_found"));
+        {
+            if (Routes.TryGetValue(ctx.Request.Path.Value!.TrimEnd('/'), out var method))
+            {
+                ctx.Response.Headers.Allow = method;
+                throw new ApiException(405, $"{ctx.Request.Method} is not allowed on {ctx.Request.Path}: use {method}", code: "method_not_allowed");
+            }
+            throw new ApiException(404, $"no route {ctx.Request.Method} {ctx.Request.Path}: see /v1/models, /v1/chat/completions, /v1/completions", code: "not_found");
+        });
         return app;
     }
+
+    static readonly Dictionary<string, string> Routes = new(StringComparer.Ordinal)
+    {
+        ["/v1/chat/completions"] = "POST",
+        ["/v1/completions"] = "POST",
+        ["/v1/models"] = "GET",
+    };
 
     /// <summary>Builds and starts the server; returns when it listens.</summary>
     public static async Task<RunningServer> StartAsync(ServedModel served, ServerOptions options, CancellationToken ct = default)

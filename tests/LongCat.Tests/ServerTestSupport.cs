@@ -42,6 +42,17 @@ public static class ServerTestSupport
     public static Task<RunningServer> StartAsync(ServedModel served, ServerOptions? options = null) =>
         LongCatServer.StartAsync(served, (options ?? new ServerOptions()) with { Port = 0 });
 
+    /// <summary>
+    /// An HttpClient for a test server. Disposing a response mid-stream closes the connection at once, as a browser
+    /// tab that goes away does (by default .NET first drains up to 1 MiB to reuse the connection).
+    /// </summary>
+    public static HttpClient Http(Uri baseAddress, int timeoutSeconds = 120) =>
+        new(new SocketsHttpHandler { MaxResponseDrainSize = 0, ResponseDrainTimeout = TimeSpan.Zero })
+        {
+            BaseAddress = baseAddress,
+            Timeout = TimeSpan.FromSeconds(timeoutSeconds),
+        };
+
     /// <summary>Polls until <paramref name="condition"/> holds, at most <paramref name="seconds"/>.</summary>
     public static async Task<bool> WaitUntil(Func<bool> condition, double seconds = 20)
     {
