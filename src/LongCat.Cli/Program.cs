@@ -18,6 +18,7 @@ public static class Program
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(DetokenizeCommand.Create());
         root.Subcommands.Add(TokenizerTrainCommand.CreateGroup());
+        root.Subcommands.Add(GradCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         var parse = root.Parse(args);
         // Parse errors (unknown option, missing required option, bad value) get the same one-line format as

@@ -10,290 +10,508 @@ namespace LongCat.Kernels;
 /// <para>
 /// Two paths, chosen by M alone (never by thread count):
 /// <list type="bullet">
-/// <item>M &gt;= <see cref="PackedMinRows"/>: GotoBLAS-style. Panels of 32 output columns × KC of the weight are
-/// dequantized into a small packed buffer (k-major), then an 8×32 register-tiled micro-kernel does outer-product
-/// FMAs. Every output element is one sequential FMA chain over k = 0..K-1, so the result does not depend on
-/// tiling, threads, or which rows share a tile.</item>
-/// <item>M &lt; <see cref="PackedMinRows"/> (decode): memory-bound GEMV; each row of W is read once and
-/// dequantized in registers inside the dot product.</item>
+/// <item>M &gt;= <see cref="PackedMinRows"/>: GotoBLAS/BLIS-style. x is packed once into MR-row groups (k-major,
+/// rows interleaved, one contiguous slice per KC-deep block of K). A task owns a block of output columns; for each
+/// KC slice it dequantizes its columns of W once into a per-thread buffer (NR-wide panels, k-major), then an
+/// MR×NR register-tiled micro-kernel (AVX2: 6×16, AVX-512: 12×32) sweeps each panel (L1) against the task's row
+/// groups (L2). Every output element is one sequential FMA chain over k = 0..K-1 (starting from +0, or from y
+/// when accumulating), so the result does not depend on tiling, thread count, instruction set, or which other
+/// rows are in the batch (batch invariance for M &gt;= 4).</item>
+/// <item>M &lt; <see cref="PackedMinRows"/> (decode): memory-bound GEMV, 4 weight rows at a time, dequantized in
+/// registers. Per output: 8-lane partial sums in two interleaved accumulators (16-wide steps), a fixed horizontal
+/// sum, then a scalar FMA tail.</item>
 /// </list>
-/// Work is split into (column group, row block) tasks that depend only on the shape.
+/// Work is cut into tasks that depend only on the shape; small problems run on the calling thread.
+/// Weights are never expanded in memory: at most KC × 256 values per thread (256 KiB) are dequantized at a time.
 /// </para>
 /// </summary>
 public static unsafe class Gemm
 {
     public const int PackedMinRows = 4;
-    const int MR = 8, NR = 32, KC = 256, PanelsPerTask = 4, RowBlock = 256;
+
+    /// <summary>Depth of one packed slice: a 256×16 F32 panel is 16 KiB (L1), a 6×256 x micro-panel 6 KiB.</summary>
+    internal const int KC = 256;
+
+    /// <summary>
+    /// Task and cache blocking (shape-only; they never change results). A task owns at most NBMax columns: their
+    /// KC-deep slice of W is dequantized once into a per-thread buffer (NBMax·KC floats = 256 KiB); rows are swept
+    /// MC at a time so the x slice (MC×KC, 192 KiB) stays in L2 while each 16-column panel (16 KiB) sits in L1.
+    /// TargetTasks/MinTasks keep both cores busy on small shapes.
+    /// </summary>
+    const int MC = 192, NBMax = 256, TargetTasks = 16, MinTasks = 8, MinCols = 64;
+
+    /// <summary>Problems below this many flops (packed) or weight bytes (GEMV) run on the calling thread.</summary>
+    const long SerialFlops = 4L << 20, SerialGemvBytes = 256L << 10;
+
+    internal enum KernelIsa { Scalar, Avx2, Avx512 }
+
+    internal static readonly KernelIsa DetectedIsa =
+        Avx2.IsSupported && Fma.IsSupported
+            ? (Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? KernelIsa.Avx512 : KernelIsa.Avx2)
+            : KernelIsa.Scalar;
+
+    /// <summary>
+    /// The kernels in use. Tests may lower it (Scalar) or force Avx512 on a machine without it (then Vector512 is
+    /// emulated: slow, same bits). Never changes results.
+    /// </summary>
+    internal static KernelIsa Isa { get; set; } = DetectedIsa;
+
+    /// <summary>The instruction set the kernels use, for reports.</summary>
+    public static string KernelName => Isa switch
+    {
+        KernelIsa.Avx512 => "AVX-512 12x32",
+        KernelIsa.Avx2 => "AVX2+FMA 6x16",
+        _ => "scalar 6x16",
+    };
 
     /// <summary>y [M, N] = x [M, K] · W [N, K]ᵀ. <paramref name="accumulate"/> adds into y instead of overwriting.</summary>
     public static void MatMul(ReadOnlySpan<float> x, Weight w, Span<float> y, int m, bool accumulate = false)
     {
         int n = w.Rows, k = w.Cols;
+        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), m, "rows must be >= 0");
         if (x.Length < (long)m * k) throw new ArgumentException($"x has {x.Length} values, [{m}, {k}] needs {(long)m * k}", nameof(x));
         if (y.Length < (long)m * n) throw new ArgumentException($"y has {y.Length} values, [{m}, {n}] needs {(long)m * n}", nameof(y));
         if (m == 0 || n == 0) return;
+        var observer = Observer;
+        long t0 = observer != null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
         fixed (float* px = x, py = y)
         {
-            if (m < PackedMinRows) Gemv(px, w, py, m, accumulate);
+            if (k == 0)
+            {
+                if (!accumulate) new Span<float>(py, m * n).Clear();
+            }
+            else if (m < PackedMinRows) Gemv(px, w, py, m, accumulate);
             else Packed(px, w, py, m, accumulate);
         }
+        observer?.Invoke(w, m, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
     }
 
+    /// <summary>
+    /// Optional profiling hook (benchmarks): called after every <see cref="MatMul"/> with the weight, M and the
+    /// elapsed <see cref="System.Diagnostics.Stopwatch"/> ticks. Must be thread-safe.
+    /// </summary>
+    public static Action<Weight, int, long>? Observer { get; set; }
+
     // ---------------- packed path ----------------
+
+    sealed class PackedJob
+    {
+        public required Weight W;
+        public float* X;        // packed x (see GemmPack.PackX)
+        public float* Y;
+        public int M, N, K, MR, NR, MB, NB, NBlocks, Groups;
+        public bool Accumulate, Fp8NoNan;
+        public KernelIsa Isa;
+    }
+
+    [ThreadStatic] static float[]? t_x;
+    [ThreadStatic] static float[]? t_w;
 
     static void Packed(float* x, Weight w, float* y, int m, bool accumulate)
     {
         int n = w.Rows, k = w.Cols;
-        int panels = (n + NR - 1) / NR;
-        int groups = (panels + PanelsPerTask - 1) / PanelsPerTask;
-        int rowBlocks = (m + RowBlock - 1) / RowBlock;
-        nint xp = (nint)x, yp = (nint)y;
-        Parallelism.For(groups * rowBlocks, task =>
+        var isa = Isa;
+        int mr = isa == KernelIsa.Avx512 ? 12 : 6, nr = isa == KernelIsa.Avx512 ? 32 : 16;
+        int groups = (m + mr - 1) / mr;
+        bool serial = 2.0 * m * n * k < SerialFlops;
+
+        // Rent the caller's x buffer (a nested MatMul on this thread gets a fresh one).
+        var xArr = t_x;
+        t_x = null;
+        long need = (long)groups * mr * k + 16 + 16; // + alignment + slack for PackX's overlapping stores
+        if (xArr == null || xArr.Length < need) xArr = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
+        try
         {
-            int g = task % groups, rb = task / groups;
-            int p0 = g * PanelsPerTask, p1 = Math.Min(panels, p0 + PanelsPerTask);
-            int r0 = rb * RowBlock, r1 = Math.Min(m, r0 + RowBlock);
-            PackedTask((float*)xp, w, (float*)yp, m, k, n, p0, p1, r0, r1, accumulate);
-        });
+            fixed (float* xbuf = xArr)
+            {
+                float* xp = (float*)(((nint)xbuf + 63) & ~(nint)63);
+                // Pack x: 16 groups per chunk (a copy: chunking cannot change results).
+                const int groupsPerChunk = 16;
+                int chunks = (groups + groupsPerChunk - 1) / groupsPerChunk;
+                nint xsrc = (nint)x, xdst = (nint)xp;
+                if (serial || chunks == 1 || (long)m * k < 1 << 16) GemmPack.PackX(x, m, k, mr, KC, 0, groups, groups, xp);
+                else
+                    Parallelism.For(chunks, c => GemmPack.PackX((float*)xsrc, m, k, mr, KC, c * groupsPerChunk,
+                        Math.Min(groups, (c + 1) * groupsPerChunk), groups, (float*)xdst));
+
+                Blocks(m, n, mr, nr, out int mb, out int nb);
+                int mBlocks = (m + mb - 1) / mb, nBlocks = (n + nb - 1) / nb;
+                var job = new PackedJob
+                {
+                    W = w, X = xp, Y = y, M = m, N = n, K = k, MR = mr, NR = nr, Groups = groups,
+                    MB = mb, NB = nb, NBlocks = nBlocks, Accumulate = accumulate, Isa = isa,
+                    Fp8NoNan = w.DType == DType.F8_E4M3 && isa != KernelIsa.Scalar && !GemmPack.Fp8HasNanCodes(w),
+                };
+                int tasks = mBlocks * nBlocks;
+                if (serial) for (int t = 0; t < tasks; t++) PackedTask(job, t);
+                else Parallelism.For(tasks, t => PackedTask(job, t));
+            }
+        }
+        finally { t_x = xArr; }
     }
 
-    [ThreadStatic] static float[]? t_panel;
-    [ThreadStatic] static float[]? t_scratch;
-
-    static void PackedTask(float* x, Weight w, float* y, int m, int k, int n, int p0, int p1, int r0, int r1, bool accumulate)
+    /// <summary>
+    /// Task blocks from the shape alone. Columns first (each task dequantizes its columns of W once per K slice
+    /// and sweeps all its rows), NBMax at most, split evenly into at least TargetTasks when columns allow (64+
+    /// per task); rows are split only when the columns cannot give MinTasks tasks (a row split re-dequantizes W).
+    /// </summary>
+    static void Blocks(int m, int n, int mr, int nr, out int mb, out int nb)
     {
-        var panelArr = t_panel ??= GC.AllocateUninitializedArray<float>(PanelsPerTask * KC * NR, pinned: true);
-        // scratch: an 8-row x-block padded with zero rows, and an 8x32 output tile for edges.
-        var scratchArr = t_scratch ??= GC.AllocateUninitializedArray<float>(MR * KC + MR * NR, pinned: true);
-        fixed (float* panel = panelArr, scratch = scratchArr)
+        int nBlocks = (n + NBMax - 1) / NBMax, mBlocks = 1;
+        while (nBlocks < TargetTasks && n / (nBlocks + 1) >= MinCols) nBlocks++;
+        while ((long)mBlocks * nBlocks < MinTasks && m / (mBlocks + 1) >= 8 * mr) mBlocks++;
+        mb = RoundUp((m + mBlocks - 1) / mBlocks, mr);
+        nb = RoundUp((n + nBlocks - 1) / nBlocks, nr);
+    }
+
+    static int RoundUp(int v, int to) => (v + to - 1) / to * to;
+
+    static void PackedTask(PackedJob j, int task)
+    {
+        int mr = j.MR, nr = j.NR, m = j.M, n = j.N, k = j.K;
+        int r0 = task / j.NBlocks * j.MB, r1 = Math.Min(m, r0 + j.MB);
+        int c0 = task % j.NBlocks * j.NB, c1 = Math.Min(n, c0 + j.NB);
+        int panels = (c1 - c0 + nr - 1) / nr;
+        var isa = j.Isa;
+        bool simd = isa != KernelIsa.Scalar;
+
+        var arr = t_w;
+        t_w = null;
+        int need = panels * KC * nr + mr * nr + 8 * KC + 16;
+        if (arr == null || arr.Length < need) arr = GC.AllocateUninitializedArray<float>(Math.Max(need, NBMax * KC + 32 * 12 + 8 * KC + 16), pinned: true);
+        try
         {
-            float* xpad = scratch, ctile = scratch + MR * KC;
-            for (int k0 = 0; k0 < k; k0 += KC)
+            fixed (float* buf = arr)
             {
-                int kc = Math.Min(KC, k - k0);
-                bool acc = accumulate || k0 > 0;
-                for (int p = p0; p < p1; p++) PackPanel(w, p * NR, k0, kc, panel + (p - p0) * KC * NR);
-                for (int r = r0; r < r1; r += MR)
+                float* wp = (float*)(((nint)buf + 63) & ~(nint)63), tile = wp + panels * KC * nr, scratch = tile + mr * nr;
+                float* y = j.Y;
+                for (int k0 = 0; k0 < k; k0 += KC)
                 {
-                    int mr = Math.Min(MR, r1 - r);
-                    float* xb = x + (long)r * k + k0;
-                    int ldx = k;
-                    if (mr < MR)
+                    int kc = Math.Min(KC, k - k0);
+                    bool acc = j.Accumulate || k0 > 0;
+                    // This task's columns of W for the slice, dequantized once: panels of kc×nr, k-major.
+                    for (int p = 0; p < panels; p++)
                     {
-                        for (int i = 0; i < MR; i++)
-                            for (int kk = 0; kk < kc; kk++)
-                                xpad[i * kc + kk] = i < mr ? xb[(long)i * k + kk] : 0f;
-                        xb = xpad; ldx = kc;
+                        if (p + 1 < panels) GemmPack.PrefetchPanel(j.W, c0 + (p + 1) * nr, k0, kc, nr);
+                        GemmPack.PackW(j.W, c0 + p * nr, k0, kc, nr, wp + p * kc * nr, scratch, simd, j.Fp8NoNan);
                     }
-                    for (int p = p0; p < p1; p++)
+                    // The x slice of this K block: groups of mr rows, kc×mr each, contiguous.
+                    float* slab = j.X + (long)j.Groups * mr * k0;
+                    for (int ms = r0; ms < r1; ms += MC)
                     {
-                        int c0 = p * NR, nc = Math.Min(NR, n - c0);
-                        float* pp = panel + (p - p0) * KC * NR;
-                        if (mr == MR && nc == NR)
-                            Kernel(xb, ldx, pp, y + (long)r * n + c0, n, kc, acc);
-                        else
+                        int me = Math.Min(r1, ms + MC);
+                        for (int p = 0; p < panels; p++)
                         {
-                            for (int i = 0; i < MR; i++)
-                                for (int j = 0; j < NR; j++)
-                                    ctile[i * NR + j] = acc && i < mr && j < nc ? y[(long)(r + i) * n + c0 + j] : 0f;
-                            Kernel(xb, ldx, pp, ctile, NR, kc, true);
-                            for (int i = 0; i < mr; i++)
-                                for (int j = 0; j < nc; j++)
-                                    y[(long)(r + i) * n + c0 + j] = ctile[i * NR + j];
+                            int c = c0 + p * nr, nc = Math.Min(nr, n - c);
+                            float* b = wp + p * kc * nr;
+                            for (int r = ms; r < me; r += mr)
+                            {
+                                float* a = slab + (long)(r / mr) * kc * mr;
+                                int mrr = Math.Min(mr, m - r);
+                                float* cp = y + (long)r * n + c;
+                                if (Sse.IsSupported && r + mr < me)
+                                {
+                                    // The next tile's rows of y into L2: the kernel loads them first thing.
+                                    float* cn = cp + (long)mr * n;
+                                    for (int i = 0; i < mr; i++) { Sse.Prefetch1(cn + (long)i * n); Sse.Prefetch1(cn + (long)i * n + nr - 1); }
+                                }
+                                if (mrr == mr && nc == nr)
+                                {
+                                    Kernel(isa, a, b, cp, n, kc, acc, mr, nr);
+                                    continue;
+                                }
+                                // Edge tile: run the full kernel on a scratch tile, copy the valid part.
+                                for (int i = 0; i < mr; i++)
+                                    for (int jj = 0; jj < nr; jj++)
+                                        tile[i * nr + jj] = acc && i < mrr && jj < nc ? cp[(long)i * n + jj] : 0f;
+                                Kernel(isa, a, b, tile, nr, kc, true, mr, nr);
+                                for (int i = 0; i < mrr; i++)
+                                    new ReadOnlySpan<float>(tile + i * nr, nc).CopyTo(new Span<float>(cp + (long)i * n, nc));
+                            }
                         }
                     }
                 }
             }
         }
+        finally { t_w = arr; }
     }
 
-    /// <summary>Dequantizes W[c0..c0+32, k0..k0+kc] into dst[kk * 32 + j] (k-major); rows past N are zero.</summary>
-    static void PackPanel(Weight w, int c0, int k0, int kc, float* dst)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Kernel(KernelIsa isa, float* a, float* b, float* c, nint ldc, int kc, bool acc, int mr, int nr)
     {
-        int n = w.Rows, k = w.Cols;
-        int nc = Math.Min(NR, n - c0);
-        for (int j = nc; j < NR; j++)
-            for (int kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0f;
-        switch (w.DType)
-        {
-            case DType.F32:
-                for (int j = 0; j < nc; j++)
-                {
-                    float* src = (float*)w.Data + (long)(c0 + j) * k + k0;
-                    for (int kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
-                }
-                break;
-            case DType.BF16:
-                for (int j = 0; j < nc; j++)
-                {
-                    ushort* src = (ushort*)w.Data + (long)(c0 + j) * k + k0;
-                    for (int kk = 0; kk < kc; kk++) dst[kk * NR + j] = BitConverter.Int32BitsToSingle(src[kk] << 16);
-                }
-                break;
-            case DType.F16:
-                for (int j = 0; j < nc; j++)
-                {
-                    ushort* src = (ushort*)w.Data + (long)(c0 + j) * k + k0;
-                    for (int kk = 0; kk < kc; kk++) dst[kk * NR + j] = (float)BitConverter.UInt16BitsToHalf(src[kk]);
-                }
-                break;
-            case DType.F8_E4M3:
-                {
-                    var table = NumberFormats.Fp8E4M3Table;
-                    int sc = w.ScaleCols;
-                    for (int j = 0; j < nc; j++)
-                    {
-                        byte* src = w.Data + (long)(c0 + j) * k + k0;
-                        float* srow = w.Scales + (long)((c0 + j) / w.BlockRows) * sc;
-                        for (int kk = 0; kk < kc; kk++) dst[kk * NR + j] = table[src[kk]] * srow[(k0 + kk) / w.BlockCols];
-                    }
-                    break;
-                }
-        }
-    }
-
-    /// <summary>c[8, 32] (+)= a[8, kc] · p[kc, 32]: one FMA chain per element, k ascending.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel(float* a, int lda, float* p, float* c, int ldc, int kc, bool accumulate)
-    {
-        if (Vector512.IsHardwareAccelerated)
-        {
-            Vector512<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
-            if (accumulate)
-            {
-                c00 = Vector512.Load(c); c01 = Vector512.Load(c + 16);
-                c10 = Vector512.Load(c + ldc); c11 = Vector512.Load(c + ldc + 16);
-                c20 = Vector512.Load(c + 2 * ldc); c21 = Vector512.Load(c + 2 * ldc + 16);
-                c30 = Vector512.Load(c + 3 * ldc); c31 = Vector512.Load(c + 3 * ldc + 16);
-                c40 = Vector512.Load(c + 4 * ldc); c41 = Vector512.Load(c + 4 * ldc + 16);
-                c50 = Vector512.Load(c + 5 * ldc); c51 = Vector512.Load(c + 5 * ldc + 16);
-                c60 = Vector512.Load(c + 6 * ldc); c61 = Vector512.Load(c + 6 * ldc + 16);
-                c70 = Vector512.Load(c + 7 * ldc); c71 = Vector512.Load(c + 7 * ldc + 16);
-            }
-            else
-            {
-                c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = Vector512<float>.Zero;
-            }
-            float* a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda, a6 = a + 6 * lda, a7 = a + 7 * lda;
-            for (int kk = 0; kk < kc; kk++)
-            {
-                var b0 = Vector512.Load(p);
-                var b1 = Vector512.Load(p + 16);
-                p += NR;
-                Vector512<float> v;
-                v = Vector512.Create(a0[kk]); c00 = Vector512.FusedMultiplyAdd(v, b0, c00); c01 = Vector512.FusedMultiplyAdd(v, b1, c01);
-                v = Vector512.Create(a1[kk]); c10 = Vector512.FusedMultiplyAdd(v, b0, c10); c11 = Vector512.FusedMultiplyAdd(v, b1, c11);
-                v = Vector512.Create(a2[kk]); c20 = Vector512.FusedMultiplyAdd(v, b0, c20); c21 = Vector512.FusedMultiplyAdd(v, b1, c21);
-                v = Vector512.Create(a3[kk]); c30 = Vector512.FusedMultiplyAdd(v, b0, c30); c31 = Vector512.FusedMultiplyAdd(v, b1, c31);
-                v = Vector512.Create(a4[kk]); c40 = Vector512.FusedMultiplyAdd(v, b0, c40); c41 = Vector512.FusedMultiplyAdd(v, b1, c41);
-                v = Vector512.Create(a5[kk]); c50 = Vector512.FusedMultiplyAdd(v, b0, c50); c51 = Vector512.FusedMultiplyAdd(v, b1, c51);
-                v = Vector512.Create(a6[kk]); c60 = Vector512.FusedMultiplyAdd(v, b0, c60); c61 = Vector512.FusedMultiplyAdd(v, b1, c61);
-                v = Vector512.Create(a7[kk]); c70 = Vector512.FusedMultiplyAdd(v, b0, c70); c71 = Vector512.FusedMultiplyAdd(v, b1, c71);
-            }
-            c00.Store(c); c01.Store(c + 16);
-            c10.Store(c + ldc); c11.Store(c + ldc + 16);
-            c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 16);
-            c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 16);
-            c40.Store(c + 4 * ldc); c41.Store(c + 4 * ldc + 16);
-            c50.Store(c + 5 * ldc); c51.Store(c + 5 * ldc + 16);
-            c60.Store(c + 6 * ldc); c61.Store(c + 6 * ldc + 16);
-            c70.Store(c + 7 * ldc); c71.Store(c + 7 * ldc + 16);
-            return;
-        }
-        // Portable path: the same FMA chain per element, so results are bitwise equal to the SIMD path.
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++)
-            {
-                float s = accumulate ? c[i * ldc + j] : 0f;
-                for (int kk = 0; kk < kc; kk++) s = MathF.FusedMultiplyAdd(a[i * lda + kk], p[kk * NR + j], s);
-                c[i * ldc + j] = s;
-            }
+        if (isa == KernelIsa.Avx2) GemmKernels.Kernel6x16(a, b, c, ldc, kc, acc);
+        else if (isa == KernelIsa.Avx512) GemmKernels.Kernel12x32(a, b, c, ldc, kc, acc);
+        else GemmKernels.KernelScalar(a, mr, b, nr, c, ldc, kc, acc);
     }
 
     // ---------------- GEMV path ----------------
 
-    const int GemvRowsPerTask = 64;
+    /// <summary>How a GEMV reads its weight, decided once per call.</summary>
+    enum GemvMode { Portable, F32, Bf16, F16, Fp8, Fp8Nan }
+
+    static GemvMode ModeOf(Weight w)
+    {
+        if (Isa == KernelIsa.Scalar || !Avx2.IsSupported || !Fma.IsSupported) return GemvMode.Portable;
+        switch (w.DType)
+        {
+            case DType.F32: return GemvMode.F32;
+            case DType.BF16: return GemvMode.Bf16;
+            case DType.F8_E4M3:
+                {
+                    // SIMD needs 16-wide steps inside one scale block and every scale · 2^120 finite.
+                    if (w.BlockCols % 16 != 0) return GemvMode.Portable;
+                    long scales = (long)((w.Rows + w.BlockRows - 1) / w.BlockRows) * w.ScaleCols;
+                    for (long i = 0; i < scales; i++)
+                        if (!float.IsFinite(w.Scales[i] * GemmPack.Pow120)) return GemvMode.Portable;
+                    return GemmPack.Fp8HasNanCodes(w) ? GemvMode.Fp8Nan : GemvMode.Fp8;
+                }
+            case DType.F16: return GemvMode.F16;
+            default: return GemvMode.Portable;
+        }
+    }
 
     static void Gemv(float* x, Weight w, float* y, int m, bool accumulate)
     {
-        int n = w.Rows;
+        int n = w.Rows, k = w.Cols;
+        long rowBytes = (long)k * DTypes.SizeOf(w.DType);
+        var mode = ModeOf(w);
+        // ~128 KiB of weight per task, whole groups of 4 rows.
+        int grain = (int)Math.Clamp(RoundUp((int)Math.Min(int.MaxValue / 2, ((128L << 10) + rowBytes - 1) / rowBytes), 4), 4, 1 << 20);
+        int chunks = (n + grain - 1) / grain;
         nint xp = (nint)x, yp = (nint)y;
-        Parallelism.ForRange(n, GemvRowsPerTask, (r0, r1) =>
-        {
-            float* xx = (float*)xp, yy = (float*)yp;
-            for (int r = r0; r < r1; r++)
-                for (int i = 0; i < m; i++)
-                {
-                    float d = Dot(w, r, xx + (long)i * w.Cols);
-                    long o = (long)i * n + r;
-                    yy[o] = accumulate ? yy[o] + d : d;
-                }
-        });
+        if (rowBytes * n < SerialGemvBytes || chunks == 1) GemvRows(x, w, y, m, 0, n, accumulate, mode);
+        else Parallelism.For(chunks, c => GemvRows((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate, mode));
     }
 
-    /// <summary>W[r, :] · x with W dequantized in registers. Fixed order: 16-lane partial sums, lanes summed, then the tail.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static float Dot(Weight w, int r, float* x)
+    [ThreadStatic] static float[]? t_f16;
+
+    static void GemvRows(float* x, Weight w, float* y, int m, int r0, int r1, bool accumulate, GemvMode mode)
     {
-        int k = w.Cols;
-        long off = (long)r * k;
-        int kv = Vector512.IsHardwareAccelerated ? k & ~15 : 0;
-        var acc0 = Vector512<float>.Zero;
-        float tail = 0;
-        switch (w.DType)
+        int n = w.Rows, k = w.Cols;
+        float* o = stackalloc float[4];
+        float[]? f16 = null;
+        if (mode == GemvMode.F16)
         {
-            case DType.F32:
-                {
-                    float* row = (float*)w.Data + off;
-                    for (int c = 0; c < kv; c += 16) acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(row + c), Vector512.Load(x + c), acc0);
-                    for (int c = kv; c < k; c++) tail = MathF.FusedMultiplyAdd(row[c], x[c], tail);
-                    break;
-                }
-            case DType.BF16:
-                {
-                    ushort* row = (ushort*)w.Data + off;
-                    for (int c = 0; c < kv; c += 16)
-                    {
-                        var h = Vector256.Load(row + c);
-                        var f = Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(h), 16).AsSingle();
-                        acc0 = Vector512.FusedMultiplyAdd(f, Vector512.Load(x + c), acc0);
-                    }
-                    for (int c = kv; c < k; c++) tail = MathF.FusedMultiplyAdd(BitConverter.Int32BitsToSingle(row[c] << 16), x[c], tail);
-                    break;
-                }
-            case DType.F16:
-                {
-                    ushort* row = (ushort*)w.Data + off;
-                    for (int c = 0; c < k; c++) tail = MathF.FusedMultiplyAdd((float)BitConverter.UInt16BitsToHalf(row[c]), x[c], tail);
-                    kv = 0;
-                    break;
-                }
-            case DType.F8_E4M3:
-                {
-                    byte* row = w.Data + off;
-                    float* srow = w.Scales + (long)(r / w.BlockRows) * w.ScaleCols;
-                    int bc = w.BlockCols;
-                    if (bc % 16 != 0) kv = 0; // a 16-lane group must not straddle two scale blocks
-                    var t = NumberFormats.Fp8E4M3Table;
-                    var lowMask = Vector512.Create(0x7Fu);
-                    var pow120 = Vector512.Create(BitConverter.Int32BitsToSingle(247 << 23)); // 2^120
-                    var nan = Vector512.Create(float.NaN);
-                    for (int c = 0; c < kv; c += 16)
-                    {
-                        var b = Avx512F.ConvertToVector512UInt32(Vector128.Load(row + c));
-                        var mag = b & lowMask;
-                        // (e4m3 & 0x7F) << 20 is a float with the same exponent/mantissa bits shifted down by 120:
-                        // scaling by 2^120 is exact for normals and subnormals alike.
-                        var v = Vector512.ShiftLeft(mag, 20).AsSingle() * pow120;
-                        v = Vector512.ConditionalSelect(Vector512.Equals(mag, lowMask).AsSingle(), nan, v);
-                        v = (v.AsUInt32() | Vector512.ShiftLeft(b & Vector512.Create(0x80u), 24)).AsSingle();
-                        v *= Vector512.Create(srow[c / bc]);
-                        acc0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(x + c), acc0);
-                    }
-                    for (int c = kv; c < k; c++) tail = MathF.FusedMultiplyAdd(t[row[c]] * srow[c / bc], x[c], tail);
-                    break;
-                }
+            f16 = t_f16;
+            t_f16 = null; // rented
+            if (f16 == null || f16.Length < 4 * k) f16 = GC.AllocateUninitializedArray<float>(4 * k, pinned: true);
         }
-        return kv > 0 ? Vector512.Sum(acc0) + tail : tail;
+        for (int r = r0; r < r1; r += 4)
+        {
+            int rows = Math.Min(4, r1 - r);
+            // Rows past the range repeat the last row (computed and dropped: each row's result is independent).
+            int ra = r, rb = r + Math.Min(1, rows - 1), rc = r + Math.Min(2, rows - 1), rd = r + Math.Min(3, rows - 1);
+            if (f16 != null)
+            {
+                // F16 has no vector conversion among .NET's x86 intrinsics: widen the 4 rows (exactly) with
+                // TensorPrimitives, then run the F32 kernel on them.
+                WidenF16(w, ra, f16.AsSpan(0, k)); WidenF16(w, rb, f16.AsSpan(k, k));
+                WidenF16(w, rc, f16.AsSpan(2 * k, k)); WidenF16(w, rd, f16.AsSpan(3 * k, k));
+            }
+            for (int i = 0; i < m; i++)
+            {
+                float* xi = x + (long)i * k;
+                switch (mode)
+                {
+                    case GemvMode.F32: Dot4<F32Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Bf16: Dot4<Bf16Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.F16:
+                        fixed (float* fp = f16)
+                            Dot4<F32Row>(w, (byte*)fp, (byte*)(fp + k), (byte*)(fp + 2 * k), (byte*)(fp + 3 * k), ra, rb, rc, rd, xi, o);
+                        break;
+                    case GemvMode.Fp8: Dot4Fp8<Fp8NoNan>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Fp8Nan: Dot4Fp8<Fp8WithNan>(w, ra, rb, rc, rd, xi, o); break;
+                    default:
+                        o[0] = DotPortable(w, ra, xi); o[1] = DotPortable(w, rb, xi);
+                        o[2] = DotPortable(w, rc, xi); o[3] = DotPortable(w, rd, xi);
+                        break;
+                }
+                for (int q = 0; q < rows; q++)
+                {
+                    long idx = (long)i * n + r + q;
+                    y[idx] = accumulate ? y[idx] + o[q] : o[q];
+                }
+            }
+        }
+        if (f16 != null) t_f16 = f16;
+    }
+
+    static void WidenF16(Weight w, int r, Span<float> dst) =>
+        System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((ushort*)w.Data + (long)r * w.Cols, w.Cols), dst);
+
+    static byte* RowPtr(Weight w, int r) => w.Data + (long)r * w.Cols * DTypes.SizeOf(w.DType);
+
+    /// <summary>Scalar dequantization of W[r, c] (the definition the SIMD paths match bit for bit).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float At(Weight w, int r, int c)
+    {
+        long i = (long)r * w.Cols + c;
+        return w.DType switch
+        {
+            DType.F32 => ((float*)w.Data)[i],
+            DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)w.Data)[i] << 16),
+            DType.F16 => (float)BitConverter.UInt16BitsToHalf(((ushort*)w.Data)[i]),
+            _ => NumberFormats.Fp8E4M3Table[w.Data[i]] * w.Scales[(long)(r / w.BlockRows) * w.ScaleCols + c / w.BlockCols],
+        };
+    }
+
+    /// <summary>The GEMV reduction order, written with scalars: lanes l of two 8-wide accumulators, combined.</summary>
+    internal static float DotPortable(Weight w, int r, float* x)
+    {
+        int k = w.Cols, k16 = k & ~15;
+        float* a0 = stackalloc float[8];
+        float* a1 = stackalloc float[8];
+        for (int l = 0; l < 8; l++) { a0[l] = 0; a1[l] = 0; }
+        int c = 0;
+        for (; c < k16; c += 16)
+            for (int l = 0; l < 8; l++)
+            {
+                a0[l] = MathF.FusedMultiplyAdd(At(w, r, c + l), x[c + l], a0[l]);
+                a1[l] = MathF.FusedMultiplyAdd(At(w, r, c + 8 + l), x[c + 8 + l], a1[l]);
+            }
+        if (k - c >= 8)
+        {
+            for (int l = 0; l < 8; l++) a0[l] = MathF.FusedMultiplyAdd(At(w, r, c + l), x[c + l], a0[l]);
+            c += 8;
+        }
+        float* s = stackalloc float[8];
+        for (int l = 0; l < 8; l++) s[l] = a0[l] + a1[l];
+        float t = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+        for (; c < k; c++) t = MathF.FusedMultiplyAdd(At(w, r, c), x[c], t);
+        return t;
+    }
+
+    /// <summary>Horizontal sum of a0 + a1 in <see cref="DotPortable"/>'s order (no calls: keeps the loops' registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float HSum(Vector256<float> a0, Vector256<float> a1)
+    {
+        var s = a0 + a1;
+        var h = s.GetLower() + s.GetUpper();               // l + l+4
+        return (h.GetElement(0) + h.GetElement(2)) + (h.GetElement(1) + h.GetElement(3));
+    }
+
+    /// <summary>The scalar FMA tail of a dot product, columns c..K-1.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static float Tail(Weight w, int r, float* x, int c, float t)
+    {
+        for (int k = w.Cols; c < k; c++) t = MathF.FusedMultiplyAdd(At(w, r, c), x[c], t);
+        return t;
+    }
+
+    /// <summary>Writes the four row results, adding the scalar tails when K is not a multiple of 8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Store4(float t0, float t1, float t2, float t3, Weight w, int ra, int rb, int rc, int rd, float* x, int c, float* o)
+    {
+        if (c < w.Cols)
+        {
+            t0 = Tail(w, ra, x, c, t0); t1 = Tail(w, rb, x, c, t1);
+            t2 = Tail(w, rc, x, c, t2); t3 = Tail(w, rd, x, c, t3);
+        }
+        o[0] = t0; o[1] = t1; o[2] = t2; o[3] = t3;
+    }
+
+    interface IRow8
+    {
+        static abstract Vector256<float> Load(byte* row, int c);
+    }
+
+    struct F32Row : IRow8
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load(byte* row, int c) => Vector256.Load((float*)row + c);
+    }
+
+    struct Bf16Row : IRow8
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load(byte* row, int c) => GemmPack.Bf16((ushort*)row + c);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Dot4<T>(Weight w, byte* w0, byte* w1, byte* w2, byte* w3, int ra, int rb, int rc, int rd, float* x, float* o)
+        where T : struct, IRow8
+    {
+        int k = w.Cols, k16 = k & ~15;
+        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+        int c = 0;
+        for (; c < k16; c += 16)
+        {
+            var x0 = Vector256.Load(x + c);
+            var x1 = Vector256.Load(x + c + 8);
+            a00 = Vector256.FusedMultiplyAdd(T.Load(w0, c), x0, a00); a01 = Vector256.FusedMultiplyAdd(T.Load(w0, c + 8), x1, a01);
+            a10 = Vector256.FusedMultiplyAdd(T.Load(w1, c), x0, a10); a11 = Vector256.FusedMultiplyAdd(T.Load(w1, c + 8), x1, a11);
+            a20 = Vector256.FusedMultiplyAdd(T.Load(w2, c), x0, a20); a21 = Vector256.FusedMultiplyAdd(T.Load(w2, c + 8), x1, a21);
+            a30 = Vector256.FusedMultiplyAdd(T.Load(w3, c), x0, a30); a31 = Vector256.FusedMultiplyAdd(T.Load(w3, c + 8), x1, a31);
+        }
+        if (k - c >= 8)
+        {
+            var x0 = Vector256.Load(x + c);
+            a00 = Vector256.FusedMultiplyAdd(T.Load(w0, c), x0, a00);
+            a10 = Vector256.FusedMultiplyAdd(T.Load(w1, c), x0, a10);
+            a20 = Vector256.FusedMultiplyAdd(T.Load(w2, c), x0, a20);
+            a30 = Vector256.FusedMultiplyAdd(T.Load(w3, c), x0, a30);
+            c += 8;
+        }
+        Store4(HSum(a00, a01), HSum(a10, a11), HSum(a20, a21), HSum(a30, a31), w, ra, rb, rc, rd, x, c, o);
+    }
+
+    interface IFp8Decode
+    {
+        static abstract Vector256<float> Decode(sbyte* p, Vector256<float> s120);
+    }
+
+    /// <summary>For weights without NaN codes (checked once per weight): 5 instructions per 8 values.</summary>
+    struct Fp8NoNan : IFp8Decode
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(sbyte* p, Vector256<float> s120) => GemmPack.Fp8ScaledNoNan(p, s120);
+    }
+
+    struct Fp8WithNan : IFp8Decode
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Decode(sbyte* p, Vector256<float> s120) => GemmPack.Fp8Scaled(p, s120);
+    }
+
+    /// <summary>FP8 rows (column blocks a multiple of 16, scales · 2^120 finite): per scale block, 4 broadcast scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Dot4Fp8<T>(Weight w, int ra, int rb, int rc, int rd, float* x, float* o) where T : struct, IFp8Decode
+    {
+        int k = w.Cols, k16 = k & ~15, bc = w.BlockCols, sc = w.ScaleCols, br = w.BlockRows;
+        float* s0 = w.Scales + (long)(ra / br) * sc, s1 = w.Scales + (long)(rb / br) * sc;
+        float* s2 = w.Scales + (long)(rc / br) * sc, s3 = w.Scales + (long)(rd / br) * sc;
+        sbyte* w0 = (sbyte*)w.Data + (long)ra * k, w1 = (sbyte*)w.Data + (long)rb * k;
+        sbyte* w2 = (sbyte*)w.Data + (long)rc * k, w3 = (sbyte*)w.Data + (long)rd * k;
+        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+        float p = GemmPack.Pow120;
+        for (int cs = 0, blk = 0; cs < k16; cs += bc, blk++)
+        {
+            int ce = Math.Min(cs + bc, k16);
+            var v0 = Vector256.Create(s0[blk] * p);
+            var v1 = Vector256.Create(s1[blk] * p);
+            var v2 = Vector256.Create(s2[blk] * p);
+            var v3 = Vector256.Create(s3[blk] * p);
+            for (int c = cs; c < ce; c += 16)
+            {
+                var x0 = Vector256.Load(x + c);
+                var x1 = Vector256.Load(x + c + 8);
+                a00 = Vector256.FusedMultiplyAdd(T.Decode(w0 + c, v0), x0, a00); a01 = Vector256.FusedMultiplyAdd(T.Decode(w0 + c + 8, v0), x1, a01);
+                a10 = Vector256.FusedMultiplyAdd(T.Decode(w1 + c, v1), x0, a10); a11 = Vector256.FusedMultiplyAdd(T.Decode(w1 + c + 8, v1), x1, a11);
+                a20 = Vector256.FusedMultiplyAdd(T.Decode(w2 + c, v2), x0, a20); a21 = Vector256.FusedMultiplyAdd(T.Decode(w2 + c + 8, v2), x1, a21);
+                a30 = Vector256.FusedMultiplyAdd(T.Decode(w3 + c, v3), x0, a30); a31 = Vector256.FusedMultiplyAdd(T.Decode(w3 + c + 8, v3), x1, a31);
+            }
+        }
+        int kEnd = k16;
+        if (k - k16 >= 8) // the last 8-wide step (k % 16 >= 8) goes to the first accumulator; same block (bc % 16 == 0)
+        {
+            int blk = k16 / bc;
+            var x0 = Vector256.Load(x + k16);
+            a00 = Vector256.FusedMultiplyAdd(T.Decode(w0 + k16, Vector256.Create(s0[blk] * p)), x0, a00);
+            a10 = Vector256.FusedMultiplyAdd(T.Decode(w1 + k16, Vector256.Create(s1[blk] * p)), x0, a10);
+            a20 = Vector256.FusedMultiplyAdd(T.Decode(w2 + k16, Vector256.Create(s2[blk] * p)), x0, a20);
+            a30 = Vector256.FusedMultiplyAdd(T.Decode(w3 + k16, Vector256.Create(s3[blk] * p)), x0, a30);
+            kEnd += 8;
+        }
+        Store4(HSum(a00, a01), HSum(a10, a11), HSum(a20, a21), HSum(a30, a31), w, ra, rb, rc, rd, x, kEnd, o);
     }
 }

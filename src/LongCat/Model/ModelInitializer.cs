@@ -42,16 +42,26 @@ public static class ModelInitializer
     static float[] Generate(TensorSpec s, ulong seed, double std)
     {
         var a = new float[checked((int)s.Count)];
+        Fill(s, seed, std, a);
+        return a;
+    }
+
+    /// <summary>
+    /// Writes tensor <paramref name="s"/>'s initial values into <paramref name="values"/> (length s.Count): the numbers
+    /// <see cref="Write"/> stores in F32, so a trainer initialising in memory gets the same model as init + load.
+    /// </summary>
+    public static void Fill(TensorSpec s, ulong seed, double std, Span<float> values)
+    {
+        if (values.Length != s.Count) throw new ArgumentException($"tensor '{s.Name}' has {s.Count} values, the destination {values.Length}");
         switch (s.Kind)
         {
-            case TensorKind.Norm: Array.Fill(a, 1f); break;
-            case TensorKind.RouterBias: break;
+            case TensorKind.Norm: values.Fill(1f); break;
+            case TensorKind.RouterBias: values.Clear(); break;
             default:
                 var rng = new NormalRng(seed, s.Name);
-                for (int i = 0; i < a.Length; i++) a[i] = (float)(rng.Next() * std);
+                for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.Next() * std);
                 break;
         }
-        return a;
     }
 }
 

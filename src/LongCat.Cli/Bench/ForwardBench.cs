@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using LongCat.Cli.Commands;
+using LongCat.Kernels;
+using LongCat.Model;
+
+namespace LongCat.Cli.Bench;
+
+/// <summary>
+/// <c>longcat bench forward</c>: prefill throughput of one sequence (batch 1) of N tokens: compute only (the model
+/// is loaded and a warm-up pass run first), median of repeats; then one profiled pass splits the time by GEMM
+/// category (via <see cref="Gemm.Observer"/>), the rest being attention core, norms, RoPE, routing and gathers.
+/// </summary>
+public static class ForwardBench
+{
+    public static int Run(string modelDir, int tokens, int repeats, bool json, bool allLogits)
+    {
+        if (tokens < 1) throw new CliException($"--tokens must be >= 1, got {tokens}");
+        if (repeats < 1) throw new CliException($"--repeats must be >= 1, got {repeats}");
+        var sw = Stopwatch.StartNew();
+        using var model = LongCatModel.Load(modelDir);
+        double loadS = sw.Elapsed.TotalSeconds;
+        var c = model.Config;
+        if (tokens > c.MaxPositionEmbeddings) throw new CliException($"--tokens {tokens} exceeds max_position_embeddings {c.MaxPositionEmbeddings}");
+        var ids = new int[tokens];
+        ulong s = 0x9E3779B97F4A7C15UL;
+        for (int i = 0; i < tokens; i++) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; ids[i] = (int)(s % (ulong)c.VocabSize); }
+        var opts = new ForwardOptions { AllLogits = allLogits };
+        var dtypes = string.Join("+", model.Linears.Select(w => w.DType.ToString()).Distinct());
+
+        sw.Restart();
+        model.Forward(ids, 1, tokens, opts); // warm-up: JIT, page-in of mapped weights, buffers
+        double warmS = sw.Elapsed.TotalSeconds;
+        var times = new List<double>();
+        for (int r = 0; r < repeats; r++)
+        {
+            sw.Restart();
+            model.Forward(ids, 1, tokens, opts);
+            times.Add(sw.Elapsed.TotalSeconds);
+        }
+        double med = BenchUtil.Median(times);
+
+        // One profiled pass: GEMM time and flops by category.
+        var category = new Dictionary<Kernels.Weight, string>(ReferenceEqualityComparer.Instance);
+        foreach (var layer in model.Layers)
+        {
+            foreach (var a in layer.Attention) foreach (var w in a.Linears) category[w] = "attention projections";
+            foreach (var m in layer.Mlps) foreach (var w in m.Linears) category[w] = "dense FFN";
+            category[layer.Moe.Classifier] = "router";
+            foreach (var e in layer.Moe.Experts) foreach (var w in e.Linears) category[w] = "MoE experts";
+        }
+        category[model.LmHead] = "lm_head";
+        var ticks = new Dictionary<string, (long Ticks, double Flops, int Calls)>();
+        var gate = new object();
+        Gemm.Observer = (w, m, t) =>
+        {
+            string k = category.GetValueOrDefault(w, "other GEMM");
+            lock (gate)
+            {
+                var v = ticks.GetValueOrDefault(k);
+                ticks[k] = (v.Ticks + t, v.Flops + 2.0 * m * w.Rows * w.Cols, v.Calls + 1);
+            }
+        };
+        double profS;
+        try
+        {
+            sw.Restart();
+            model.Forward(ids, 1, tokens, opts);
+            profS = sw.Elapsed.TotalSeconds;
+        }
+        finally { Gemm.Observer = null; }
+        double gemmS = ticks.Values.Sum(v => v.Ticks) / (double)Stopwatch.Frequency;
+        double gemmFlops = ticks.Values.Sum(v => v.Flops);
+
+        if (json)
+        {
+            var phases = new JsonObject();
+            foreach (var (k, v) in ticks.OrderByDescending(p => p.Value.Ticks))
+                phases[k] = new JsonObject
+                {
+                    ["seconds"] = Math.Round(v.Ticks / (double)Stopwatch.Frequency, 4), ["calls"] = v.Calls,
+                    ["gflops"] = BenchUtil.J(v.Flops / (v.Ticks / (double)Stopwatch.Frequency) / 1e9),
+                };
+            phases["non-GEMM (attention core, norms, rope, routing, gathers)"] = new JsonObject { ["seconds"] = Math.Round(Math.Max(0, profS - gemmS), 4) };
+            Console.WriteLine(new JsonObject
+            {
+                ["bench"] = "forward", ["model"] = modelDir, ["dtype"] = dtypes, ["tokens"] = tokens, ["batch"] = 1,
+                ["all_logits"] = allLogits, ["threads"] = Parallelism.Threads, ["kernel"] = Gemm.KernelName,
+                ["load_seconds"] = Math.Round(loadS, 3), ["warmup_seconds"] = Math.Round(warmS, 3),
+                ["seconds"] = times.Select(t => (JsonNode?)Math.Round(t, 4)).ToJsonArray(),
+                ["median_seconds"] = Math.Round(med, 4), ["tokens_per_second"] = BenchUtil.J(tokens / med),
+                ["gemm_gflops"] = BenchUtil.J(gemmFlops / gemmS / 1e9), ["profiled_seconds"] = Math.Round(profS, 4),
+                ["phases"] = phases,
+            }.ToJsonString(BenchUtil.JsonOptions));
+            return 0;
+        }
+        var ci = CultureInfo.InvariantCulture;
+        Console.WriteLine($"longcat bench forward: {modelDir} ({dtypes}, {c.NumLayers} layers, hidden {c.HiddenSize}), " +
+            $"{Gemm.KernelName}, {Parallelism.Threads} threads");
+        Console.WriteLine($"batch 1 x {tokens} tokens, {(allLogits ? "logits for every position" : "logits for the last position")}; " +
+            $"load {loadS.ToString("F2", ci)} s, warm-up {warmS.ToString("F2", ci)} s");
+        Console.WriteLine($"forward: median {med.ToString("F3", ci)} s of {repeats} ({string.Join(", ", times.Select(t => t.ToString("F3", ci)))})  =>  " +
+            $"{BenchUtil.F(tokens / med)} tokens/s");
+        Console.WriteLine($"profiled pass {profS.ToString("F3", ci)} s:");
+        Console.WriteLine($"  {"phase",-58} {"seconds",8} {"share",6} {"calls",6} {"GFLOP/s",8}");
+        foreach (var (k, v) in ticks.OrderByDescending(p => p.Value.Ticks))
+        {
+            double sec = v.Ticks / (double)Stopwatch.Frequency;
+            Console.WriteLine($"  {"GEMM " + k,-58} {sec.ToString("F3", ci),8} {(sec / profS).ToString("P0", ci),6} {v.Calls,6} {BenchUtil.F(v.Flops / sec / 1e9),8}");
+        }
+        double rest = Math.Max(0, profS - gemmS);
+        Console.WriteLine($"  {"non-GEMM (attention core, norms, rope, routing, gathers)",-58} {rest.ToString("F3", ci),8} {(rest / profS).ToString("P0", ci),6}");
+        return 0;
+    }
+
+    static JsonArray ToJsonArray(this IEnumerable<JsonNode?> items) => new([.. items]);
+}

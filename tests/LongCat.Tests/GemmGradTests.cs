@@ -1,0 +1,106 @@
+using LongCat.Kernels;
+
+namespace LongCat.Tests;
+
+/// <summary>The backward GEMMs and the fixed-order dot against naive double-precision references, on odd sizes.</summary>
+public class GemmGradTests
+{
+    static readonly int[] Sizes = [1, 7, 63, 65, 129];
+
+    static float[] Rand(int n, int seed)
+    {
+        var r = new Random(seed);
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1);
+        return a;
+    }
+
+    public static TheoryData<int, int, int> Shapes()
+    {
+        var d = new TheoryData<int, int, int>();
+        foreach (var m in Sizes) foreach (var n in Sizes) foreach (var k in new[] { 1, 17, 65, 300 }) d.Add(m, n, k);
+        return d;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void InputAndWeightGradsMatchNaive(int m, int n, int k)
+    {
+        var dy = Rand(m * n, m * 1000 + n);
+        var w = Rand(n * k, n * 1000 + k);
+        var x = Rand(m * k, k * 1000 + m);
+        var old = Rand(Math.Max(m * k, n * k), 7);
+
+        var dx = old[..(m * k)];
+        GemmGrad.InputGrad(dy, w, dx, m, n, k, accumulate: true);
+        var dx0 = new float[m * k];
+        GemmGrad.InputGrad(dy, w, dx0, m, n, k);
+        var dw = old[..(n * k)];
+        GemmGrad.WeightGrad(dy, x, dw, m, n, k);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < k; j++)
+            {
+                double s = 0;
+                for (int q = 0; q < n; q++) s += (double)dy[i * n + q] * w[q * k + j];
+                Assert.Equal(s, dx0[i * k + j], 1e-4 * Math.Sqrt(n));
+                Assert.Equal(old[i * k + j] + s, dx[i * k + j], 1e-4 * Math.Sqrt(n));
+            }
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < k; j++)
+            {
+                double s = old[i * k + j];
+                for (int q = 0; q < m; q++) s += (double)dy[q * n + i] * x[q * k + j];
+                Assert.Equal(s, dw[i * k + j], 1e-4 * Math.Sqrt(m));
+            }
+    }
+
+    [Fact]
+    public void GradientGemmsAreBitwiseIdenticalForAnyThreadCount()
+    {
+        int m = 150, n = 70, k = 530;
+        var dy = Rand(m * n, 1);
+        var w = Rand(n * k, 2);
+        var x = Rand(m * k, 3);
+        int saved = Parallelism.Threads;
+        try
+        {
+            float[]? dx1 = null, dw1 = null;
+            foreach (var threads in new[] { 1, 2, 3 })
+            {
+                Parallelism.Threads = threads;
+                var dx = new float[m * k];
+                var dw = new float[n * k];
+                GemmGrad.InputGrad(dy, w, dx, m, n, k);
+                GemmGrad.WeightGrad(dy, x, dw, m, n, k);
+                dx1 ??= dx;
+                dw1 ??= dw;
+                Assert.Equal(dx1, dx);
+                Assert.Equal(dw1, dw);
+            }
+        }
+        finally { Parallelism.Threads = saved; }
+    }
+
+    [Fact]
+    public void DotDoesNotDependOnAlignment()
+    {
+        foreach (var n in new[] { 1, 7, 8, 63, 65, 129, 1000 })
+        {
+            var a = Rand(n + 8, n);
+            var b = Rand(n + 8, n + 1);
+            double want = 0;
+            for (int i = 0; i < n; i++) want += (double)a[i] * b[i];
+            float got = OpsGrad.Dot(a.AsSpan(0, n), b.AsSpan(0, n));
+            Assert.Equal(want, got, 1e-5 * Math.Sqrt(n));
+            // The same values at another address offset give the same bits.
+            for (int shift = 1; shift < 8; shift++)
+            {
+                var a2 = new float[n + shift];
+                var b2 = new float[n + shift];
+                Array.Copy(a, 0, a2, shift, n);
+                Array.Copy(b, 0, b2, shift, n);
+                Assert.Equal(got, OpsGrad.Dot(a2.AsSpan(shift, n), b2.AsSpan(shift, n)));
+            }
+        }
+    }
+}
