@@ -91,6 +91,10 @@ public sealed class BatchScheduler : IDisposable
         return new ScheduledSequence(s.Channel.Reader, s.Done.Task, prompt.Count, () => RequestCancel(s));
     }
 
+    /// <remarks>
+    /// Runs in the token's callback. It takes the lock to wake the loop, so <see cref="Finish"/> (which may hold the
+    /// lock) only unregisters the callback and never waits for it, as CancellationTokenRegistration.Dispose would.
+    /// </remarks>
     void RequestCancel(Seq s)
     {
         s.CancelRequested = true;
@@ -378,7 +382,7 @@ public sealed class BatchScheduler : IDisposable
             _expertSum += s.Hist.Select((n, k) => n * k).Sum();
             _expertPairs += pairs;
         }
-        s.Registration.Dispose();
+        s.Registration.Unregister();
         s.Channel.Writer.TryComplete();
         s.Done.TrySetResult(result);
     }
@@ -388,7 +392,7 @@ public sealed class BatchScheduler : IDisposable
         s.Lease?.Dispose();
         s.Lease = null;
         lock (_lock) _failed++;
-        s.Registration.Dispose();
+        s.Registration.Unregister();
         s.Channel.Writer.TryComplete(e);
         s.Done.TrySetException(e);
     }
