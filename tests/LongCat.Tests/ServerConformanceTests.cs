@@ -135,6 +135,22 @@ public class ServerConformanceTests(ServerFixture f) : IClassFixture<ServerFixtu
         Assert.Equal(text, streamed);
     }
 
+    /// <summary>MTP drafting inside the batch (the "speculative" extension) leaves greedy output unchanged and reports acceptance.</summary>
+    [Fact]
+    public async Task SpeculativeRequestsGiveTheSameGreedyText()
+    {
+        async Task<JsonElement> Complete(bool spec) => JsonDocument.Parse(await (await f.Http.PostAsync("v1/completions",
+            new StringContent($$"""{"prompt":"The cat sat on","max_tokens":12,"temperature":0,"speculative":{{(spec ? "true" : "false")}}}""", Encoding.UTF8, "application/json")))
+            .Content.ReadAsStringAsync()).RootElement;
+        var plain = await Complete(false);
+        var spec = await Complete(true);
+        Assert.Equal(plain.GetProperty("choices")[0].GetProperty("text").GetString(), spec.GetProperty("choices")[0].GetProperty("text").GetString());
+        Assert.Equal(JsonValueKind.Null, plain.GetProperty("longcat").GetProperty("mtp_acceptance").ValueKind);
+        Assert.InRange(spec.GetProperty("longcat").GetProperty("mtp_acceptance").GetDouble(), 0, 1);
+        var metrics = await f.Http.GetStringAsync("metrics");
+        Assert.Matches(@"longcat_mtp_drafted_tokens_total\{model=""longcat-test""\} [1-9]", metrics);
+    }
+
     [Fact]
     public async Task ErrorsAreOpenAIErrorObjects()
     {
