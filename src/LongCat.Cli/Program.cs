@@ -21,6 +21,7 @@ public static class Program
         root.Subcommands.Add(DetokenizeCommand.Create());
         root.Subcommands.Add(TokenizerTrainCommand.CreateGroup());
         root.Subcommands.Add(QuantizeCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create());
         var parse = root.Parse(args);
         // Parse errors (unknown option, missing required option, bad value) get the same one-line format as
         // every other error, with a pointer to --help instead of the whole help text.

@@ -35,6 +35,14 @@ public sealed record StepResult(float[] Logits, float[] FinalHidden, Routing[] R
 /// <summary>Result of <see cref="LongCatModel.ForwardBatch"/>: per sequence, the last token's logits [S, V] and final hidden [S, H].</summary>
 public sealed record BatchStepResult(float[] Logits, float[] LastHidden, Routing[] Routing);
 
+/// <summary>Result of <see cref="LongCatModel.ForwardBatchRows"/>.</summary>
+/// <param name="Logits">[R, V]: the rows asked for, sequences back to back; sequence i starts at row LogitOffset[i].</param>
+/// <param name="LogitOffset">Per sequence: its first row in <paramref name="Logits"/>.</param>
+/// <param name="FinalHidden">[T, H]: every new token's hidden state after the final norm; sequence i starts at TokenOffset[i].</param>
+/// <param name="TokenOffset">Per sequence: its first token in <paramref name="FinalHidden"/> and in each routing.</param>
+/// <param name="Routing">Per layer: the routing of all T new tokens.</param>
+public sealed record BatchRowsResult(float[] Logits, int[] LogitOffset, float[] FinalHidden, int[] TokenOffset, Routing[] Routing);
+
 /// <summary>
 /// The LongCat-Flash causal LM: embedding, num_layers ScMoE layers, final RMSNorm, lm_head (not tied unless the
 /// config says so). Weights stay in the checkpoint's dtype and memory mapping.
@@ -187,9 +195,56 @@ public sealed class LongCatModel : IDisposable
     public BatchStepResult ForwardBatch(IReadOnlyList<int[]> tokens, IReadOnlyList<KvCache> caches)
     {
         var c = Config;
+        int hd = c.HiddenSize;
+        var (h, counts, routing) = RunBatch(tokens, caches);
+        // Final norm and lm_head only for each sequence's last token.
+        var last = new float[tokens.Count * hd];
+        for (int i = 0, o = 0; i < tokens.Count; i++)
+        {
+            o += counts[i];
+            Ops.RmsNorm(h.AsSpan((o - 1) * hd, hd), FinalNorm, last.AsSpan(i * hd, hd), 1, hd, (float)c.RmsNormEps);
+        }
+        var logits = new float[tokens.Count * c.VocabSize];
+        Gemm.MatMul(last, LmHead, logits, tokens.Count);
+        return new BatchStepResult(logits, last, routing);
+    }
+
+    /// <summary>
+    /// <see cref="ForwardBatch"/> for a scheduler that mixes decode, speculative verification and prefill chunks in
+    /// one step: sequence i gets logits for its last <paramref name="logitRows"/>[i] new tokens (0 for a prefill
+    /// chunk that does not end its prompt, 1 for a decode step, 2 to verify an MTP draft), and the final-norm hidden
+    /// state of every new token (the MTP head's input). The lm_head runs only over the rows asked for.
+    /// </summary>
+    public BatchRowsResult ForwardBatchRows(IReadOnlyList<int[]> tokens, IReadOnlyList<KvCache> caches, IReadOnlyList<int> logitRows)
+    {
+        var c = Config;
+        int hd = c.HiddenSize;
+        if (logitRows.Count != tokens.Count) throw new ArgumentException("one logit-row count per sequence", nameof(logitRows));
+        for (int i = 0; i < tokens.Count; i++)
+            if (logitRows[i] < 0 || logitRows[i] > tokens[i].Length)
+                throw new ArgumentOutOfRangeException(nameof(logitRows), $"sequence {i}: {logitRows[i]} logit rows for {tokens[i].Length} new tokens");
+        var (h, counts, routing) = RunBatch(tokens, caches);
+        int t = counts.Sum();
+        Ops.RmsNorm(h, FinalNorm, h, t, hd, (float)c.RmsNormEps);
+        var tokenOffset = new int[tokens.Count];
+        var logitOffset = new int[tokens.Count];
+        int rows = 0;
+        for (int i = 0, o = 0; i < tokens.Count; o += counts[i], i++) { tokenOffset[i] = o; logitOffset[i] = rows; rows += logitRows[i]; }
+        var sel = new float[rows * hd];
+        for (int i = 0; i < tokens.Count; i++)
+            h.AsSpan((tokenOffset[i] + counts[i] - logitRows[i]) * hd, logitRows[i] * hd).CopyTo(sel.AsSpan(logitOffset[i] * hd));
+        var logits = new float[rows * c.VocabSize];
+        if (rows > 0) Gemm.MatMul(sel, LmHead, logits, rows);
+        return new BatchRowsResult(logits, logitOffset, h, tokenOffset, routing);
+    }
+
+    /// <summary>Validates a batch, runs every layer over it and advances the caches: h [T, H] before the final norm.</summary>
+    (float[] H, int[] Counts, Routing[] Routing) RunBatch(IReadOnlyList<int[]> tokens, IReadOnlyList<KvCache> caches)
+    {
+        var c = Config;
         if (tokens.Count != caches.Count) throw new ArgumentException("one cache per sequence");
         if (tokens.Count == 0) throw new ArgumentException("no sequences to run");
-        int hd = c.HiddenSize, t = 0;
+        int t = 0;
         var counts = new int[tokens.Count];
         for (int i = 0; i < tokens.Count; i++)
         {
@@ -197,7 +252,8 @@ public sealed class LongCatModel : IDisposable
             if (caches[i].Sublayers != 2 * c.NumLayers) throw new ArgumentException($"cache {i} does not belong to this model's main layers");
             if (caches[i].Length + tokens[i].Length > caches[i].Capacity)
                 throw new InvalidOperationException($"context full for sequence {i}: {caches[i].Length} cached + {tokens[i].Length} new tokens exceed the KV cache capacity of {caches[i].Capacity}");
-            if (caches.Take(i).Any(o => ReferenceEquals(o, caches[i]))) throw new ArgumentException($"sequence {i} shares its cache with another sequence");
+            for (int j = 0; j < i; j++)
+                if (ReferenceEquals(caches[j], caches[i])) throw new ArgumentException($"sequence {i} shares its cache with another sequence");
             counts[i] = tokens[i].Length;
             t += counts[i];
         }
@@ -211,16 +267,7 @@ public sealed class LongCatModel : IDisposable
             routing[li] = Layers[li].Forward(h, t, (mla, s, x, y) => mla.ForwardCachedBatch(x, y, caches, counts, 2 * layer + s, Rope));
         }
         for (int i = 0; i < caches.Count; i++) caches[i].Advance(counts[i]);
-        // Final norm and lm_head only for each sequence's last token.
-        var last = new float[tokens.Count * hd];
-        for (int i = 0, o = 0; i < tokens.Count; i++)
-        {
-            o += counts[i];
-            Ops.RmsNorm(h.AsSpan((o - 1) * hd, hd), FinalNorm, last.AsSpan(i * hd, hd), 1, hd, (float)c.RmsNormEps);
-        }
-        var logits = new float[tokens.Count * c.VocabSize];
-        Gemm.MatMul(last, LmHead, logits, tokens.Count);
-        return new BatchStepResult(logits, last, routing);
+        return (h, counts, routing);
     }
 
     /// <summary>

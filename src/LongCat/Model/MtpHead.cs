@@ -60,6 +60,44 @@ public sealed class MtpHead
     {
         var c = _c;
         int n = nextTokens.Length, hd = c.HiddenSize;
+        var x = Body(mainHidden, nextTokens, (a, y) => Attention.ForwardCached(a, y, n, cache, 0, rope));
+        cache.Advance(n);
+        int rows = allLogits ? n : 1;
+        return Logits(x, n - rows, rows, lmHead);
+    }
+
+    /// <summary>
+    /// The draft step of several sequences in one forward (continuous batching): sequence i feeds
+    /// nextTokens[i].Length pairs, its rows of mainHidden [T, H] back to back, at positions caches[i].Length..
+    /// -> draft logits [S, V], one row per sequence (its last pair). Appends to every head cache.
+    /// </summary>
+    public float[] ForwardBatch(ReadOnlySpan<float> mainHidden, IReadOnlyList<int[]> nextTokens, IReadOnlyList<KvCache> caches, Weight lmHead, Rope rope)
+    {
+        if (nextTokens.Count != caches.Count || nextTokens.Count == 0) throw new ArgumentException("one head cache per sequence, at least one sequence");
+        var counts = new int[nextTokens.Count];
+        int t = 0;
+        for (int i = 0; i < counts.Length; i++)
+        {
+            if (nextTokens[i].Length == 0) throw new ArgumentException($"sequence {i} has no draft inputs");
+            if (caches[i].Sublayers != 1) throw new ArgumentException($"cache {i} is not an MTP head cache");
+            counts[i] = nextTokens[i].Length;
+            t += counts[i];
+        }
+        var flat = new int[t];
+        for (int i = 0, o = 0; i < counts.Length; o += counts[i], i++) nextTokens[i].CopyTo(flat, o);
+        var x = Body(mainHidden, flat, (a, y) => Attention.ForwardCachedBatch(a, y, caches, counts, 0, rope));
+        for (int i = 0; i < caches.Count; i++) caches[i].Advance(counts[i]);
+        int hd = _c.HiddenSize;
+        var last = new float[counts.Length * hd];
+        for (int i = 0, o = 0; i < counts.Length; i++) { o += counts[i]; x.AsSpan((o - 1) * hd, hd).CopyTo(last.AsSpan(i * hd)); }
+        return Logits(last, 0, counts.Length, lmHead);
+    }
+
+    /// <summary>Embedding + hidden fusion, attention (via <paramref name="attend"/>: a [n, H] -> y [n, H]) and FFN: x [n, H] before mtp.norm.</summary>
+    float[] Body(ReadOnlySpan<float> mainHidden, ReadOnlySpan<int> nextTokens, Action<float[], float[]> attend)
+    {
+        var c = _c;
+        int n = nextTokens.Length, hd = c.HiddenSize;
         float eps = (float)c.RmsNormEps;
         if (mainHidden.Length != n * hd) throw new ArgumentException($"{mainHidden.Length} hidden values for {n} tokens");
         var eh = new float[n * 2 * hd];
@@ -77,16 +115,23 @@ public sealed class MtpHead
         var a = new float[n * hd];
         var y = new float[n * hd];
         Ops.RmsNorm(x, InputNorm, a, n, hd, eps);
-        Attention.ForwardCached(a, y, n, cache, 0, rope);
+        attend(a, y);
         System.Numerics.Tensors.TensorPrimitives.Add(x, y, x);
         Ops.RmsNorm(x, PostAttentionNorm, a, n, hd, eps);
         Mlp.Forward(a, y, n);
         System.Numerics.Tensors.TensorPrimitives.Add(x, y, x);
-        cache.Advance(n);
-        int rows = allLogits ? n : 1;
-        Ops.RmsNorm(x.AsSpan((n - rows) * hd, rows * hd), Norm, a.AsSpan(0, rows * hd), rows, hd, eps);
+        return x;
+    }
+
+    /// <summary>mtp.norm then the main lm_head over rows [first, first+rows) of x [*, H] -> logits [rows, V].</summary>
+    float[] Logits(float[] x, int first, int rows, Weight lmHead)
+    {
+        var c = _c;
+        int hd = c.HiddenSize;
+        var a = new float[rows * hd];
+        Ops.RmsNorm(x.AsSpan(first * hd, rows * hd), Norm, a, rows, hd, (float)c.RmsNormEps);
         var logits = new float[rows * c.VocabSize];
-        Gemm.MatMul(a.AsSpan(0, rows * hd), lmHead, logits, rows);
+        Gemm.MatMul(a, lmHead, logits, rows);
         return logits;
     }
 }

@@ -1,0 +1,452 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using LongCat.Model;
+
+namespace LongCat.Inference;
+
+/// <summary>
+/// Continuous batching over one model. One thread runs steps; each step:
+/// <list type="number">
+/// <item>drops cancelled sequences (client gone) and frees their KV caches;</item>
+/// <item>admits waiting requests, first come first served, while a slot and KV-cache room (<see cref="KvCachePool"/>) exist;</item>
+/// <item>drafts one token with the MTP head for every speculative sequence, in one batched head forward;</item>
+/// <item>runs one batched main forward (<see cref="LongCatModel.ForwardBatchRows"/>) over every decoding sequence's
+/// pending token (or pending token and draft, to verify), plus prompt chunks of admitted sequences, at most
+/// <see cref="SchedulerOptions.PrefillChunkTokens"/> prompt tokens per step so a long prompt does not stall the others;</item>
+/// <item>samples each sequence with its own <see cref="Sampler"/> (own seed and penalty state), applies the
+/// speculative accept/resample rule, streams the tokens, and ends sequences that hit a stop condition.</item>
+/// </list>
+/// Per sequence the calls to the sampler are the ones <see cref="GenerationSession"/> makes, so a sequence's output
+/// does not depend on what else runs in its batch (up to the float rounding of batched kernels).
+/// </summary>
+public sealed class BatchScheduler : IDisposable
+{
+    readonly LongCatModel _model;
+    readonly SchedulerOptions _o;
+    readonly object _lock = new();
+    readonly LinkedList<Seq> _queue = new();
+    readonly List<Seq> _running = [];
+    readonly Thread _thread;
+    readonly Queue<(long Ticks, int Tokens)> _recent = new();
+    bool _disposed;
+    volatile int _runningCount;
+    long _submitted, _rejected, _finished, _cancelled, _failed, _promptTokens, _completionTokens, _steps, _drafted, _accepted, _expertSum, _expertPairs;
+
+    public BatchScheduler(LongCatModel model, SchedulerOptions? options = null)
+    {
+        _model = model;
+        _o = options ?? new SchedulerOptions();
+        _o.Validate();
+        int ctx = _o.ContextLength ?? model.Config.MaxPositionEmbeddings;
+        if (ctx > model.Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"context length = {ctx} is invalid: must be at most max_position_embeddings = {model.Config.MaxPositionEmbeddings}");
+        ContextLength = ctx;
+        Pool = new KvCachePool(model, _o.KvCacheBytes, ctx);
+        _thread = new Thread(Loop) { IsBackground = true, Name = "longcat-scheduler" };
+        _thread.Start();
+    }
+
+    public LongCatModel Model => _model;
+    public SchedulerOptions Options => _o;
+    /// <summary>The KV caches of running sequences come from here.</summary>
+    public KvCachePool Pool { get; }
+    /// <summary>Prompt + completion tokens any sequence may hold.</summary>
+    public int ContextLength { get; }
+
+    /// <summary>
+    /// Queues a generation. Throws <see cref="ArgumentException"/> for bad options or prompts (as
+    /// <see cref="GenerationSession"/>) and <see cref="SchedulerBusyException"/> when the wait queue is full.
+    /// </summary>
+    public ScheduledSequence Submit(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellationToken = default)
+    {
+        var c = _model.Config;
+        options.Validate(c.VocabSize);
+        if (prompt.Count == 0) throw new ArgumentException("the prompt is empty: give at least one token");
+        for (int i = 0; i < prompt.Count; i++)
+            if (prompt[i] < 0 || prompt[i] >= c.VocabSize)
+                throw new ArgumentException($"prompt token {i} = {prompt[i]} is outside the vocabulary 0..{c.VocabSize - 1}");
+        if (prompt.Count >= ContextLength)
+            throw new ArgumentException($"the prompt has {prompt.Count} tokens, which leaves no room in the context of {ContextLength} tokens");
+        if (options.Speculative && _model.Mtp is null)
+            throw new ArgumentException("speculative decoding needs an MTP head, and this checkpoint has no model.mtp.* weights");
+        int capacity = (int)Math.Min(ContextLength, (long)prompt.Count + options.MaxTokens + 1);
+        if (!Pool.CanEverFit(capacity, options.Speculative))
+            throw new ArgumentException($"this request needs {Pool.LeaseBytes(capacity, options.Speculative) >> 20} MiB of KV cache ({capacity} tokens), more than the whole pool of {Pool.CapacityBytes >> 20} MiB: ask for fewer tokens");
+
+        var s = new Seq([.. prompt], options, new Sampler(options, c.VocabSize, prompt), capacity, c.MoeTopK);
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            int freeSlots = Math.Max(0, _o.MaxRunningSequences - _runningCount);
+            if (_queue.Count - freeSlots >= _o.MaxQueuedRequests)
+            {
+                _rejected++;
+                throw new SchedulerBusyException($"the server is busy: {_runningCount} sequences running and {_queue.Count} waiting (limit {_o.MaxQueuedRequests}); retry later", TimeSpan.FromSeconds(1));
+            }
+            s.Node = _queue.AddLast(s);
+            _submitted++;
+            Monitor.PulseAll(_lock);
+        }
+        if (cancellationToken.CanBeCanceled) s.Registration = cancellationToken.Register(() => RequestCancel(s));
+        return new ScheduledSequence(s.Channel.Reader, s.Done.Task, prompt.Count, () => RequestCancel(s));
+    }
+
+    /// <remarks>
+    /// Runs in the token's callback. It takes the lock to wake the loop, so <see cref="Finish"/> (which may hold the
+    /// lock) only unregisters the callback and never waits for it, as CancellationTokenRegistration.Dispose would.
+    /// </remarks>
+    void RequestCancel(Seq s)
+    {
+        s.CancelRequested = true;
+        lock (_lock) Monitor.PulseAll(_lock);
+    }
+
+    /// <summary>Counters and gauges now.</summary>
+    public SchedulerStats Stats()
+    {
+        lock (_lock)
+        {
+            long now = Stopwatch.GetTimestamp();
+            TrimRecent(now);
+            double window = Math.Min(RecentWindowSeconds, Math.Max(1e-3, _recent.Count > 0 ? (now - _recent.Peek().Ticks) / (double)Stopwatch.Frequency : 0));
+            long recentTokens = _recent.Sum(r => (long)r.Tokens);
+            return new SchedulerStats
+            {
+                Queued = _queue.Count,
+                Running = _runningCount,
+                KvCacheBytesRented = Pool.RentedBytes,
+                KvCacheBytesIdle = Pool.IdleBytes,
+                KvCacheBytesCapacity = Pool.CapacityBytes,
+                KvCacheTokensRented = Pool.RentedTokens,
+                Submitted = _submitted,
+                Rejected = _rejected,
+                Finished = _finished,
+                Cancelled = _cancelled,
+                Failed = _failed,
+                PromptTokens = _promptTokens,
+                CompletionTokens = _completionTokens,
+                Steps = _steps,
+                DraftedTokens = _drafted,
+                AcceptedDrafts = _accepted,
+                RealExpertSum = _expertSum,
+                RealExpertPairs = _expertPairs,
+                RecentTokensPerSecond = recentTokens == 0 ? 0 : recentTokens / Math.Max(window, 1.0),
+            };
+        }
+    }
+
+    const double RecentWindowSeconds = 5;
+
+    void TrimRecent(long now)
+    {
+        long horizon = now - (long)(RecentWindowSeconds * Stopwatch.Frequency);
+        while (_recent.Count > 0 && _recent.Peek().Ticks < horizon) _recent.Dequeue();
+    }
+
+    // ------------------------------------------------------------------ the loop
+
+    void Loop()
+    {
+        while (true)
+        {
+            lock (_lock)
+            {
+                while (!_disposed && _queue.Count == 0 && _running.Count == 0) Monitor.Wait(_lock);
+                if (_disposed) break;
+            }
+            try
+            {
+                Step();
+            }
+            catch (Exception e)
+            {
+                // A bug or out of memory: fail the sequences of this step, keep serving the others.
+                foreach (var s in _running.ToArray()) Fail(s, e);
+                _running.Clear();
+                _runningCount = 0;
+            }
+        }
+        foreach (var s in _running) Finish(s, StopReason.Cancelled, null);
+        _running.Clear();
+        lock (_lock)
+        {
+            foreach (var s in _queue) Finish(s, StopReason.Cancelled, null);
+            _queue.Clear();
+        }
+    }
+
+    void Step()
+    {
+        // 1. Cancelled sequences leave first (running and waiting).
+        foreach (var s in _running.Where(s => s.CancelRequested).ToArray()) { _running.Remove(s); Finish(s, StopReason.Cancelled, null); }
+        lock (_lock)
+        {
+            for (var n = _queue.First; n is not null;)
+            {
+                var next = n.Next;
+                if (n.Value.CancelRequested) { _queue.Remove(n); Finish(n.Value, StopReason.Cancelled, null); }
+                n = next;
+            }
+            // 2. Admission, in arrival order (a request that does not fit yet blocks the ones behind it: no starvation).
+            while (_queue.First is { } head && _running.Count < _o.MaxRunningSequences)
+            {
+                var lease = Pool.TryRent(head.Value.Capacity, head.Value.O.Speculative);
+                if (lease is null) break;
+                _queue.RemoveFirst();
+                head.Value.Lease = lease;
+                head.Value.AdmittedTicks = Stopwatch.GetTimestamp();
+                _running.Add(head.Value);
+            }
+            _runningCount = _running.Count;
+        }
+        if (_running.Count == 0) return;
+
+        var m = _model;
+        var c = m.Config;
+        int v = c.VocabSize, hd = c.HiddenSize;
+
+        // 3. MTP drafts for every decoding speculative sequence with room for [pending, draft].
+        var spec = _running.Where(s => s.Pending >= 0 && s.Lease!.Mtp is not null && s.Lease.Main.Length + 2 <= s.Capacity).ToList();
+        if (spec.Count > 0)
+        {
+            var hid = new List<float>();
+            var toks = new List<int[]>();
+            foreach (var s in spec)
+            {
+                var main = s.Lease!.Main;
+                int start = s.Lease.Mtp!.Length, np = main.Length - start, p = s.Prompt.Length;
+                var t = new int[np];
+                for (int i = 0; i < np; i++)
+                {
+                    hid.AddRange(s.PendingHidden[i]);
+                    int pos = start + i + 1;
+                    t[i] = pos < p ? s.Prompt[pos] : (pos - p < s.Output.Count ? s.Output[pos - p] : s.Pending);
+                }
+                s.PendingHidden.Clear();
+                toks.Add(t);
+            }
+            var draftLogits = m.Mtp!.ForwardBatch(hid.ToArray(), toks, spec.Select(s => s.Lease!.Mtp!).ToList(), m.LmHead, m.Rope);
+            for (int i = 0; i < spec.Count; i++)
+            {
+                var s = spec[i];
+                s.DraftQ = s.Sampler.Distribution(draftLogits.AsSpan(i * v, v));
+                s.Draft = s.Sampler.Greedy ? Sampler.ArgMax(s.DraftQ) : s.Sampler.Draw(s.DraftQ);
+                s.Drafted++;
+            }
+        }
+
+        // 4. One main forward: decode rows, verify rows, prompt chunks.
+        var batch = new List<Seq>();
+        var tokens = new List<int[]>();
+        var rows = new List<int>();
+        int budget = _o.PrefillChunkTokens;
+        foreach (var s in _running)
+        {
+            if (s.Pending >= 0)
+            {
+                int[] t = s.Draft >= 0 ? [s.Pending, s.Draft] : [s.Pending];
+                batch.Add(s); tokens.Add(t); rows.Add(t.Length);
+            }
+            else if (budget > 0)
+            {
+                int n = Math.Min(s.Prompt.Length - s.Prefilled, budget);
+                budget -= n;
+                batch.Add(s);
+                tokens.Add(s.Prompt.AsSpan(s.Prefilled, n).ToArray());
+                rows.Add(s.Prefilled + n == s.Prompt.Length ? 1 : 0);
+            }
+        }
+        var r = m.ForwardBatchRows(tokens, batch.Select(s => s.Lease!.Main).ToList(), rows);
+        _steps++;
+        int generated = 0;
+
+        // 5. Sample, verify, stream, stop.
+        var ended = new List<Seq>();
+        for (int i = 0; i < batch.Count; i++)
+        {
+            var s = batch[i];
+            int n = tokens[i].Length, tok = r.TokenOffset[i], row = r.LogitOffset[i];
+            var main = s.Lease!.Main;
+            bool keepHidden = s.Lease.Mtp is not null;
+            int before = s.Output.Count;
+            StopReason stop;
+            string? matched;
+            if (s.Pending < 0)
+            {
+                s.Prefilled += n;
+                if (keepHidden)
+                    for (int j = 0; j < n; j++) s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + j) * hd, hd).ToArray());
+                if (s.Prefilled < s.Prompt.Length) continue;
+                s.FirstTokenTicks = Stopwatch.GetTimestamp();
+                int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
+                (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + n - 1));
+            }
+            else if (s.Draft < 0)
+            {
+                if (keepHidden) s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
+                int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
+                (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok));
+            }
+            else
+            {
+                int d = s.Draft;
+                var p = s.Sampler.Distribution(r.Logits.AsSpan(row * v, v));
+                int verified = GenerationSession.AcceptOrResample(p, s.DraftQ!, d, s.Sampler);
+                s.Draft = -1;
+                s.DraftQ = null;
+                if (verified == d)
+                {
+                    s.Accepted++;
+                    (stop, matched) = Emit(s, d, true, RealExperts(r.Routing, tok));
+                    if (stop == StopReason.None)
+                    {
+                        s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
+                        s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + 1) * hd, hd).ToArray());
+                        int y = s.Sampler.Sample(r.Logits.AsSpan((row + 1) * v, v));
+                        (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + 1));
+                    }
+                }
+                else
+                {
+                    // Drop the draft from the main cache; the resampled token is the next one.
+                    main.Truncate(main.Length - 1);
+                    s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
+                    (stop, matched) = Emit(s, verified, false, RealExperts(r.Routing, tok));
+                }
+            }
+            generated += s.Output.Count - before;
+            if (stop != StopReason.None) { ended.Add(s); Finish(s, stop, matched); }
+        }
+        foreach (var s in ended) _running.Remove(s);
+        lock (_lock)
+        {
+            _runningCount = _running.Count;
+            _recent.Enqueue((Stopwatch.GetTimestamp(), generated));
+            TrimRecent(Stopwatch.GetTimestamp());
+        }
+    }
+
+    /// <summary>Streams a decided token and checks the stop conditions (as <see cref="GenerationSession"/>); sets it pending otherwise.</summary>
+    (StopReason, string?) Emit(Seq s, int token, bool fromDraft, int[] experts)
+    {
+        s.Output.Add(token);
+        s.Sampler.Accept(token);
+        foreach (var e in experts) s.Hist[e]++;
+        s.Channel.Writer.TryWrite(new GeneratedToken(token, s.Output.Count - 1, fromDraft, experts));
+        s.Pending = -1;
+        var o = s.O;
+        if (o.StopTokenIds.Contains(token)) return (StopReason.StopToken, null);
+        if (o.StopStrings.Count > 0)
+        {
+            // Only the tail can hold a new match (an older one would have stopped already): a stop string of L
+            // characters spans at most 4·L byte-level tokens.
+            int window = Math.Min(s.Output.Count, 4 * o.StopStrings.Max(x => x.Length) + 4);
+            var text = o.Decode!(s.Output.GetRange(s.Output.Count - window, window));
+            foreach (var st in o.StopStrings)
+                if (text.Contains(st, StringComparison.Ordinal)) return (StopReason.StopString, st);
+        }
+        if (s.Output.Count >= o.MaxTokens) return (StopReason.Length, null);
+        if (s.Lease!.Main.Length + 1 > s.Capacity) return (StopReason.ContextFull, null);
+        s.Pending = token;
+        return (StopReason.None, null);
+    }
+
+    void Finish(Seq s, StopReason reason, string? matched)
+    {
+        long now = Stopwatch.GetTimestamp();
+        s.Lease?.Dispose();
+        s.Lease = null;
+        s.PendingHidden.Clear();
+        long pairs = s.Hist.Sum();
+        double f = Stopwatch.Frequency;
+        var result = new GenerationResult
+        {
+            StopReason = reason,
+            MatchedStop = matched,
+            PromptTokens = s.Prompt.Length,
+            CompletionTokens = s.Output.Count,
+            PrefillSeconds = s.FirstTokenTicks > 0 ? (s.FirstTokenTicks - s.AdmittedTicks) / f : 0,
+            DecodeSeconds = s.FirstTokenTicks > 0 ? (now - s.FirstTokenTicks) / f : 0,
+            DraftedTokens = s.Drafted,
+            AcceptedDrafts = s.Accepted,
+            RealExpertHistogram = (long[])s.Hist.Clone(),
+            MeanRealExperts = pairs == 0 ? 0 : s.Hist.Select((n, k) => (double)n * k).Sum() / pairs,
+        };
+        lock (_lock)
+        {
+            if (reason == StopReason.Cancelled) _cancelled++; else _finished++;
+            _promptTokens += s.FirstTokenTicks > 0 ? s.Prompt.Length : 0;
+            _completionTokens += s.Output.Count;
+            _drafted += s.Drafted;
+            _accepted += s.Accepted;
+            _expertSum += s.Hist.Select((n, k) => n * k).Sum();
+            _expertPairs += pairs;
+        }
+        s.Registration.Unregister();
+        s.Channel.Writer.TryComplete();
+        s.Done.TrySetResult(result);
+    }
+
+    void Fail(Seq s, Exception e)
+    {
+        s.Lease?.Dispose();
+        s.Lease = null;
+        lock (_lock) _failed++;
+        s.Registration.Unregister();
+        s.Channel.Writer.TryComplete(e);
+        s.Done.TrySetException(e);
+    }
+
+    int[] RealExperts(Routing[] routing, int row)
+    {
+        int ne = _model.Config.NRoutedExperts;
+        var r = new int[routing.Length];
+        for (int l = 0; l < routing.Length; l++)
+        {
+            var rt = routing[l];
+            int n = 0;
+            for (int j = 0; j < rt.K; j++) if (rt.Indices[row * rt.K + j] < ne) n++;
+            r[l] = n;
+        }
+        return r;
+    }
+
+    /// <summary>Stops the loop; running and waiting sequences end as cancelled.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            Monitor.PulseAll(_lock);
+        }
+        _thread.Join();
+    }
+
+    /// <summary>A sequence's state, owned by the loop thread once admitted.</summary>
+    sealed class Seq(int[] prompt, GenerationOptions options, Sampler sampler, int capacity, int topK)
+    {
+        public readonly int[] Prompt = prompt;
+        public readonly GenerationOptions O = options;
+        public readonly Sampler Sampler = sampler;
+        /// <summary>Logical capacity (prompt + max tokens + 1, at most the context): stop conditions use it, not the bucket.</summary>
+        public readonly int Capacity = capacity;
+        public readonly Channel<GeneratedToken> Channel = System.Threading.Channels.Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        public readonly TaskCompletionSource<GenerationResult> Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public readonly List<int> Output = [];
+        /// <summary>MTP inputs not yet fed to the head: h_t for t = head cache length .. main cache length - 1.</summary>
+        public readonly List<float[]> PendingHidden = [];
+        public readonly long[] Hist = new long[topK + 1];
+        public LinkedListNode<Seq>? Node;
+        public CancellationTokenRegistration Registration;
+        public volatile bool CancelRequested;
+        public KvLease? Lease;
+        public int Prefilled;
+        /// <summary>The decided token not yet run through the main model; -1 while prefilling or after the end.</summary>
+        public int Pending = -1;
+        public int Draft = -1;
+        public float[]? DraftQ;
+        public int Drafted, Accepted;
+        public long AdmittedTicks, FirstTokenTicks;
+    }
+}
