@@ -16,6 +16,9 @@ public static class Program
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(GradCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(DetokenizeCommand.Create());
+        root.Subcommands.Add(TokenizerTrainCommand.CreateGroup());
         var parse = root.Parse(args);
         // Parse errors (unknown option, missing required option, bad value) get the same one-line format as
         // every other error, with a pointer to --help instead of the whole help text.

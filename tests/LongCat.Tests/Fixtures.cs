@@ -7,6 +7,7 @@ public static class Fixtures
 {
     public static string Root => Path.Combine(AppContext.BaseDirectory, "fixtures");
     public static string Reference(string name) => Path.Combine(Root, "reference", name);
+    public static string Tokenizer(string name) => Path.Combine(Root, "tokenizers", name);
     public static readonly string[] ReferenceModels = ["tiny", "tiny-nozero", "tiny-bf16", "small-fp8"];
 
     public static string NewTempDir()

@@ -8,6 +8,7 @@ public static class BenchCommand
     public static Command Create()
     {
         var cmd = new Command("bench", "Benchmarks that print ratios against references measured in the same run.");
+        cmd.Subcommands.Add(TokenizeBench.Create());
         return cmd;
     }
 }
