@@ -118,6 +118,29 @@ public static class TokenDataWriter
         return new DataPrepareResult(train.Count, trainDocs.Count - 1, val.Count, valDocs.Count - 1, bytes);
     }
 
+    /// <summary>
+    /// Writes already tokenized data as a prepared folder (no tokenizer): each split is one document. For synthetic data
+    /// in tests and tools; <paramref name="vocabSize"/> bounds the ids.
+    /// </summary>
+    public static void WriteTokens(string outDir, ReadOnlySpan<int> train, ReadOnlySpan<int> val, int vocabSize)
+    {
+        foreach (var id in train) if ((uint)id >= (uint)vocabSize) throw new ArgumentException($"token id {id} outside 0..{vocabSize - 1}");
+        foreach (var id in val) if ((uint)id >= (uint)vocabSize) throw new ArgumentException($"token id {id} outside 0..{vocabSize - 1}");
+        Directory.CreateDirectory(outDir);
+        File.Delete(Path.Combine(outDir, "meta.json"));
+        WriteSplit(outDir, "train", [.. train], train.Length > 0 ? [0, train.Length] : [0]);
+        WriteSplit(outDir, "val", [.. val], val.Length > 0 ? [0, val.Length] : [0]);
+        var meta = new JsonObject
+        {
+            ["format"] = TokenDataset.Format,
+            ["version"] = TokenDataset.Version,
+            ["vocab_size"] = vocabSize,
+            ["train"] = new JsonObject { ["tokens"] = train.Length, ["documents"] = train.Length > 0 ? 1 : 0 },
+            ["val"] = new JsonObject { ["tokens"] = val.Length, ["documents"] = val.Length > 0 ? 1 : 0 },
+        };
+        AtomicWrite(Path.Combine(outDir, "meta.json"), Encoding.UTF8.GetBytes(meta.ToJsonString() + "\n"));
+    }
+
     static ulong Mix(ulong seed, ulong i)
     {
         ulong z = seed * 0x9E3779B97F4A7C15UL + i + 0x632BE59BD9B4E019UL;
