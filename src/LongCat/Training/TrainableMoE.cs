@@ -113,12 +113,14 @@ internal sealed class TrainableMoE
             if (sel[s] < nr) { int r = fill[sel[s]]++; order[r] = s; rowOfSlot[s] = r; }
             else rowOfSlot[s] = -1;
         }
-        var xe = Buffers.Ensure(ref _xe, (long)rows * hd);
-        var ye = Buffers.Ensure(ref _ye, (long)rows * hd);
+        // Sized for the worst case (every slot a real expert), not this step's rows: the count moves from step to step,
+        // and buffers that grew with it would reallocate whenever it hit a new high.
+        var xe = Buffers.Ensure(ref _xe, (long)t * k * hd);
+        var ye = Buffers.Ensure(ref _ye, (long)t * k * hd);
         for (int r = 0; r < rows; r++) Array.Copy(x, (long)(order[r] / k) * hd, xe, (long)r * hd, hd);
 
         // Experts.
-        _acts.Ensure(rows, inner);
+        _acts.Ensure(t * k, inner);
         for (int e = 0; e < nr; e++)
         {
             int r0 = start[e], n = start[e + 1] - r0;
@@ -214,8 +216,8 @@ internal sealed class TrainableMoE
         float[] x = _x, w = _w!, ye = _ye!, xe = _xe!, probs = _probs!;
         int[] sel = _sel!, slotOrder = _slotOrder!, rowOfSlot = _rowOfSlot!, start = _start!;
         var dw = Buffers.Ensure(ref _dw, (long)t * k);
-        var dye = Buffers.Ensure(ref _dye, (long)rows * hd);
-        var dxe = Buffers.Ensure(ref _dxe, (long)rows * hd);
+        var dye = Buffers.Ensure(ref _dye, (long)t * k * hd);
+        var dxe = Buffers.Ensure(ref _dxe, (long)t * k * hd);
         var dlogits = Buffers.Ensure(ref _dlogits, (long)t * ne);
 
         // Combine backward: dw = dy · (expert output or x); the expert's output gradient is w · dy.
