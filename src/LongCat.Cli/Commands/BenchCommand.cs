@@ -9,6 +9,7 @@ public static class BenchCommand
     {
         var cmd = new Command("bench", "Benchmarks that print ratios against references measured in the same run.");
         cmd.Subcommands.Add(TokenizeBench.Create());
+        cmd.Subcommands.Add(TrainBench.Create());
         return cmd;
     }
 }
