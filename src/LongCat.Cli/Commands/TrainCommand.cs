@@ -108,7 +108,7 @@ public static class TrainCommand
         return 0;
     }
 
-    /// <summary>The progress line: step, bar, loss, tokens/s, ETA, experts/token, lr, gradient norm.</summary>
+    /// <summary>The progress line: step, bar, loss, tokens/s, ETA, experts/token, lr, gradient norm, worst layer's R_g, max |hidden|.</summary>
     sealed class Progress(long total, long start)
     {
         readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
@@ -129,7 +129,8 @@ public static class TrainCommand
             }
             return string.Create(inv,
                 $"step {m.Step}/{total} {b}| loss {m.Loss:F4} | {m.TokensPerSecond:F0} tok/s | ETA {Eta(eta)} | experts/token {m.MeanRealExperts:F2}±{std:F2} | " +
-                $"lr {m.LearningRate:0.00e+0} | gnorm {m.GradNorm:F3}{(m.Skipped ? " | SKIPPED (non-finite)" : "")}");
+                $"lr {m.LearningRate:0.00e+0} | gnorm {m.GradNorm:F3} | R_g {(m.RouterGradRatio.Length == 0 ? 0 : m.RouterGradRatio.Max()):F3} | max|h| {m.HiddenMaxAbs:F1}" +
+                $"{(m.Skipped ? " | SKIPPED (non-finite)" : "")}");
         }
 
         static string Eta(double s) => s >= 3600 ? $"{(int)(s / 3600)}h{(int)(s % 3600 / 60):D2}m" : s >= 60 ? $"{(int)(s / 60)}m{(int)(s % 60):D2}s" : $"{s:F0}s";
