@@ -14,6 +14,7 @@ public static class BenchCommand
         cmd.Subcommands.Add(TokenizeBench.Create());
         cmd.Subcommands.Add(GenerateBench.Create());
         cmd.Subcommands.Add(ServeBench.Create());
+        cmd.Subcommands.Add(TrainBench.Create());
         return cmd;
     }
 

@@ -11,6 +11,12 @@ namespace LongCat.Kernels;
 /// </summary>
 public static unsafe class AttentionGrad
 {
+    // Per-thread row scratch (probabilities and their gradient), reused so a training step does not allocate.
+    [ThreadStatic] static float[]? t_p;
+    [ThreadStatic] static float[]? t_dp;
+
+    static float[] Scratch(ref float[]? a, int n) => a is not null && a.Length >= n ? a : a = new float[Math.Max(n, 256)];
+
     /// <summary>
     /// q [B·S, nh, dn+dr] (rope part rotated, scaled), kvb [B·S, nh, dn+dv] (k_nope then v), krope [B·S, dr] (rotated)
     /// -> out [B·S, nh, dv] = softmax_causal((q_nope·k_nope + q_rope·k_rope) · scale) · v.
@@ -22,7 +28,7 @@ public static unsafe class AttentionGrad
         Parallelism.For(batch * nh, task =>
         {
             int b = task / nh, h = task % nh;
-            var p = new float[seq];
+            var p = Scratch(ref t_p, seq);
             fixed (float* pq = q, pkv = kvb, pkr = krope, po = output)
                 for (int i = 0; i < seq; i++)
                 {
@@ -57,8 +63,8 @@ public static unsafe class AttentionGrad
         Parallelism.For(batch * nh, task =>
         {
             int b = task / nh, h = task % nh;
-            var p = new float[seq];
-            var dp = new float[seq];
+            var p = Scratch(ref t_p, seq);
+            var dp = Scratch(ref t_dp, seq);
             fixed (float* pq = q, pkv = kvb, pkr = krope, pdo = dOut, pdq = dq, pdkv = dkvb, pdkrh = dkropeHeads)
             {
                 for (int j = 0; j < seq; j++)

@@ -10,6 +10,12 @@ internal static class Buffers
         return a;
     }
 
+    public static double[] Ensure(ref double[]? a, long n)
+    {
+        if (a is null || a.Length < n) a = new double[checked((int)Math.Max(1, n))];
+        return a;
+    }
+
     public static int[] Ensure(ref int[]? a, long n)
     {
         if (a is null || a.Length < n) a = new int[checked((int)Math.Max(1, n))];

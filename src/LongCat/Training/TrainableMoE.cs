@@ -29,6 +29,13 @@ internal sealed class TrainableMoE
     readonly FfnActivations _acts = new();
     // Backward scratch.
     float[]? _dw, _dye, _dxe, _dlogits;
+    // Reused per step so the steady state does not allocate: the bias copy, per-chunk top-K scratch, dispatch cursors,
+    // load-balance accumulators, and per-chunk sums of the language-model dL/dp (the router monitor's R_g).
+    float[]? _bias, _biased;
+    int[]? _fill;
+    long[]? _lbCounts;
+    double[]? _lbMass, _dpLmPartial;
+    const int TokenGrain = 64;
 
     public TrainableMoE(ParameterStore p, string prefix)
     {
@@ -59,10 +66,12 @@ internal sealed class TrainableMoE
         // Route.
         Gemm.MatMul(x, Classifier.Weight, probs, t);
         float rsf = (float)c.RoutedScalingFactor;
-        var bias = ScoreCorrectionBias.Value.ToArray();
-        Parallelism.ForRange(t, 64, (t0, t1) =>
+        var bias = Buffers.Ensure(ref _bias, ne);
+        ScoreCorrectionBias.Value.CopyTo(bias);
+        var biasedAll = Buffers.Ensure(ref _biased, (long)((t + TokenGrain - 1) / TokenGrain) * ne);
+        Parallelism.ForRange(t, TokenGrain, (t0, t1) =>
         {
-            var biased = new float[ne];
+            var biased = biasedAll.AsSpan(t0 / TokenGrain * ne, ne);
             for (int i = t0; i < t1; i++)
             {
                 var s = sel.AsSpan(i * k, k);
@@ -86,18 +95,21 @@ internal sealed class TrainableMoE
         int rows = _rows = start[nr];
         var order = Buffers.Ensure(ref _order, rows);
         var rowOfSlot = Buffers.Ensure(ref _rowOfSlot, (long)t * k);
-        var fill = start.AsSpan(0, nr).ToArray();
+        var fill = Buffers.Ensure(ref _fill, nr);
+        start.AsSpan(0, nr).CopyTo(fill);
         for (int s = 0; s < t * k; s++)
         {
             if (sel[s] < nr) { int r = fill[sel[s]]++; order[r] = s; rowOfSlot[s] = r; }
             else rowOfSlot[s] = -1;
         }
-        var xe = Buffers.Ensure(ref _xe, (long)rows * hd);
-        var ye = Buffers.Ensure(ref _ye, (long)rows * hd);
+        // Sized for the worst case (every slot a real expert), not this step's rows: the count moves from step to step,
+        // and buffers that grew with it would reallocate whenever it hit a new high.
+        var xe = Buffers.Ensure(ref _xe, (long)t * k * hd);
+        var ye = Buffers.Ensure(ref _ye, (long)t * k * hd);
         for (int r = 0; r < rows; r++) Array.Copy(x, (long)(order[r] / k) * hd, xe, (long)r * hd, hd);
 
         // Experts.
-        _acts.Ensure(rows, inner);
+        _acts.Ensure(t * k, inner);
         for (int e = 0; e < nr; e++)
         {
             int r0 = start[e], n = start[e + 1] - r0;
@@ -128,8 +140,26 @@ internal sealed class TrainableMoE
 
     double ClearLoadBalance()
     {
-        _lbCoef = null;
+        _lbActive = false;
         return 0;
+    }
+
+    bool _lbActive;
+
+    /// <summary>
+    /// Router monitor (spec section 4, R_g): adds this step's dL/dP to <paramref name="lm"/> and <paramref name="lb"/> [E+Z],
+    /// P the batch-mean probability vector, so dL/dP_i = Σ_t dL/dp_t,i. <paramref name="lm"/> gets the part from every
+    /// loss but the load balance (what reached p through the gathered weights), <paramref name="lb"/> the load-balance
+    /// part, α·f of the expert's group. Valid after <see cref="Backward"/>.
+    /// </summary>
+    public void AddRouterProbabilityGradients(Span<double> lm, Span<double> lb)
+    {
+        int ne = _c.NumExpertsTotal, nr = _c.NRoutedExperts, chunks = (_t + TokenGrain - 1) / TokenGrain;
+        var part = _dpLmPartial!;
+        for (int ch = 0; ch < chunks; ch++)
+            for (int e = 0; e < ne; e++) lm[e] += part[ch * ne + e];
+        if (!_lbActive) return;
+        for (int e = 0; e < ne; e++) lb[e] += (double)_lbCoef![e < nr ? e / _lbGroupSize : _lbCoef.Length - 1] * _t;
     }
 
     /// <summary>
@@ -147,12 +177,16 @@ internal sealed class TrainableMoE
         bool zeroGroup = c.ZeroExpertNum > 0;
         int ng = groups + (zeroGroup ? 1 : 0);
         int Group(int e) => e < nr ? e / size : groups;
-        var counts = new long[ng];
+        if (_lbCounts is null || _lbCounts.Length != ng) { _lbCounts = new long[ng]; _lbMass = new double[ng]; _lbCoef = new float[ng]; }
+        var counts = _lbCounts;
+        Array.Clear(counts);
         for (int s = 0; s < t * k; s++) counts[Group(_sel![s])]++;
-        var mass = new double[ng];
+        var mass = _lbMass!;
+        Array.Clear(mass);
         for (int i = 0; i < t; i++)
             for (int e = 0; e < ne; e++) mass[Group(e)] += _probs![i * ne + e];
-        var coef = _lbCoef = new float[ng];
+        var coef = _lbCoef!;
+        _lbActive = true;
         double loss = 0;
         for (int j = 0; j < ng; j++)
         {
@@ -171,8 +205,8 @@ internal sealed class TrainableMoE
         float[] x = _x, w = _w!, ye = _ye!, xe = _xe!, probs = _probs!;
         int[] sel = _sel!, slotOrder = _slotOrder!, rowOfSlot = _rowOfSlot!, start = _start!;
         var dw = Buffers.Ensure(ref _dw, (long)t * k);
-        var dye = Buffers.Ensure(ref _dye, (long)rows * hd);
-        var dxe = Buffers.Ensure(ref _dxe, (long)rows * hd);
+        var dye = Buffers.Ensure(ref _dye, (long)t * k * hd);
+        var dxe = Buffers.Ensure(ref _dxe, (long)t * k * hd);
         var dlogits = Buffers.Ensure(ref _dlogits, (long)t * ne);
 
         // Combine backward: dw = dy · (expert output or x); the expert's output gradient is w · dy.
@@ -209,10 +243,13 @@ internal sealed class TrainableMoE
 
         // Scatter back to the tokens (slots in ascending expert order, as in the forward) and route backward.
         float rsf = (float)c.RoutedScalingFactor;
-        var coef = _lbCoef;
+        var coef = _lbActive ? _lbCoef : null;
         int groupSize = _lbGroupSize;
-        Parallelism.ForRange(t, 64, (t0, t1) =>
+        var dpLm = Buffers.Ensure(ref _dpLmPartial, (long)((t + TokenGrain - 1) / TokenGrain) * ne);
+        Parallelism.ForRange(t, TokenGrain, (t0, t1) =>
         {
+            var dpSum = dpLm.AsSpan(t0 / TokenGrain * ne, ne);
+            dpSum.Clear();
             for (int i = t0; i < t1; i++)
             {
                 var dxi = dx.AsSpan(i * hd, hd);
@@ -245,6 +282,7 @@ internal sealed class TrainableMoE
                 }
                 else
                     for (int j = 0; j < k; j++) dp[sel[i * k + j]] += rsf * dw[i * k + j];
+                for (int e = 0; e < ne; e++) dpSum[e] += dp[e];
                 if (coef is not null)
                     for (int e = 0; e < ne; e++) dp[e] += coef[e < nr ? e / groupSize : coef.Length - 1];
                 OpsGrad.SoftmaxBackward(p, dp, dp);

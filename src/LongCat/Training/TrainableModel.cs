@@ -74,6 +74,17 @@ public sealed class TrainableModel : IDisposable
     public LossResult Loss(ReadOnlySpan<int> ids, int batch, int seq, LossOptions? options = null) =>
         Run(ids, batch, seq, options ?? new LossOptions(), backward: false);
 
+    /// <summary>The [B·S, K] experts <paramref name="layer"/> selected in the last forward (selection order), without a copy.</summary>
+    public ReadOnlySpan<int> LastSelected(int layer) => _layers[layer].Moe.Selected;
+
+    /// <summary>The last forward's final-layer output before the final norm, [B·S, H] (where massive activations show).</summary>
+    public ReadOnlySpan<float> LastHidden => _hLast.AsSpan(0, _lastTokens * Config.HiddenSize);
+
+    /// <summary>Adds the last backward's router dL/dP of <paramref name="layer"/> (see <see cref="TrainableMoE.AddRouterProbabilityGradients"/>).</summary>
+    internal void AddRouterProbabilityGradients(int layer, Span<double> lm, Span<double> lb) => _layers[layer].Moe.AddRouterProbabilityGradients(lm, lb);
+
+    int _lastTokens;
+
     /// <summary>Per layer, the [B·S, K] experts the last forward selected (selection order).</summary>
     public int[][] LastRouting() => _layers.Select(l => l.Moe.Selected.ToArray()).ToArray();
 
@@ -89,7 +100,7 @@ public sealed class TrainableModel : IDisposable
             if ((uint)ids[i] >= (uint)c.VocabSize)
                 throw new ArgumentException($"token id {ids[i]} at [{i / seq}, {i % seq}] is outside the vocabulary 0..{c.VocabSize - 1}");
 
-        int t = batch * seq, hd = c.HiddenSize, v = c.VocabSize;
+        int t = _lastTokens = batch * seq, hd = c.HiddenSize, v = c.VocabSize;
         if ((long)t * v > int.MaxValue) throw new ArgumentException($"B·S·V = {(long)t * v} logits do not fit one buffer; use a smaller batch");
         var h = Buffers.Ensure(ref _h, (long)t * hd);
         var hLast = Buffers.Ensure(ref _hLast, (long)t * hd);

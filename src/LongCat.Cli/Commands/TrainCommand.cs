@@ -1,0 +1,138 @@
+using System.CommandLine;
+using System.Globalization;
+using LongCat.Training;
+
+namespace LongCat.Cli.Commands;
+
+/// <summary><c>longcat train</c>: the training loop of <see cref="Trainer"/> with a progress line, validation, checkpoints and a plot.</summary>
+public static class TrainCommand
+{
+    public static Command Create()
+    {
+        var config = CliSupport.RequiredPath("--config", "train.json: model, data, optimizer, schedule, losses, budget controller, eval, checkpoints (see docs/training.md).");
+        var set = new Option<string[]>("--set")
+        {
+            Description = "Override a config key, e.g. --set optimizer.lr=1e-3 --set data.batch_size=16 (value parsed as JSON, else a string).",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var resume = new Option<string?>("--resume")
+        {
+            Description = "Continue bit-exactly from a checkpoint: a checkpoint folder, or with no value the latest one under OUT/checkpoints.",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        var quiet = new Option<bool>("--quiet") { Description = "No progress line (metrics.jsonl is still written)." };
+        var cmd = new Command("train",
+            "Train a LongCat-Flash model on a prepared data folder: AdamW, LR schedule, expert-bias budget controller, MTP / " +
+            "load-balance / hidden z-losses, stability monitors (metrics.jsonl every step), validation, atomic checkpoints, " +
+            "a loss/experts plot (plot.svg). Bitwise reproducible for any --threads, and across --resume.")
+        {
+            config, set, resume, quiet,
+        };
+        cmd.SetAction(p => CliSupport.Run(p, () =>
+        {
+            var o = TrainConfigFile.Load(p.GetValue(config)!, p.GetValue(set) ?? []);
+            string? from = null;
+            if (p.GetResult(resume) is not null)
+            {
+                from = p.GetValue(resume);
+                if (string.IsNullOrEmpty(from))
+                {
+                    var root = Path.Combine(o.OutDir, "checkpoints");
+                    from = TrainingCheckpoint.FindLatest(root) ?? throw new CliException($"--resume: no checkpoint under {root} (give a checkpoint folder)");
+                }
+                else if (!Directory.Exists(from)) throw new CliException($"--resume: checkpoint folder {from} not found");
+            }
+            if (Environment.GetEnvironmentVariable("LONGCAT_TEST_CHECKPOINT_DELAY_MS") is { } delay &&
+                int.TryParse(delay, NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0)
+                TrainingCheckpoint.BeforeTensorWrite = () => Thread.Sleep(ms);
+            return Run(o, from, p.GetValue(quiet));
+        }));
+        return cmd;
+    }
+
+    static int Run(TrainingOptions o, string? resumeFrom, bool quiet)
+    {
+        using var trainer = Trainer.Create(o, resumeFrom);
+        var c = trainer.Model.Config;
+        var inv = CultureInfo.InvariantCulture;
+        var plot = new TrainPlot();
+        var plotPath = Path.Combine(o.OutDir, "plot.svg");
+        if (resumeFrom is not null) plot.Load(trainer.MetricsPath);
+        bool tty = !Console.IsErrorRedirected && !quiet;
+        var progress = new Progress(o.Steps, trainer.Step);
+        Console.Error.WriteLine(string.Create(inv,
+            $"longcat train: {trainer.Model.Parameters.Table.TrainableCount:N0} parameters, {c.NumLayers} layers, {c.NRoutedExperts}+{c.ZeroExpertNum} experts (top {c.MoeTopK}), " +
+            $"{o.BatchSize}x{o.SequenceLength} tokens/step, {o.Steps} steps{(resumeFrom is null ? "" : $", resumed at step {trainer.Step} from {resumeFrom}")}; metrics in {trainer.MetricsPath}"));
+        if (!trainer.HasValidation) Console.Error.WriteLine($"longcat train: note: {o.DataDir} has no held-out sequence of {o.SequenceLength} tokens: no validation loss");
+
+        void Line(string text)
+        {
+            if (quiet) return;
+            if (tty) Console.Error.Write("\r\x1b[2K");
+            Console.Error.WriteLine(text);
+        }
+        trainer.Message += m => Line("longcat train: " + m);
+        trainer.Validated += (step, loss) =>
+        {
+            plot.AddValidation(step, loss);
+            Line(string.Create(inv, $"step {step}: validation loss {loss:F4}"));
+        };
+        trainer.CheckpointSaved += dir =>
+        {
+            if (o.Plot == "svg") plot.Save(plotPath, "LongCat training: loss and real experts per token");
+            Line($"step {trainer.Step}: checkpoint {dir}");
+        };
+        trainer.StepCompleted += m =>
+        {
+            plot.AddStep(m.Step, m.Loss, m.MeanRealExperts);
+            var text = progress.Format(m, tty);
+            if (quiet || (m.Step % o.LogEvery != 0 && m.Step != o.Steps)) return;
+            if (tty) Console.Error.Write("\r\x1b[2K" + text);
+            else Console.Error.WriteLine(text);
+        };
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try { trainer.Run(cancel.Token); }
+        finally { Console.CancelKeyPress -= onCancel; }
+        if (tty) Console.Error.WriteLine();
+        if (o.Plot == "svg") plot.Save(plotPath, "LongCat training: loss and real experts per token");
+        var val = trainer.LastValidationLoss is { } v ? string.Create(inv, $", validation loss {v:F4}") : "";
+        Console.WriteLine(string.Create(inv,
+            $"trained {trainer.Step} steps ({trainer.Tokens:N0} tokens, {trainer.Faults} faulty step(s) skipped){val}; model in {trainer.ModelDir}, " +
+            $"checkpoints in {trainer.CheckpointsDir}, metrics {trainer.MetricsPath}{(o.Plot == "svg" ? ", plot " + plotPath : "")}"));
+        return 0;
+    }
+
+    /// <summary>The progress line: step, bar, loss, tokens/s, ETA, experts/token, lr, gradient norm, worst layer's R_g, max |hidden|.</summary>
+    sealed class Progress(long total, long start)
+    {
+        readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
+        readonly long _start = start;
+
+        public string Format(StepMetrics m, bool bar)
+        {
+            var inv = CultureInfo.InvariantCulture;
+            double elapsed = _sw.Elapsed.TotalSeconds;
+            long done = m.Step - _start;
+            double eta = done > 0 ? elapsed / done * (total - m.Step) : 0;
+            double std = m.ExpertsStd.Length == 0 ? 0 : m.ExpertsStd.Average();
+            string b = "";
+            if (bar)
+            {
+                int w = 20, filled = (int)(w * m.Step / Math.Max(1, total));
+                b = "[" + new string('#', filled) + new string('-', w - filled) + "] ";
+            }
+            return string.Create(inv,
+                $"step {m.Step}/{total} {b}| loss {m.Loss:F4} | {m.TokensPerSecond:F0} tok/s | ETA {Eta(eta)} | experts/token {m.MeanRealExperts:F2}±{std:F2} | " +
+                $"lr {m.LearningRate:0.00e+0} | gnorm {m.GradNorm:F3} | R_g {(m.RouterGradRatio.Length == 0 ? 0 : m.RouterGradRatio.Max()):F3} | max|h| {m.HiddenMaxAbs:F1}" +
+                $"{(m.Skipped ? " | SKIPPED (non-finite)" : "")}");
+        }
+
+        static string Eta(double s) => s >= 3600 ? $"{(int)(s / 3600)}h{(int)(s % 3600 / 60):D2}m" : s >= 60 ? $"{(int)(s / 60)}m{(int)(s % 60):D2}s" : $"{s:F0}s";
+    }
+}

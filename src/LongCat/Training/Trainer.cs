@@ -1,0 +1,351 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Text.Json;
+using LongCat.Config;
+
+namespace LongCat.Training;
+
+/// <summary>
+/// The training loop. One step:
+/// <list type="number">
+/// <item>take BatchSize packed sequences from the loader, in micro-batches; forward + backward each (gradients add);</item>
+/// <item>observe routing (budget controller, experts-per-token monitor) and the router's dL/dP (R_g);</item>
+/// <item>gradient norm of the averaged gradient; a non-finite loss or norm is a fault: the update is skipped, so
+/// parameters, moments and controller stay as after the last good step (the step's routing is dropped), and it is
+/// counted and logged;</item>
+/// <item>otherwise clip, AdamW at the schedule's learning rate, commit the routing (every n steps the controller moves
+/// the biases);</item>
+/// <item>write the step's monitors to metrics.jsonl; validate and checkpoint at their intervals.</item>
+/// </list>
+/// Everything the state depends on is a deterministic function of the options and the seed, and every kernel is
+/// thread-count independent, so a run's loss curve and weights are bitwise reproducible, across resumes too.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    readonly TokenDataset _train;
+    readonly TokenDataset? _val;
+    readonly PackedSequenceLoader _loader;
+    readonly TrainingMonitor _monitor;
+    readonly int[] _ids;
+    readonly LossOptions _lossBefore, _lossAfter;
+    readonly FileStream _metrics;
+    readonly ArrayBufferWriter<byte> _line = new(1 << 12);
+    readonly string? _tokenizerDir;
+    int _consecutiveFaults;
+    long _lastCheckpointStep = -1, _lastValidationStep = -1;
+
+    public TrainingOptions Options { get; }
+    public TrainableModel Model { get; }
+    public AdamW Optimizer { get; }
+    public BudgetController Budget { get; }
+
+    /// <summary>Steps completed.</summary>
+    public long Step { get; private set; }
+    public long Tokens { get; private set; }
+    public int Faults { get; private set; }
+    public string MetricsPath => Path.Combine(Options.OutDir, "metrics.jsonl");
+    public string CheckpointsDir => Path.Combine(Options.OutDir, "checkpoints");
+    public string ModelDir => Path.Combine(Options.OutDir, "model");
+    /// <summary>The held-out split, when it has at least one sequence.</summary>
+    public bool HasValidation => _val is not null;
+    public double? LastValidationLoss { get; private set; }
+
+    public event Action<StepMetrics>? StepCompleted;
+    public event Action<long, double>? Validated;
+    public event Action<string>? CheckpointSaved;
+    /// <summary>Faults and other notes worth a line in the log.</summary>
+    public event Action<string>? Message;
+
+    Trainer(TrainingOptions o, TrainableModel model, TokenDataset train, TokenDataset? val, TrainerState? resume)
+    {
+        Options = o;
+        Model = model;
+        _train = train;
+        _val = val;
+        var c = model.Config;
+        Optimizer = new AdamW(model.Parameters, o.Optimizer);
+        Budget = new BudgetController(c, o.Budget, o.Steps);
+        _loader = new PackedSequenceLoader(train, o.SequenceLength, o.Seed);
+        _monitor = new TrainingMonitor(c);
+        _ids = new int[o.MicroBatchSize * o.SequenceLength];
+        _lossAfter = o.Loss;
+        _lossBefore = o.LossAt(-1) == o.Loss ? o.Loss : o.Loss with { MtpWeight = 0 };
+        _tokenizerDir = File.Exists(Path.Combine(o.DataDir, "tokenizer.json")) ? o.DataDir : null;
+        Directory.CreateDirectory(o.OutDir);
+        if (resume is not null)
+        {
+            Step = resume.Step;
+            Optimizer.Step = resume.AdamStep;
+            _loader.Position = resume.DataPosition;
+            Tokens = resume.Tokens;
+            Faults = resume.Faults;
+            Budget.LoadState(resume.BudgetCounts);
+            _lastCheckpointStep = Step;
+            TruncateMetrics(Step);
+        }
+        else if (File.Exists(MetricsPath)) File.Delete(MetricsPath);
+        _metrics = new FileStream(MetricsPath, FileMode.Append, FileAccess.Write, FileShare.Read);
+    }
+
+    /// <summary>
+    /// A trainer for <paramref name="o"/>: a new model (random init, or <see cref="TrainingOptions.InitFrom"/>), or the
+    /// state of checkpoint folder <paramref name="resumeFrom"/>, which must come from a compatible run.
+    /// </summary>
+    public static Trainer Create(TrainingOptions o, string? resumeFrom = null)
+    {
+        var train = TokenDataset.Open(o.DataDir, "train");
+        TokenDataset? val = null;
+        TrainableModel? model = null;
+        try
+        {
+            var v = TokenDataset.Open(o.DataDir, "val");
+            if (v.TokenCount >= o.SequenceLength && o.EvalBatches > 0) val = v; else v.Dispose();
+
+            TrainerState? state = null;
+            ParameterStore store;
+            if (resumeFrom is not null)
+            {
+                state = TrainingCheckpoint.ReadState(resumeFrom);
+                CheckCompatible(o, state, train, resumeFrom);
+                store = ParameterStore.Load(resumeFrom);
+            }
+            else if (o.InitFrom is not null) store = ParameterStore.Load(o.InitFrom);
+            else
+            {
+                store = ParameterStore.Random(o.Model, o.Seed, o.InitStd, o.Mtp);
+                ParameterGroups.ScaleInitVariance(store, o.InitVarianceMultipliers);
+            }
+            model = new TrainableModel(store);
+            var c = model.Config;
+            o.Validate(c, model.HasMtp);
+            if (train.VocabSize > c.VocabSize)
+                throw new ConfigException($"{o.DataDir}: the data's tokenizer has {train.VocabSize} tokens, more than the model's vocab_size {c.VocabSize}");
+            var t = new Trainer(o, model, train, val, state);
+            if (resumeFrom is not null) TrainingCheckpoint.LoadMoments(resumeFrom, model.Parameters, t.Optimizer);
+            return t;
+        }
+        catch
+        {
+            model?.Dispose();
+            train.Dispose();
+            val?.Dispose();
+            throw;
+        }
+    }
+
+    static void CheckCompatible(TrainingOptions o, TrainerState s, TokenDataset train, string dir)
+    {
+        string? model = o.InitFrom is null ? o.Model.ToJson() : null;
+        string saved = LongCatConfig.Parse(s.ModelConfig, dir).ToJson();
+        void Need(bool ok, string what)
+        {
+            if (!ok) throw new ConfigException($"cannot resume from {dir}: {what}");
+        }
+        Need(model is null || model == saved, "the checkpoint's model config differs from this config's model");
+        Need(s.SequenceLength == o.SequenceLength, $"it was trained with data.seq_len {s.SequenceLength}, this config has {o.SequenceLength}");
+        Need(s.BatchSize == o.BatchSize, $"it was trained with data.batch_size {s.BatchSize}, this config has {o.BatchSize}");
+        Need(s.MicroBatchSize == o.MicroBatchSize, $"it was trained with data.micro_batch_size {s.MicroBatchSize}, this config has {o.MicroBatchSize}");
+        Need(s.Seed == o.Seed, $"it was trained with seed {s.Seed}, this config has {o.Seed}");
+        Need(s.DataTokens == train.TokenCount, $"it was trained on {s.DataTokens} training tokens, {o.DataDir} has {train.TokenCount}");
+        Need(s.Step <= o.Steps, $"it is at step {s.Step}, past this config's steps {o.Steps}");
+    }
+
+    /// <summary>Trains to <see cref="TrainingOptions.Steps"/>, validating and checkpointing on the way; at the end a final
+    /// checkpoint and the model in <see cref="ModelDir"/>. Cancelling stops after the current step with a checkpoint.</summary>
+    public void Run(CancellationToken cancel = default)
+    {
+        var o = Options;
+        while (Step < o.Steps)
+        {
+            TrainStep();
+            if (o.EvalEvery > 0 && Step % o.EvalEvery == 0) Validate();
+            if (o.CheckpointEvery > 0 && Step % o.CheckpointEvery == 0) SaveCheckpoint();
+            if (cancel.IsCancellationRequested)
+            {
+                if (_lastCheckpointStep != Step) SaveCheckpoint();
+                Message?.Invoke($"stopped at step {Step}; resume with --resume");
+                return;
+            }
+        }
+        if (_lastValidationStep != Step) Validate();
+        if (_lastCheckpointStep != Step) SaveCheckpoint();
+        TrainingCheckpoint.ExportModel(ModelDir, Model.Parameters, _tokenizerDir);
+    }
+
+    /// <summary>One optimizer step (see the class summary).</summary>
+    public StepMetrics TrainStep()
+    {
+        var o = Options;
+        var p = Model.Parameters;
+        var c = Model.Config;
+        long t0 = Stopwatch.GetTimestamp();
+        double lr = o.Schedule.At(Step);
+        var loss = Step >= o.MtpStartStep ? _lossAfter : _lossBefore;
+        p.ZeroGrads();
+        _monitor.Reset();
+        double total = 0, ce = 0, mtp = 0, lb = 0, z = 0;
+        int micro = o.MicroBatches, tokens = o.MicroBatchSize * o.SequenceLength;
+        for (int mb = 0; mb < micro; mb++)
+        {
+            _loader.Next(_ids);
+            var r = Model.ForwardBackward(_ids, o.MicroBatchSize, o.SequenceLength, loss);
+            total += r.Total; ce += r.CrossEntropy; mtp += r.Mtp; lb += r.LoadBalance; z += r.HiddenZ;
+            for (int l = 0; l < c.NumLayers; l++) Budget.Observe(l, Model.LastSelected(l));
+            Budget.ObserveTokens(tokens);
+            _monitor.Observe(Model, tokens, backward: true);
+        }
+        if (Array.IndexOf(o.InjectNanAtSteps, Step + 1) >= 0) p[p.Table.Entries[0].Name].Grad[0] = float.NaN;
+        double inv = 1.0 / micro;
+        double norm = Math.Sqrt(Optimizer.GradSquaredSum()) * inv;
+        double lossMean = total * inv;
+        bool skipped = !double.IsFinite(lossMean) || !double.IsFinite(norm);
+        if (skipped)
+        {
+            Faults++;
+            _consecutiveFaults++;
+            Budget.DiscardPending();
+            Message?.Invoke($"step {Step + 1}: non-finite {(double.IsFinite(lossMean) ? "gradient" : "loss")} (loss {lossMean}, gradient norm {norm}); update skipped, state kept from step {Step} ({Faults} fault(s) so far)");
+            if (_consecutiveFaults >= o.MaxConsecutiveFaults)
+                throw new InvalidOperationException($"{_consecutiveFaults} faulty steps in a row (the last at step {Step + 1}); stopping. Resume from the last checkpoint with a lower learning rate or check the data.");
+        }
+        else
+        {
+            _consecutiveFaults = 0;
+            double clip = o.GradClip > 0 && norm > o.GradClip ? o.GradClip / (norm + 1e-6) : 1.0;
+            Optimizer.Update(lr, inv * clip);
+            Budget.Commit(Step, p);
+        }
+        Step++;
+        Tokens += o.TokensPerStep;
+        var (mean, std, rg, rms, max) = _monitor.Finish();
+        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        var m = new StepMetrics
+        {
+            Step = Step, TotalSteps = o.Steps, Tokens = Tokens,
+            Loss = lossMean, CrossEntropy = ce * inv, Mtp = mtp * inv, LoadBalance = lb * inv, HiddenZ = z * inv,
+            LearningRate = lr, GradNorm = norm, GradRms = norm / Math.Sqrt(Math.Max(1, Optimizer.TrainableCount)),
+            AdamEpsilon = o.Optimizer.Epsilon, TokensPerSecond = o.TokensPerStep / Math.Max(1e-9, seconds), StepSeconds = seconds,
+            ExpertsMean = mean, ExpertsStd = std, RouterGradRatio = rg, RouterCosine = TrainingMonitor.RouterCosine(p),
+            HiddenRms = rms, HiddenMaxAbs = max, BudgetRate = o.Budget.Enabled ? Budget.RateAt(Step - 1) : 0,
+            Skipped = skipped, Faults = Faults,
+        };
+        WriteMetrics(m);
+        StepCompleted?.Invoke(m);
+        return m;
+    }
+
+    /// <summary>Mean next-token cross-entropy over the first eval.batches micro-batches of the held-out split (NaN without one).</summary>
+    public double Validate()
+    {
+        _lastValidationStep = Step;
+        if (_val is null) return double.NaN;
+        var o = Options;
+        var loader = new PackedSequenceLoader(_val, o.SequenceLength, o.Seed, shuffle: false);
+        long batches = Math.Min(o.EvalBatches, loader.SequencesPerEpoch / o.MicroBatchSize);
+        int bs = batches == 0 ? (int)loader.SequencesPerEpoch : o.MicroBatchSize;
+        batches = Math.Max(1, batches);
+        var ids = bs == o.MicroBatchSize ? _ids : new int[bs * o.SequenceLength];
+        double sum = 0;
+        for (int b = 0; b < batches; b++)
+        {
+            loader.Next(ids);
+            sum += Model.Loss(ids, bs, o.SequenceLength).CrossEntropy;
+        }
+        double val = sum / batches;
+        LastValidationLoss = val;
+        WriteLine(w =>
+        {
+            w.WriteNumber("step", Step);
+            Num(w, "val_loss", val);
+            w.WriteNumber("val_tokens", batches * bs * o.SequenceLength);
+        });
+        Validated?.Invoke(Step, val);
+        return val;
+    }
+
+    /// <summary>Writes a checkpoint of the current state (see <see cref="TrainingCheckpoint"/>).</summary>
+    public string SaveCheckpoint()
+    {
+        var o = Options;
+        var state = new TrainerState
+        {
+            Step = Step, AdamStep = Optimizer.Step, DataPosition = _loader.Position, Tokens = Tokens, Faults = Faults, Seed = o.Seed,
+            ModelConfig = Model.Config.ToJson(), SequenceLength = o.SequenceLength, BatchSize = o.BatchSize, MicroBatchSize = o.MicroBatchSize,
+            DataTokens = _train.TokenCount, BudgetCounts = Budget.SaveState(),
+        };
+        _metrics.Flush(flushToDisk: true);
+        var dir = TrainingCheckpoint.Save(CheckpointsDir, state, Model.Parameters, Optimizer, _tokenizerDir, o.CheckpointKeep);
+        _lastCheckpointStep = Step;
+        CheckpointSaved?.Invoke(dir);
+        return dir;
+    }
+
+    void WriteMetrics(StepMetrics m)
+    {
+        WriteLine(w =>
+        {
+            w.WriteNumber("step", m.Step);
+            w.WriteNumber("tokens", m.Tokens);
+            Num(w, "loss", m.Loss); Num(w, "ce", m.CrossEntropy); Num(w, "mtp", m.Mtp); Num(w, "lb", m.LoadBalance); Num(w, "z", m.HiddenZ);
+            Num(w, "lr", m.LearningRate); Num(w, "grad_norm", m.GradNorm); Num(w, "grad_rms", m.GradRms); Num(w, "adam_eps", m.AdamEpsilon);
+            Num(w, "tokens_per_s", m.TokensPerSecond); Num(w, "step_s", m.StepSeconds);
+            Arr(w, "experts_mean", m.ExpertsMean); Arr(w, "experts_std", m.ExpertsStd);
+            Arr(w, "router_grad_ratio", m.RouterGradRatio); Arr(w, "router_cosine", m.RouterCosine);
+            Num(w, "hidden_rms", m.HiddenRms); Num(w, "hidden_max_abs", m.HiddenMaxAbs); Num(w, "budget_rate", m.BudgetRate);
+            w.WriteBoolean("skipped", m.Skipped);
+            w.WriteNumber("faults", m.Faults);
+        });
+    }
+
+    void WriteLine(Action<Utf8JsonWriter> body)
+    {
+        _line.Clear();
+        using (var w = new Utf8JsonWriter(_line))
+        {
+            w.WriteStartObject();
+            body(w);
+            w.WriteEndObject();
+        }
+        _metrics.Write(_line.WrittenSpan);
+        _metrics.WriteByte((byte)'\n');
+        _metrics.Flush();
+    }
+
+    static void Num(Utf8JsonWriter w, string name, double v)
+    {
+        if (double.IsFinite(v)) w.WriteNumber(name, v); else w.WriteNull(name);
+    }
+
+    static void Arr(Utf8JsonWriter w, string name, double[] v)
+    {
+        w.WriteStartArray(name);
+        foreach (var x in v) if (double.IsFinite(x)) w.WriteNumberValue(x); else w.WriteNullValue();
+        w.WriteEndArray();
+    }
+
+    /// <summary>Keeps the metrics lines of steps up to <paramref name="step"/> (a resume rewrites what came after).</summary>
+    void TruncateMetrics(long step)
+    {
+        if (!File.Exists(MetricsPath)) return;
+        var keep = new List<string>();
+        foreach (var line in File.ReadLines(MetricsPath))
+        {
+            try
+            {
+                using var d = JsonDocument.Parse(line);
+                if (d.RootElement.TryGetProperty("step", out var s) && s.GetInt64() <= step) keep.Add(line);
+            }
+            catch (JsonException) { } // a torn last line from a killed run
+        }
+        TokenDataWriter.AtomicWrite(MetricsPath, System.Text.Encoding.UTF8.GetBytes(string.Concat(keep.Select(l => l + "\n"))));
+    }
+
+    public void Dispose()
+    {
+        _metrics.Dispose();
+        Optimizer.Dispose();
+        Model.Dispose();
+        _train.Dispose();
+        _val?.Dispose();
+    }
+}
