@@ -88,7 +88,7 @@ public class TrainCliTests
         var ckRoot = Path.Combine(killedOut, "checkpoints");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in new[] { "exec", Path.Combine(AppContext.BaseDirectory, "longcat.dll"), "train", "--config", config, "--threads", "1" }) psi.ArgumentList.Add(a);
-        psi.Environment["LONGCAT_TEST_CHECKPOINT_DELAY_MS"] = "5";
+        psi.Environment["LONGCAT_TEST_CHECKPOINT_DELAY_MS"] = "10";
         using (var p = Process.Start(psi)!)
         {
             var se = new System.Text.StringBuilder();
@@ -137,6 +137,30 @@ public class TrainCliTests
         using (var fs = File.Create(copy))
             foreach (var name in f.Tensors.Keys.Order(StringComparer.Ordinal)) fs.Write(f.Tensor(name).Bytes);
         return copy;
+    }
+
+    [Fact]
+    public void TrainCliErrorsAreOneLine()
+    {
+        var data = TrainingRuns.SyntheticData(40);
+        var outDir = Fixtures.NewTempDir();
+        var config = Config(data, outDir, 2);
+        foreach (var (args, fragment) in new (string[], string)[]
+        {
+            (["train", "--config", config + ".missing"], "training config not found"),
+            (["train", "--config", config, "--set", "optimizer.beta1=2"], "optimizer.beta1"),
+            (["train", "--config", config, "--set", "data.dir=" + Path.Combine(outDir, "nodata")], "data folder not found"),
+            (["train", "--config", config, "--set", "budget.typo=1"], "unknown key 'budget.typo'"),
+            (["train", "--config", config, "--resume"], "no checkpoint under"),
+        })
+        {
+            var (rc, _, err) = CliProcess.Run(args);
+            Assert.Equal(1, rc);
+            var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(lines.Length == 1, err);
+            Assert.StartsWith("longcat: error: ", lines[0]);
+            Assert.Contains(fragment, lines[0]);
+        }
     }
 
     [Fact]

@@ -8,6 +8,8 @@ namespace LongCat.Tests;
 /// budget controller, micro-batches, cosine schedule, validation): bitwise-identical loss curves and weights across runs
 /// and thread counts, bit-exact resume, and fault skipping.
 /// </summary>
+// In the non-parallel collection: the thread-count test sets Parallelism.Threads, which must not be changed under it.
+[Collection("Console")]
 public class TrainingLoopTests
 {
     static readonly string Data = TrainingRuns.SyntheticData(TrainingModels.Tiny.VocabSize);

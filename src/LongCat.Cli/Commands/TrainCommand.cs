@@ -79,12 +79,12 @@ public static class TrainCommand
         };
         trainer.CheckpointSaved += dir =>
         {
-            if (o.Plot == "svg") plot.Save(plotPath, "LongCat training: loss and real experts per token");
+            if (o.Plot == "svg") plot.Save(plotPath, "LongCat training: cross-entropy and real experts per token");
             Line($"step {trainer.Step}: checkpoint {dir}");
         };
         trainer.StepCompleted += m =>
         {
-            plot.AddStep(m.Step, m.Loss, m.MeanRealExperts);
+            plot.AddStep(m.Step, m.CrossEntropy, m.MeanRealExperts);
             var text = progress.Format(m, tty);
             if (quiet || (m.Step % o.LogEvery != 0 && m.Step != o.Steps)) return;
             if (tty) Console.Error.Write("\r\x1b[2K" + text);
@@ -100,7 +100,7 @@ public static class TrainCommand
         try { trainer.Run(cancel.Token); }
         finally { Console.CancelKeyPress -= onCancel; }
         if (tty) Console.Error.WriteLine();
-        if (o.Plot == "svg") plot.Save(plotPath, "LongCat training: loss and real experts per token");
+        if (o.Plot == "svg") plot.Save(plotPath, "LongCat training: cross-entropy and real experts per token");
         var val = trainer.LastValidationLoss is { } v ? string.Create(inv, $", validation loss {v:F4}") : "";
         Console.WriteLine(string.Create(inv,
             $"trained {trainer.Step} steps ({trainer.Tokens:N0} tokens, {trainer.Faults} faulty step(s) skipped){val}; model in {trainer.ModelDir}, " +
@@ -128,7 +128,7 @@ public static class TrainCommand
                 b = "[" + new string('#', filled) + new string('-', w - filled) + "] ";
             }
             return string.Create(inv,
-                $"step {m.Step}/{total} {b}| loss {m.Loss:F4} | {m.TokensPerSecond:F0} tok/s | ETA {Eta(eta)} | experts/token {m.MeanRealExperts:F2}±{std:F2} | " +
+                $"step {m.Step}/{total} {b}| loss {m.Loss:F4} (ce {m.CrossEntropy:F4}) | {m.TokensPerSecond:F0} tok/s | ETA {Eta(eta)} | experts/token {m.MeanRealExperts:F2}±{std:F2} | " +
                 $"lr {m.LearningRate:0.00e+0} | gnorm {m.GradNorm:F3} | R_g {(m.RouterGradRatio.Length == 0 ? 0 : m.RouterGradRatio.Max()):F3} | max|h| {m.HiddenMaxAbs:F1}" +
                 $"{(m.Skipped ? " | SKIPPED (non-finite)" : "")}");
         }

@@ -5,11 +5,13 @@ using OxyPlot.Series;
 
 namespace LongCat.Cli.Commands;
 
-/// <summary>The loss / experts-per-token plot of a run, as SVG (OxyPlot's managed exporter: no native code, no fonts needed).</summary>
+/// <summary>The cross-entropy / experts-per-token plot of a run, as SVG (OxyPlot's managed exporter: no native code, no fonts needed).</summary>
 public sealed class TrainPlot
 {
     readonly List<DataPoint> _loss = [], _val = [], _experts = [];
 
+    /// <summary>A training step: its cross-entropy (comparable with the validation loss, unlike the total with MTP and
+    /// auxiliary terms) and mean real experts per token.</summary>
     public void AddStep(long step, double loss, double experts)
     {
         if (double.IsFinite(loss)) _loss.Add(new DataPoint(step, loss));
@@ -33,7 +35,7 @@ public sealed class TrainPlot
                 var r = d.RootElement;
                 long step = r.GetProperty("step").GetInt64();
                 if (r.TryGetProperty("val_loss", out var v)) { if (v.ValueKind == System.Text.Json.JsonValueKind.Number) AddValidation(step, v.GetDouble()); }
-                else if (r.TryGetProperty("loss", out var l) && r.TryGetProperty("experts_mean", out var e))
+                else if (r.TryGetProperty("ce", out var l) && r.TryGetProperty("experts_mean", out var e))
                 {
                     double sum = 0; int n = 0;
                     foreach (var x in e.EnumerateArray()) if (x.ValueKind == System.Text.Json.JsonValueKind.Number) { sum += x.GetDouble(); n++; }
@@ -48,15 +50,21 @@ public sealed class TrainPlot
     public void Save(string path, string title)
     {
         var model = new PlotModel { Title = title, DefaultFont = "DejaVu Sans", Background = OxyColors.White };
-        model.Legends.Add(new Legend { LegendPosition = LegendPosition.TopRight });
+        // The SVG exporter measures text with built-in font metrics that run narrower than DejaVu Sans: generous spacing
+        // and padding keep the legend's labels from overlapping or being clipped when a viewer renders them wider.
+        model.Legends.Add(new Legend
+        {
+            LegendPlacement = LegendPlacement.Outside, LegendPosition = LegendPosition.BottomCenter, LegendOrientation = LegendOrientation.Horizontal,
+            LegendItemSpacing = 48, LegendPadding = 24,
+        });
         model.Axes.Add(new LinearAxis { Position = AxisPosition.Bottom, Title = "step" });
-        model.Axes.Add(new LinearAxis { Position = AxisPosition.Left, Title = "loss", Key = "loss" });
-        model.Axes.Add(new LinearAxis { Position = AxisPosition.Right, Title = "real experts / token", Key = "experts" });
-        var train = new LineSeries { Title = "train loss", YAxisKey = "loss", Color = OxyColors.SteelBlue };
+        model.Axes.Add(new LinearAxis { Position = AxisPosition.Left, Title = "cross-entropy", Key = "loss", AxisTitleDistance = 16 });
+        model.Axes.Add(new LinearAxis { Position = AxisPosition.Right, Title = "real experts / token", Key = "experts", AxisTitleDistance = 16 });
+        var train = new LineSeries { Title = "train CE", YAxisKey = "loss", Color = OxyColors.SteelBlue };
         train.Points.AddRange(_loss);
-        var val = new LineSeries { Title = "validation loss", YAxisKey = "loss", Color = OxyColors.OrangeRed, MarkerType = MarkerType.Circle };
+        var val = new LineSeries { Title = "validation CE", YAxisKey = "loss", Color = OxyColors.OrangeRed, MarkerType = MarkerType.Circle };
         val.Points.AddRange(_val);
-        var experts = new LineSeries { Title = "real experts / token", YAxisKey = "experts", Color = OxyColors.SeaGreen };
+        var experts = new LineSeries { Title = "experts/token   " /* trailing spaces: room for wider rendered fonts */, YAxisKey = "experts", Color = OxyColors.SeaGreen };
         experts.Points.AddRange(_experts);
         model.Series.Add(train);
         model.Series.Add(val);
