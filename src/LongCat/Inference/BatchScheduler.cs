@@ -397,19 +397,7 @@ public sealed class BatchScheduler : IDisposable
         s.Done.TrySetException(e);
     }
 
-    int[] RealExperts(Routing[] routing, int row)
-    {
-        int ne = _model.Config.NRoutedExperts;
-        var r = new int[routing.Length];
-        for (int l = 0; l < routing.Length; l++)
-        {
-            var rt = routing[l];
-            int n = 0;
-            for (int j = 0; j < rt.K; j++) if (rt.Indices[row * rt.K + j] < ne) n++;
-            r[l] = n;
-        }
-        return r;
-    }
+    int[] RealExperts(Routing[] routing, int row) => Routing.RealExpertsPerLayer(routing, row, _model.Config.NRoutedExperts);
 
     /// <summary>Stops the loop; running and waiting sequences end as cancelled.</summary>
     public void Dispose()

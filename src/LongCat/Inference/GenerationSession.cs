@@ -251,17 +251,5 @@ public sealed class GenerationSession
         return r;
     }
 
-    int[] RealExperts(Routing[] routing, int row)
-    {
-        int ne = _model.Config.NRoutedExperts;
-        var r = new int[routing.Length];
-        for (int l = 0; l < routing.Length; l++)
-        {
-            var rt = routing[l];
-            int n = 0;
-            for (int j = 0; j < rt.K; j++) if (rt.Indices[row * rt.K + j] < ne) n++;
-            r[l] = n;
-        }
-        return r;
-    }
+    int[] RealExperts(Routing[] routing, int row) => Routing.RealExpertsPerLayer(routing, row, _model.Config.NRoutedExperts);
 }

@@ -12,6 +12,22 @@ public sealed class Routing(int tokens, int k)
     public int[] Indices { get; } = new int[tokens * k];
     /// <summary>[T, K] weights aligned with <see cref="Indices"/>: unbiased probability · routed_scaling_factor.</summary>
     public float[] Weights { get; } = new float[tokens * k];
+
+    /// <summary>How many of token <paramref name="row"/>'s K slots went to real experts (index &lt; E): its dynamic compute.</summary>
+    public int RealExperts(int row, int realExpertCount)
+    {
+        int n = 0;
+        for (int j = 0; j < K; j++) if (Indices[row * K + j] < realExpertCount) n++;
+        return n;
+    }
+
+    /// <summary>Per layer, the real experts token <paramref name="row"/> used.</summary>
+    public static int[] RealExpertsPerLayer(Routing[] layers, int row, int realExpertCount)
+    {
+        var r = new int[layers.Length];
+        for (int l = 0; l < layers.Length; l++) r[l] = layers[l].RealExperts(row, realExpertCount);
+        return r;
+    }
 }
 
 /// <summary>
