@@ -297,6 +297,10 @@ public sealed record LongCatConfig
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
+    /// <summary>generation_config.json text: bos, eos and pad (3, the release's, when the config has none).</summary>
+    public string GenerationConfigJson() =>
+        $"{{\n  \"bos_token_id\": {BosTokenId},\n  \"eos_token_id\": {EosTokenId},\n  \"pad_token_id\": {PadTokenId ?? 3}\n}}\n";
+
     static int ToInt(JsonNode? n, string source, string key)
     {
         if (n is JsonValue v && v.TryGetValue(out double d) && d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue) return (int)d;

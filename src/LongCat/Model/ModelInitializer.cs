@@ -35,8 +35,7 @@ public static class ModelInitializer
         }
         w.Save(Path.Combine(folder, "model.safetensors"));
         File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson() + "\n");
-        File.WriteAllText(Path.Combine(folder, "generation_config.json"),
-            $"{{\n  \"bos_token_id\": {config.BosTokenId},\n  \"eos_token_id\": {config.EosTokenId},\n  \"pad_token_id\": {config.PadTokenId ?? 3}\n}}\n");
+        File.WriteAllText(Path.Combine(folder, "generation_config.json"), config.GenerationConfigJson());
     }
 
     static float[] Generate(TensorSpec s, ulong seed, double std)

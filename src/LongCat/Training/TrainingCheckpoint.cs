@@ -35,9 +35,7 @@ public static unsafe partial class TrainingCheckpoint
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
 
-        var model = new List<(string, long[], nint, long)>();
-        foreach (var e in p.Table.Entries) model.Add((e.Name, e.Shape, (nint)(p.ValuesPointer + e.Offset), e.Count));
-        WriteF32(Path.Combine(tmp, "model.safetensors"), model, new() { ["format"] = "pt", ["producer"] = $"longcat train, step {state.Step}" });
+        WriteModelFolder(tmp, p, tokenizerDir, $"longcat train, step {state.Step}");
         var moments = new List<(string, long[], nint, long)>();
         fixed (float* m = opt.FirstMoment, v = opt.SecondMoment)
         {
@@ -47,27 +45,12 @@ public static unsafe partial class TrainingCheckpoint
                 if (e.Trainable) moments.Add(("exp_avg_sq." + e.Name, e.Shape, (nint)(v + e.Offset), e.Count));
             WriteF32(Path.Combine(tmp, "optimizer.safetensors"), moments, new() { ["producer"] = "longcat train", ["optimizer"] = "AdamW", ["step"] = state.AdamStep.ToString(CultureInfo.InvariantCulture) });
         }
-        var c = p.Config;
-        WriteText(Path.Combine(tmp, "config.json"), c.ToJson() + "\n");
-        WriteText(Path.Combine(tmp, "generation_config.json"),
-            $"{{\n  \"bos_token_id\": {c.BosTokenId},\n  \"eos_token_id\": {c.EosTokenId},\n  \"pad_token_id\": {c.PadTokenId ?? 3}\n}}\n");
-        if (tokenizerDir is not null)
-            foreach (var f in new[] { "tokenizer.json", "tokenizer_config.json" })
-                if (File.Exists(Path.Combine(tokenizerDir, f))) WriteBytes(Path.Combine(tmp, f), File.ReadAllBytes(Path.Combine(tokenizerDir, f)));
         // Last: a folder with trainer_state.json is complete.
         WriteText(Path.Combine(tmp, "trainer_state.json"), state.ToJson());
         SyncDirectory(tmp);
 
-        if (Directory.Exists(final))
-        {
-            // Re-saving a step (after a resume): move the old one aside first, never delete it before the new one is in place.
-            var old = Path.Combine(root, $".old-{name}-{Environment.ProcessId}");
-            Directory.Move(final, old);
-            Directory.Move(tmp, final);
-            Directory.Delete(old, true);
-        }
-        else Directory.Move(tmp, final);
-        SyncDirectory(root);
+        // Re-saving a step (after a resume) replaces the old folder only once the new one is complete.
+        ReplaceDirectory(tmp, final);
         WriteText(Path.Combine(root, LatestFile), name + "\n");
         SyncDirectory(root);
         Prune(root, keep, name);
@@ -86,25 +69,39 @@ public static unsafe partial class TrainingCheckpoint
         var tmp = Path.Combine(parent, $".tmp-{Path.GetFileName(full)}-{Environment.ProcessId}");
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
+        WriteModelFolder(tmp, p, tokenizerDir, "longcat train");
+        SyncDirectory(tmp);
+        ReplaceDirectory(tmp, full);
+    }
+
+    /// <summary>The model part of a folder: model.safetensors (F32), config.json, generation_config.json, tokenizer files.</summary>
+    static void WriteModelFolder(string dir, ParameterStore p, string? tokenizerDir, string producer)
+    {
         var model = new List<(string, long[], nint, long)>();
         foreach (var e in p.Table.Entries) model.Add((e.Name, e.Shape, (nint)(p.ValuesPointer + e.Offset), e.Count));
-        WriteF32(Path.Combine(tmp, "model.safetensors"), model, new() { ["format"] = "pt", ["producer"] = "longcat train" });
-        var c = p.Config;
-        WriteText(Path.Combine(tmp, "config.json"), c.ToJson() + "\n");
-        WriteText(Path.Combine(tmp, "generation_config.json"),
-            $"{{\n  \"bos_token_id\": {c.BosTokenId},\n  \"eos_token_id\": {c.EosTokenId},\n  \"pad_token_id\": {c.PadTokenId ?? 3}\n}}\n");
+        WriteF32(Path.Combine(dir, "model.safetensors"), model, new() { ["format"] = "pt", ["producer"] = producer });
+        WriteText(Path.Combine(dir, "config.json"), p.Config.ToJson() + "\n");
+        WriteText(Path.Combine(dir, "generation_config.json"), p.Config.GenerationConfigJson());
         if (tokenizerDir is not null)
             foreach (var f in new[] { "tokenizer.json", "tokenizer_config.json" })
-                if (File.Exists(Path.Combine(tokenizerDir, f))) WriteBytes(Path.Combine(tmp, f), File.ReadAllBytes(Path.Combine(tokenizerDir, f)));
-        SyncDirectory(tmp);
-        if (Directory.Exists(full))
+                if (File.Exists(Path.Combine(tokenizerDir, f))) WriteBytes(Path.Combine(dir, f), File.ReadAllBytes(Path.Combine(tokenizerDir, f)));
+    }
+
+    /// <summary>
+    /// Puts the complete folder <paramref name="tmp"/> at <paramref name="final"/>: an existing folder is moved aside
+    /// first and deleted only after the new one is in place, so a crash never leaves neither.
+    /// </summary>
+    static void ReplaceDirectory(string tmp, string final)
+    {
+        var parent = Path.GetDirectoryName(final)!;
+        if (Directory.Exists(final))
         {
-            var old = Path.Combine(parent, $".old-{Path.GetFileName(full)}-{Environment.ProcessId}");
-            Directory.Move(full, old);
-            Directory.Move(tmp, full);
+            var old = Path.Combine(parent, $".old-{Path.GetFileName(final)}-{Environment.ProcessId}");
+            Directory.Move(final, old);
+            Directory.Move(tmp, final);
             Directory.Delete(old, true);
         }
-        else Directory.Move(tmp, full);
+        else Directory.Move(tmp, final);
         SyncDirectory(parent);
     }
 
