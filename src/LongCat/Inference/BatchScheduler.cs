@@ -334,18 +334,8 @@ public sealed class BatchScheduler : IDisposable
         foreach (var e in experts) s.Hist[e]++;
         s.Channel.Writer.TryWrite(new GeneratedToken(token, s.Output.Count - 1, fromDraft, experts));
         s.Pending = -1;
-        var o = s.O;
-        if (o.StopTokenIds.Contains(token)) return (StopReason.StopToken, null);
-        if (o.StopStrings.Count > 0)
-        {
-            // Only the tail can hold a new match (an older one would have stopped already): a stop string of L
-            // characters spans at most 4·L byte-level tokens.
-            int window = Math.Min(s.Output.Count, 4 * o.StopStrings.Max(x => x.Length) + 4);
-            var text = o.Decode!(s.Output.GetRange(s.Output.Count - window, window));
-            foreach (var st in o.StopStrings)
-                if (text.Contains(st, StringComparison.Ordinal)) return (StopReason.StopString, st);
-        }
-        if (s.Output.Count >= o.MaxTokens) return (StopReason.Length, null);
+        var stop = s.O.CheckStop(s.Output);
+        if (stop.Reason != StopReason.None) return stop;
         if (s.Lease!.Main.Length + 1 > s.Capacity) return (StopReason.ContextFull, null);
         s.Pending = token;
         return (StopReason.None, null);

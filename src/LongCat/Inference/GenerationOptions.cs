@@ -30,6 +30,26 @@ public sealed record GenerationOptions
     /// <summary>Draft with the MTP head and verify with the main model (needs model.mtp.* weights).</summary>
     public bool Speculative { get; init; }
 
+    /// <summary>
+    /// The stop condition after <paramref name="output"/>'s last token was generated: a stop token, a stop string, or
+    /// max_tokens; <see cref="StopReason.None"/> to go on. Only the tail is decoded (an older match would have
+    /// stopped already): a stop string of L characters spans at most 4·L byte-level tokens.
+    /// </summary>
+    public (StopReason Reason, string? Matched) CheckStop(List<int> output)
+    {
+        int token = output[^1];
+        if (StopTokenIds.Contains(token)) return (StopReason.StopToken, null);
+        if (StopStrings.Count > 0)
+        {
+            int window = Math.Min(output.Count, 4 * StopStrings.Max(x => x.Length) + 4);
+            var text = Decode!(output.GetRange(output.Count - window, window));
+            foreach (var st in StopStrings)
+                if (text.Contains(st, StringComparison.Ordinal)) return (StopReason.StopString, st);
+        }
+        if (output.Count >= MaxTokens) return (StopReason.Length, null);
+        return (StopReason.None, null);
+    }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the option that is out of range.</summary>
     public void Validate(int vocabSize)
     {

@@ -125,7 +125,7 @@ public sealed class GenerationSession
         {
             if (ct.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
             // Emit the pending token.
-            var (st, ms) = Emit(y, false, lastExperts, sampler);
+            var (st, ms) = Emit(y, lastExperts, sampler);
             yield return new GeneratedToken(y, _output.Count - 1, false, lastExperts);
             if (st != StopReason.None) { stop = st; matched = ms; break; }
             if (cache.Length + 1 > Capacity) { stop = StopReason.ContextFull; break; }
@@ -171,7 +171,7 @@ public sealed class GenerationSession
             {
                 _accepted++;
                 var ex = RealExperts(v.Routing, 0);
-                var (st2, ms2) = Emit(d, true, ex, sampler);
+                var (st2, ms2) = Emit(d, ex, sampler);
                 yield return new GeneratedToken(d, _output.Count - 1, true, ex);
                 if (st2 != StopReason.None) { stop = st2; matched = ms2; break; }
                 pendingHidden.Add(v.FinalHidden.AsSpan(0, c.HiddenSize).ToArray());
@@ -207,21 +207,12 @@ public sealed class GenerationSession
         };
     }
 
-    (StopReason, string?) Emit(int token, bool fromDraft, int[] experts, Sampler sampler)
+    (StopReason, string?) Emit(int token, int[] experts, Sampler sampler)
     {
-        _ = fromDraft;
         _output.Add(token);
         sampler.Accept(token);
         foreach (var e in experts) _hist[e]++;
-        if (_o.StopTokenIds.Contains(token)) return (StopReason.StopToken, null);
-        if (_o.StopStrings.Count > 0)
-        {
-            var text = _o.Decode!(_output);
-            foreach (var s in _o.StopStrings)
-                if (text.Contains(s, StringComparison.Ordinal)) return (StopReason.StopString, s);
-        }
-        if (_output.Count >= _o.MaxTokens) return (StopReason.Length, null);
-        return (StopReason.None, null);
+        return _o.CheckStop(_output);
     }
 
     /// <summary>Test hook: drafts this token (one-hot q) instead of the MTP head's choice, given prompt + output.</summary>

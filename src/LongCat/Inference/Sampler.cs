@@ -30,13 +30,6 @@ public sealed class Sampler
     /// <summary>Records a generated token (for the penalties of later steps).</summary>
     public void Accept(int token) => _outputCounts[token] = _outputCounts.GetValueOrDefault(token) + 1;
 
-    /// <summary>Forgets a token recorded by <see cref="Accept"/> (a rejected draft).</summary>
-    public void Unaccept(int token)
-    {
-        if (!_outputCounts.TryGetValue(token, out var n)) return;
-        if (n <= 1) _outputCounts.Remove(token); else _outputCounts[token] = n - 1;
-    }
-
     /// <summary>Applies the penalties and the temperature in place.</summary>
     void Adjust(Span<float> logits)
     {
