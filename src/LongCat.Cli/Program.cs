@@ -24,6 +24,7 @@ public static class Program
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(DataCommand.CreateGroup());
+        root.Subcommands.Add(TransferCommand.Create());
         var parse = root.Parse(args);
         // Parse errors (unknown option, missing required option, bad value) get the same one-line format as
         // every other error, with a pointer to --help instead of the whole help text.

@@ -113,3 +113,58 @@ public class TrainingDataTests
         Assert.Contains("truncated", Assert.Throws<InvalidDataException>(() => TokenDataset.Open(small, "train")).Message);
     }
 }
+
+/// <summary>Gzip-compressed inputs (the shipped corpus is data/python-docs/corpus.jsonl.gz) read like plain ones.</summary>
+public class CompressedCorpusTests
+{
+    static string Gzip(string path)
+    {
+        var gz = path + ".gz";
+        using (var o = File.Create(gz))
+        using (var z = new System.IO.Compression.GZipStream(o, System.IO.Compression.CompressionLevel.Optimal))
+        using (var i = File.OpenRead(path)) i.CopyTo(z);
+        return gz;
+    }
+
+    [Fact]
+    public void GzipInputsGiveTheSameDataAndTokenizer()
+    {
+        var dir = Fixtures.NewTempDir();
+        var jsonl = Path.Combine(dir, "c.jsonl");
+        File.WriteAllLines(jsonl, Enumerable.Range(0, 40).Select(i => System.Text.Json.JsonSerializer.Serialize(new { text = $"def f{i}(x):\n    return x * {i} # café" })));
+        var gz = Gzip(jsonl);
+        var tok = Path.Combine(Fixtures.Tokenizer("longcat_style"), "tokenizer.json");
+        string a = Fixtures.NewTempDir(), b = Fixtures.NewTempDir();
+        var ra = TokenDataWriter.Prepare(tok, [jsonl], a, new DataPrepareOptions { ValidationFraction = 0.1 });
+        var rb = TokenDataWriter.Prepare(tok, [gz], b, new DataPrepareOptions { ValidationFraction = 0.1 });
+        Assert.Equal((ra.TrainTokens, ra.ValTokens, ra.TrainDocuments), (rb.TrainTokens, rb.ValTokens, rb.TrainDocuments));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(a, "train.bin")), File.ReadAllBytes(Path.Combine(b, "train.bin")));
+
+        // The tokenizer trainer reads a .jsonl's "text" fields (not the JSON syntax), compressed or not, and equals
+        // training on the same texts in memory.
+        var texts = TextCorpus.Documents(jsonl, DocumentMode.File).ToList();
+        var opts = new BpeTrainerOptions { VocabSize = 300 };
+        var mem = BpeTrainer.Train(texts, opts);
+        var fromGz = BpeTrainer.TrainFiles([gz], opts);
+        Assert.Equal(mem.Merges, fromGz.Merges);
+        Assert.DoesNotContain(fromGz.Vocab, k => k.Contains("\\\"text\\\"", StringComparison.Ordinal) || k == "text\"");
+
+        // A .txt.gz is its text.
+        var txt = Path.Combine(dir, "p.txt");
+        File.WriteAllText(txt, "one\n\ntwo\n");
+        Assert.Equal(["one", "two"], TextCorpus.Documents(Gzip(txt), DocumentMode.Paragraph));
+    }
+
+    [Fact]
+    public void CorruptCompressedOrInvalidUtf8InputIsNamed()
+    {
+        var dir = Fixtures.NewTempDir();
+        var bad = Path.Combine(dir, "bad.jsonl.gz");
+        File.WriteAllBytes(bad, [0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        var e = Assert.Throws<InvalidDataException>(() => TextCorpus.Documents(bad, DocumentMode.File).ToList());
+        Assert.Contains("bad.jsonl.gz", e.Message);
+        var latin1 = Path.Combine(dir, "l.txt");
+        File.WriteAllBytes(latin1, [0x63, 0x61, 0x66, 0xE9, 0x0A]);
+        Assert.Contains("l.txt: not valid UTF-8", Assert.Throws<InvalidDataException>(() => TextCorpus.Documents(latin1, DocumentMode.File).ToList()).Message);
+    }
+}

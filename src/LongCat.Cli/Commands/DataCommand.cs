@@ -20,7 +20,7 @@ public static class DataCommand
         var tokenizer = CliSupport.RequiredPath("--tokenizer", "tokenizer.json, or a folder holding it (e.g. one made by 'longcat tokenizer train').");
         var input = new Option<string[]>("--input")
         {
-            Description = "UTF-8 text files (.txt: see --documents) or .jsonl files (one document per line in a \"text\" field).",
+            Description = "UTF-8 text files (.txt: see --documents) or .jsonl files (one document per line in a \"text\" field); a .gz suffix is decompressed.",
             Required = true,
             AllowMultipleArgumentsPerToken = true,
         };
@@ -54,7 +54,7 @@ public static class DataCommand
                 new DataPrepareOptions { Documents = mode, ValidationFraction = f, Seed = p.GetValue(seed) });
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"wrote {outDir}: train {r.TrainTokens:N0} tokens in {r.TrainDocuments:N0} documents, val {r.ValTokens:N0} tokens in {r.ValDocuments:N0} documents " +
-                $"({r.InputBytes / 1e6:F2} MB of text in {sw.Elapsed.TotalSeconds:F1} s)"));
+                $"({r.InputBytes / 1e6:F2} MB of input files in {sw.Elapsed.TotalSeconds:F1} s)"));
             return 0;
         }));
         return cmd;

@@ -20,7 +20,7 @@ public static class TokenizerTrainCommand
     {
         var input = new Option<string[]>("--input")
         {
-            Description = "UTF-8 text files to train on (repeat the option or list several).",
+            Description = "UTF-8 text files to train on (repeat the option or list several); .jsonl trains on each line's \"text\" field; a .gz suffix is decompressed.",
             Required = true,
             AllowMultipleArgumentsPerToken = true,
         };
@@ -63,11 +63,10 @@ public static class TokenizerTrainCommand
 
         // Check what we wrote: it must reload and round-trip the start of the input exactly.
         var tok = Tokenizer.Load(outDir);
-        using (var r = new StreamReader(inputs[0]))
         {
-            var buf = new char[100_000];
-            int n = r.ReadBlock(buf, 0, buf.Length);
-            var sample = new string(buf, 0, n);
+            var sample = string.Concat(LongCat.Training.TextCorpus.Documents(inputs[0], LongCat.Training.DocumentMode.File).Take(64));
+            if (sample.Length > 100_000) sample = sample[..100_000];
+            if (sample.Length > 0 && char.IsHighSurrogate(sample[^1])) sample = sample[..^1];
             if (tok.Decode(tok.EncodeToIds(sample)) != sample)
                 throw new CliException($"{outDir}: the trained tokenizer does not round-trip the input (please report this)");
         }

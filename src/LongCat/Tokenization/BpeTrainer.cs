@@ -60,13 +60,18 @@ public static class BpeTrainer
         long done = 0;
         foreach (var f in files)
         {
-            using var reader = new StreamReader(f, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: 1 << 16);
-            foreach (var block in Blocks(reader))
+            long size = new FileInfo(f).Length, read = 0;
+            // A .jsonl(.gz) file trains on its documents' "text" fields; other files on their (decompressed) text.
+            var blocks = Training.TextCorpus.IsJsonLines(f)
+                ? Concatenate(Training.TextCorpus.Documents(f, Training.DocumentMode.File))
+                : Blocks(Training.TextCorpus.OpenText(f), dispose: true);
+            foreach (var block in blocks)
             {
                 counter.AddBlock(block);
-                done += Encoding.UTF8.GetByteCount(block);
-                options.Progress?.Invoke(new TrainerProgress("count", Math.Min(done, total), total));
+                read += Encoding.UTF8.GetByteCount(block);
+                options.Progress?.Invoke(new TrainerProgress("count", Math.Min(done + Math.Min(read, size), total), total));
             }
+            done += size;
         }
         return Merge(counter.Result(), options);
     }
@@ -75,26 +80,29 @@ public static class BpeTrainer
     public static TrainedBpe Train(IEnumerable<string> texts, BpeTrainerOptions options)
     {
         var counter = new WordCounter(options);
-        var sb = new StringBuilder();
-        foreach (var t in texts)
-        {
-            sb.Append(t).Append('\n');
-            if (sb.Length >= BlockChars)
-            {
-                counter.AddBlock(sb.ToString());
-                sb.Clear();
-            }
-        }
-        if (sb.Length > 0) counter.AddBlock(sb.ToString());
+        foreach (var block in Concatenate(texts)) counter.AddBlock(block);
         return Merge(counter.Result(), options);
     }
 
     const int BlockChars = 1 << 22; // text handed to the parallel counter at a time (~4M chars)
     const int ChunkChars = 1 << 16; // one parallel work item; cut at line ends so results do not depend on threads
 
-    /// <summary>Reads ~4M-char blocks that end at a line end (or at EOF).</summary>
-    static IEnumerable<string> Blocks(StreamReader reader)
+    /// <summary>Joins documents, one per line, into ~4M-char blocks.</summary>
+    static IEnumerable<string> Concatenate(IEnumerable<string> texts)
     {
+        var sb = new StringBuilder();
+        foreach (var t in texts)
+        {
+            sb.Append(t).Append('\n');
+            if (sb.Length >= BlockChars) { yield return sb.ToString(); sb.Clear(); }
+        }
+        if (sb.Length > 0) yield return sb.ToString();
+    }
+
+    /// <summary>Reads ~4M-char blocks that end at a line end (or at EOF).</summary>
+    static IEnumerable<string> Blocks(StreamReader reader, bool dispose = false)
+    {
+        using var owned = dispose ? reader : null;
         var buf = new char[BlockChars];
         var carry = new StringBuilder();
         while (true)

@@ -76,7 +76,7 @@ public static class TokenDataWriter
         foreach (var f in inputs)
         {
             bytes += new FileInfo(f).Length;
-            foreach (var doc in Documents(f, options.Documents))
+            foreach (var doc in TextCorpus.Documents(f, options.Documents))
             {
                 batch.Add(doc);
                 if (batch.Count >= 256) Flush();
@@ -147,54 +147,6 @@ public static class TokenDataWriter
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         return z ^ (z >> 31);
-    }
-
-    static IEnumerable<string> Documents(string file, DocumentMode mode)
-    {
-        if (file.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
-        {
-            int line = 0;
-            foreach (var l in File.ReadLines(file))
-            {
-                line++;
-                if (string.IsNullOrWhiteSpace(l)) continue;
-                string? text;
-                try { text = (JsonNode.Parse(l) as JsonObject)?["text"]?.GetValue<string>(); }
-                catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
-                {
-                    throw new InvalidDataException($"{file}:{line}: not a JSON object with a string 'text' ({e.Message})");
-                }
-                if (text is null) throw new InvalidDataException($"{file}:{line}: no string field 'text'");
-                if (text.Length > 0) yield return text;
-            }
-            yield break;
-        }
-        var all = File.ReadAllText(file);
-        switch (mode)
-        {
-            case DocumentMode.File:
-                if (all.Length > 0) yield return all;
-                break;
-            case DocumentMode.Line:
-                foreach (var l in all.Split('\n'))
-                    if (l.TrimEnd('\r').Length > 0) yield return l.TrimEnd('\r');
-                break;
-            case DocumentMode.Paragraph:
-                var sb = new StringBuilder();
-                foreach (var raw in all.Split('\n'))
-                {
-                    var l = raw.TrimEnd('\r');
-                    if (l.Trim().Length == 0)
-                    {
-                        if (sb.Length > 0) { yield return sb.ToString(); sb.Clear(); }
-                        continue;
-                    }
-                    if (sb.Length > 0) sb.Append('\n');
-                    sb.Append(l);
-                }
-                if (sb.Length > 0) yield return sb.ToString();
-                break;
-        }
     }
 
     static void WriteSplit(string dir, string split, List<int> tokens, List<long> docs)
