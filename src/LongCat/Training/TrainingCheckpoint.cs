@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using LongCat.Config;
 using LongCat.IO;
 
 namespace LongCat.Training;
@@ -28,14 +29,6 @@ public static unsafe partial class TrainingCheckpoint
     /// <summary>Writes a checkpoint of <paramref name="state"/> into <paramref name="root"/> and points latest at it.</summary>
     public static string Save(string root, TrainerState state, ParameterStore p, AdamW opt, string? tokenizerDir, int keep)
     {
-        Directory.CreateDirectory(root);
-        CleanLeftovers(root);
-        string name = DirectoryName(state.Step), final = Path.Combine(root, name);
-        string tmp = Path.Combine(root, $".tmp-{name}-{Environment.ProcessId}");
-        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-        Directory.CreateDirectory(tmp);
-
-        WriteModelFolder(tmp, p, tokenizerDir, $"longcat train, step {state.Step}");
         var moments = new List<(string, long[], nint, long)>();
         fixed (float* m = opt.FirstMoment, v = opt.SecondMoment)
         {
@@ -43,8 +36,27 @@ public static unsafe partial class TrainingCheckpoint
                 if (e.Trainable) moments.Add(("exp_avg." + e.Name, e.Shape, (nint)(m + e.Offset), e.Count));
             foreach (var e in p.Table.Entries)
                 if (e.Trainable) moments.Add(("exp_avg_sq." + e.Name, e.Shape, (nint)(v + e.Offset), e.Count));
-            WriteF32(Path.Combine(tmp, "optimizer.safetensors"), moments, new() { ["producer"] = "longcat train", ["optimizer"] = "AdamW", ["step"] = state.AdamStep.ToString(CultureInfo.InvariantCulture) });
+            return Save(root, state, p.Config, ModelTensors(p), moments, tokenizerDir, keep, "longcat train");
         }
+    }
+
+    /// <summary>
+    /// <see cref="Save(string, TrainerState, ParameterStore, AdamW, string?, int)"/> from tensors anywhere in native memory
+    /// (a store, or a memory-mapped checkpoint for <see cref="ModelGrowth"/>): the model's tensors in checkpoint order,
+    /// then the moments (exp_avg.NAME..., exp_avg_sq.NAME...). The data must stay valid until this returns.
+    /// </summary>
+    internal static string Save(string root, TrainerState state, LongCatConfig config, List<(string Name, long[] Shape, nint Data, long Count)> model,
+        List<(string Name, long[] Shape, nint Data, long Count)> moments, string? tokenizerDir, int keep, string producer)
+    {
+        Directory.CreateDirectory(root);
+        CleanLeftovers(root);
+        string name = DirectoryName(state.Step), final = Path.Combine(root, name);
+        string tmp = Path.Combine(root, $".tmp-{name}-{Environment.ProcessId}");
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        Directory.CreateDirectory(tmp);
+
+        WriteModelFolder(tmp, config, model, tokenizerDir, $"{producer}, step {state.Step}");
+        WriteF32(Path.Combine(tmp, "optimizer.safetensors"), moments, new() { ["producer"] = producer, ["optimizer"] = "AdamW", ["step"] = state.AdamStep.ToString(CultureInfo.InvariantCulture) });
         // Last: a folder with trainer_state.json is complete.
         WriteText(Path.Combine(tmp, "trainer_state.json"), state.ToJson());
         SyncDirectory(tmp);
@@ -75,23 +87,32 @@ public static unsafe partial class TrainingCheckpoint
     }
 
     /// <summary>The model part of a folder: model.safetensors (F32), config.json, generation_config.json, tokenizer files.</summary>
-    static void WriteModelFolder(string dir, ParameterStore p, string? tokenizerDir, string producer)
+    static void WriteModelFolder(string dir, ParameterStore p, string? tokenizerDir, string producer) =>
+        WriteModelFolder(dir, p.Config, ModelTensors(p), tokenizerDir, producer);
+
+    static void WriteModelFolder(string dir, LongCatConfig config, List<(string Name, long[] Shape, nint Data, long Count)> model, string? tokenizerDir, string producer)
     {
-        var model = new List<(string, long[], nint, long)>();
-        foreach (var e in p.Table.Entries) model.Add((e.Name, e.Shape, (nint)(p.ValuesPointer + e.Offset), e.Count));
         WriteF32(Path.Combine(dir, "model.safetensors"), model, new() { ["format"] = "pt", ["producer"] = producer });
-        WriteText(Path.Combine(dir, "config.json"), p.Config.ToJson() + "\n");
-        WriteText(Path.Combine(dir, "generation_config.json"), p.Config.GenerationConfigJson());
+        WriteText(Path.Combine(dir, "config.json"), config.ToJson() + "\n");
+        WriteText(Path.Combine(dir, "generation_config.json"), config.GenerationConfigJson());
         if (tokenizerDir is not null)
             foreach (var f in new[] { "tokenizer.json", "tokenizer_config.json" })
                 if (File.Exists(Path.Combine(tokenizerDir, f))) WriteBytes(Path.Combine(dir, f), File.ReadAllBytes(Path.Combine(tokenizerDir, f)));
+    }
+
+    /// <summary>Every tensor of <paramref name="p"/>, in table (checkpoint) order.</summary>
+    static List<(string Name, long[] Shape, nint Data, long Count)> ModelTensors(ParameterStore p)
+    {
+        var model = new List<(string, long[], nint, long)>();
+        foreach (var e in p.Table.Entries) model.Add((e.Name, e.Shape, (nint)(p.ValuesPointer + e.Offset), e.Count));
+        return model;
     }
 
     /// <summary>
     /// Puts the complete folder <paramref name="tmp"/> at <paramref name="final"/>: an existing folder is moved aside
     /// first and deleted only after the new one is in place, so a crash never leaves neither.
     /// </summary>
-    static void ReplaceDirectory(string tmp, string final)
+    internal static void ReplaceDirectory(string tmp, string final)
     {
         var parent = Path.GetDirectoryName(final)!;
         if (Directory.Exists(final))
@@ -197,7 +218,7 @@ public static unsafe partial class TrainingCheckpoint
     static void WriteBytes(string path, byte[] data) => TokenDataWriter.AtomicWrite(path, data);
 
     /// <summary>fsync a folder so a rename inside it survives a power loss (Linux; elsewhere a no-op).</summary>
-    static void SyncDirectory(string dir)
+    internal static void SyncDirectory(string dir)
     {
         if (!OperatingSystem.IsLinux()) return;
         int fd = Open(dir, 0 /* O_RDONLY */);
