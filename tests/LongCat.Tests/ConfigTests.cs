@@ -116,11 +116,31 @@ public class ConfigTests
             LongCatConfig.Load(PresetPath()),
             LongCatConfig.Load(Path.Combine(Fixtures.Reference("small-fp8"), "config.json")),
             LongCatConfig.Parse(TinyJson) with { PadTokenId = 0, TieWordEmbeddings = true, LatentNormEps = 1e-5, NumNextnPredictLayers = 0 },
+            LongCatConfig.Parse(TinyJson) with { FfnTopology = LongCatConfig.InterleavedTopology },
         })
         {
             var json = c.ToJson();
             Assert.Equal(json, LongCatConfig.Parse(json).ToJson());
         }
+    }
+
+    [Fact]
+    public void FfnTopologyDefaultsToShortcutAndIsWrittenOnlyWhenInterleaved()
+    {
+        var tiny = LongCatConfig.Parse(TinyJson);
+        Assert.Equal("shortcut", tiny.FfnTopology);
+        Assert.False(tiny.InterleavedFfn);
+        Assert.Equal((2, tiny.FfnHiddenSize), (tiny.LayerDenseFfnCount, tiny.LayerDenseFfnHiddenSize));
+        // The default is not written: configs written before the option existed stay byte-identical.
+        Assert.DoesNotContain("ffn_topology", tiny.ToJson());
+        Assert.Equal(tiny, LongCatConfig.Parse(TinyWith("ffn_topology", "\"shortcut\"")));
+
+        var inter = LongCatConfig.Parse(TinyWith("ffn_topology", "\"interleaved\""));
+        Assert.True(inter.InterleavedFfn);
+        Assert.Equal(tiny with { FfnTopology = "interleaved" }, inter);
+        Assert.Equal((1, 2 * tiny.FfnHiddenSize), (inter.LayerDenseFfnCount, inter.LayerDenseFfnHiddenSize));
+        Assert.Contains("\"ffn_topology\": \"interleaved\"", inter.ToJson());
+        Assert.Equal(inter, LongCatConfig.Parse(inter.ToJson()));
     }
 
     [Theory]
@@ -151,6 +171,9 @@ public class ConfigTests
     [InlineData("rope_theta", "1")]
     [InlineData("attention_dropout", "1")]
     [InlineData("hidden_act", "\"gelu\"")]
+    [InlineData("ffn_topology", "\"parallel\"")]
+    [InlineData("ffn_topology", "\"Interleaved\"")]
+    [InlineData("ffn_topology", "1")]
     [InlineData("attention_bias", "true")]
     [InlineData("router_bias", "true")]
     [InlineData("bos_token_id", "256")]            // vocab_size is 256

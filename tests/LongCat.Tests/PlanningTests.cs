@@ -1,5 +1,7 @@
 using LongCat.Config;
+using LongCat.Model;
 using LongCat.Planning;
+using LongCat.Training;
 
 namespace LongCat.Tests;
 
@@ -23,6 +25,36 @@ public class PlanningTests
         Assert.InRange(pc.Activated(0), 18.6e9, 18.7e9);
         Assert.InRange(pc.Activated(12), 31.3e9, 31.4e9);
         Assert.InRange(pc.Activated(8), 27.0e9, 27.2e9);
+    }
+
+    [Fact]
+    public void InterleavedTopologyHasTheShortcutLayersParametersAndActivatedCounts()
+    {
+        // The ScMoE ablation compares the two topologies at equal parameters and compute: the interleaved layer's one
+        // dense FFN of 2F has exactly the two F-sized FFNs' weights and multiply-adds per token.
+        foreach (var shortcut in new[] { Release, TrainingModels.Tiny, TrainingModels.Tiny with { TieWordEmbeddings = true, NRoutedExperts = 3 } })
+        {
+            var interleaved = shortcut with { FfnTopology = LongCatConfig.InterleavedTopology };
+            var a = new ParameterCount(shortcut);
+            var b = new ParameterCount(interleaved);
+            Assert.Equal(2 * a.DenseFfn, b.LayerDenseFfn);
+            Assert.Equal(a.DenseFfn, a.LayerDenseFfn);
+            Assert.Equal(a.DenseLayer, b.DenseLayer);
+            Assert.Equal(a.Layer, b.Layer);
+            Assert.Equal(a.Total, b.Total);
+            Assert.Equal(a.MtpBlock, b.MtpBlock);
+            Assert.Equal(a.ReleaseStyleBytes, b.ReleaseStyleBytes);
+            for (int k = 0; k <= shortcut.MoeTopK; k++) Assert.Equal(a.Activated(k), b.Activated(k));
+            Assert.Equal(a.Activated(2.5), b.Activated(2.5));
+            // The tensor layouts (names and shapes only: nothing is allocated) agree with the counts, which leave out the
+            // routers' selection bias.
+            foreach (var c in new[] { shortcut, interleaved })
+            {
+                var specs = CheckpointLayout.Tensors(c).ToArray();
+                Assert.Equal(new ParameterCount(c).Total, specs.Where(s => s.Kind != TensorKind.RouterBias).Sum(s => s.Count));
+                Assert.Equal(new ParameterCount(c).Total, ParameterTable.Create(c).TrainableCount);
+            }
+        }
     }
 
     [Fact]

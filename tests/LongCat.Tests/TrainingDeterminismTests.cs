@@ -1,3 +1,4 @@
+using LongCat.Config;
 using LongCat.IO;
 using LongCat.Kernels;
 using LongCat.Training;
@@ -18,16 +19,20 @@ public class TrainingDeterminismTests
         AssertThreadIndependent(model, ids, (int)t.Shape[0], (int)t.Shape[1], new LossOptions());
     }
 
-    [Fact]
-    public void LargerModelWithEveryLossIsBitwiseIdenticalForAnyThreadCount()
+    // Big enough that GEMM tiles, attention tasks and norm chunks really split across threads.
+    static LongCatConfig Larger => TrainingModels.Tiny with
     {
-        // Big enough that GEMM tiles, attention tasks and norm chunks really split across threads.
-        var config = TrainingModels.Tiny with
-        {
-            VocabSize = 300, HiddenSize = 80, NumAttentionHeads = 3, QLoraRank = 40, KvLoraRank = 24,
-            QkNopeHeadDim = 8, QkRopeHeadDim = 8, VHeadDim = 8, FfnHiddenSize = 96, ExpertFfnHiddenSize = 24,
-            NRoutedExperts = 6, ZeroExpertNum = 3, MoeTopK = 4,
-        };
+        VocabSize = 300, HiddenSize = 80, NumAttentionHeads = 3, QLoraRank = 40, KvLoraRank = 24,
+        QkNopeHeadDim = 8, QkRopeHeadDim = 8, VHeadDim = 8, FfnHiddenSize = 96, ExpertFfnHiddenSize = 24,
+        NRoutedExperts = 6, ZeroExpertNum = 3, MoeTopK = 4,
+    };
+
+    [Theory]
+    [InlineData(LongCatConfig.ShortcutTopology)]
+    [InlineData(LongCatConfig.InterleavedTopology)]
+    public void LargerModelWithEveryLossIsBitwiseIdenticalForAnyThreadCount(string topology)
+    {
+        var config = Larger with { FfnTopology = topology };
         using var model = TrainingModels.Random(config, seed: 21, std: 0.1, mtp: true);
         var ids = TrainingModels.Ids(config.VocabSize, 3, 40, seed: 9);
         AssertThreadIndependent(model, ids, 3, 40,

@@ -68,7 +68,8 @@ public static class InfoCommand
                 ["embedding"] = pc.Embedding,
                 ["lm_head"] = pc.LmHead,
                 ["mla_block"] = pc.MlaBlock,
-                ["dense_ffn"] = pc.DenseFfn,
+                ["dense_ffn"] = pc.LayerDenseFfn,
+                ["ffn_topology"] = c.FfnTopology,
                 ["expert"] = pc.Expert,
                 ["router"] = pc.Router,
                 ["layer_total"] = pc.Layer,
@@ -91,13 +92,14 @@ public static class InfoCommand
         Console.WriteLine($"LongCat-Flash model: {source}");
         Console.WriteLine($"  hidden {c.HiddenSize}, {L} layers (x2 attention sublayers), {c.NumAttentionHeads} heads, vocab {c.VocabSize}");
         Console.WriteLine($"  experts: {c.NRoutedExperts} real + {c.ZeroExpertNum} zero, top-{k}, routed scaling {c.RoutedScalingFactor}");
+        if (c.InterleavedFfn) Console.WriteLine("  ffn_topology interleaved: MoE and dense FFN alternate as sublayers (the ScMoE ablation baseline)");
         Console.WriteLine();
         Console.WriteLine($"Total parameters: {N(pc.Total)} ({Round1(pc.Total)})");
         Console.WriteLine($"  {"component",-34}{"each",14}{"count",8}{"total",16}");
         void Row(string name, long each, long count) => Console.WriteLine($"  {name,-34}{M(each),14}{count,8}{B((double)each * count),16}");
         Row("embedding", pc.Embedding, 1);
         Row("MLA block (attention sublayer)", pc.MlaBlock, 2L * L);
-        Row("dense SwiGLU FFN", pc.DenseFfn, 2L * L);
+        Row(c.InterleavedFfn ? "dense SwiGLU FFN (2F)" : "dense SwiGLU FFN", pc.LayerDenseFfn, (long)c.LayerDenseFfnCount * L);
         Row("router classifier", pc.Router, L);
         Row("real expert", pc.Expert, (long)c.NRoutedExperts * L);
         Row("RMSNorm weights", c.HiddenSize, 4L * L + 1);

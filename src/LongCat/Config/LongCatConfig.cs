@@ -54,6 +54,16 @@ public sealed record LongCatConfig
     /// <summary>Block size [rows, cols] of FP8 weight scales when the checkpoint is quantized, else null.</summary>
     public int[]? WeightBlockSize { get; init; }
     public string? QuantMethod { get; init; }
+    /// <summary>
+    /// How the MoE and the dense FFNs of a layer are wired (config key <c>ffn_topology</c>, ours):
+    /// <see cref="ShortcutTopology"/> (the release's ScMoE: the MoE reads dense FFN 0's input and joins at the end of the
+    /// layer) or <see cref="InterleavedTopology"/> (the paper's ablation baseline: one dense FFN of 2·ffn_hidden_size
+    /// after attention 0, the MoE as the FFN after attention 1; same parameters and compute).
+    /// </summary>
+    public string FfnTopology { get; init; } = ShortcutTopology;
+
+    public const string ShortcutTopology = "shortcut";
+    public const string InterleavedTopology = "interleaved";
 
     public int QHeadDim => QkNopeHeadDim + QkRopeHeadDim;
     public int NumExpertsTotal => NRoutedExperts + ZeroExpertNum;
@@ -62,6 +72,12 @@ public sealed record LongCatConfig
     public float AlphaQ => MlaScaleQLora ? MathF.Sqrt((float)HiddenSize / QLoraRank) : 1f;
     public float AlphaKv => MlaScaleKvLora ? MathF.Sqrt((float)HiddenSize / KvLoraRank) : 1f;
     public float SoftmaxScale => 1f / MathF.Sqrt(QHeadDim);
+    /// <summary>True for the interleaved MoE/dense layer (<c>ffn_topology</c> "interleaved").</summary>
+    public bool InterleavedFfn => FfnTopology == InterleavedTopology;
+    /// <summary>Dense FFNs per layer: mlps.0 and mlps.1 (shortcut), or mlps.0 alone (interleaved).</summary>
+    public int LayerDenseFfnCount => InterleavedFfn ? 1 : 2;
+    /// <summary>Intermediate size of a layer's dense FFN: ffn_hidden_size, or 2·ffn_hidden_size for the single interleaved one.</summary>
+    public int LayerDenseFfnHiddenSize => InterleavedFfn ? 2 * FfnHiddenSize : FfnHiddenSize;
 
     /// <summary>Reads and validates a config.json file.</summary>
     public static LongCatConfig Load(string path)
@@ -128,6 +144,7 @@ public sealed record LongCatConfig
             TieWordEmbeddings = r.Bool("tie_word_embeddings", d.TieWordEmbeddings),
             NumNextnPredictLayers = r.Int("num_nextn_predict_layers", d.NumNextnPredictLayers),
             TorchDtype = r.OptStr("torch_dtype"),
+            FfnTopology = r.Str("ffn_topology", d.FfnTopology),
         };
         c = c with { LatentNormEps = obj.ContainsKey("mla_latent_norm_eps") && obj["mla_latent_norm_eps"] is null ? c.RmsNormEps : r.Double("mla_latent_norm_eps", d.LatentNormEps) };
 
@@ -210,6 +227,10 @@ public sealed record LongCatConfig
             throw ConfigException.Invalid(source, "moe_topk", MoeTopK, $"must be in 1..n_routed_experts + zero_expert_num = {NRoutedExperts + ZeroExpertNum}");
         if (ZeroExpertType != "identity")
             throw ConfigException.Invalid(source, "zero_expert_type", ZeroExpertType, "only \"identity\" zero-computation experts exist in LongCat-Flash");
+        if (FfnTopology is not (ShortcutTopology or InterleavedTopology))
+            throw ConfigException.Invalid(source, "ffn_topology", FfnTopology, $"must be \"{ShortcutTopology}\" (ScMoE, the release) or \"{InterleavedTopology}\" (MoE and dense FFN as alternating sublayers)");
+        if (InterleavedFfn && FfnHiddenSize > int.MaxValue / 16)
+            throw ConfigException.Invalid(source, "ffn_hidden_size", FfnHiddenSize, "2 * ffn_hidden_size (the interleaved layer's dense FFN) is too large");
         if (HiddenAct != "silu")
             throw ConfigException.Invalid(source, "hidden_act", HiddenAct, "LongCat-Flash uses SwiGLU: only \"silu\" is supported");
         if (AttentionBias)
@@ -278,6 +299,7 @@ public sealed record LongCatConfig
         if (LatentNormEps != 1e-6) o["mla_latent_norm_eps"] = LatentNormEps;
         if (NumNextnPredictLayers != 1) o["num_nextn_predict_layers"] = NumNextnPredictLayers;
         if (TorchDtype is not null) o["torch_dtype"] = TorchDtype;
+        if (FfnTopology != ShortcutTopology) o["ffn_topology"] = FfnTopology;
         if (QuantMethod == "int8")
             o["quantization_config"] = new JsonObject
             {

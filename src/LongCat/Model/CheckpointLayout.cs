@@ -1,4 +1,5 @@
 using LongCat.Config;
+using LongCat.IO;
 
 namespace LongCat.Model;
 
@@ -26,7 +27,9 @@ public static class CheckpointLayout
                 yield return new($"{p}input_layernorm.{s}.weight", [h], TensorKind.Norm);
                 yield return new($"{p}post_attention_layernorm.{s}.weight", [h], TensorKind.Norm);
                 foreach (var t in Mla(c, $"{p}self_attn.{s}.")) yield return t;
-                foreach (var t in Ffn($"{p}mlps.{s}.", h, c.FfnHiddenSize)) yield return t;
+                // Interleaved: one dense FFN (mlps.0, 2·ffn_hidden_size); the MoE is sublayer 1's FFN.
+                if (s < c.LayerDenseFfnCount)
+                    foreach (var t in Ffn($"{p}mlps.{s}.", h, c.LayerDenseFfnHiddenSize)) yield return t;
             }
             yield return new($"{p}mlp.router.classifier.weight", [c.NumExpertsTotal, h], TensorKind.RouterClassifier);
             yield return new($"{p}mlp.router.e_score_correction_bias", [c.NumExpertsTotal], TensorKind.RouterBias);
@@ -35,6 +38,20 @@ public static class CheckpointLayout
         }
         yield return new("model.norm.weight", [h], TensorKind.Norm);
         if (!c.TieWordEmbeddings) yield return new("lm_head.weight", [v, h], TensorKind.LmHead);
+    }
+
+    /// <summary>
+    /// Throws naming <c>ffn_topology</c> when the checkpoint's layers were written for the other topology (a shortcut
+    /// layer has <c>mlps.1</c>, an interleaved one does not), instead of a bare shape error on <c>mlps.0</c> later.
+    /// </summary>
+    public static void CheckTopology(LongCatConfig c, Checkpoint checkpoint)
+    {
+        const string mlp0 = "model.layers.0.mlps.0.gate_proj.weight", mlp1 = "model.layers.0.mlps.1.gate_proj.weight";
+        bool hasMlp1 = checkpoint.Contains(mlp1);
+        if (c.InterleavedFfn && hasMlp1)
+            throw new ModelFormatException($"{checkpoint.Folder}: ffn_topology is \"{c.FfnTopology}\", but the checkpoint has '{mlp1}', a tensor of the shortcut (ScMoE) layer: remove ffn_topology or set it to \"{LongCatConfig.ShortcutTopology}\"");
+        if (!c.InterleavedFfn && !hasMlp1 && checkpoint.Contains(mlp0))
+            throw new ModelFormatException($"{checkpoint.Folder}: ffn_topology is \"{c.FfnTopology}\", but the checkpoint has no '{mlp1}': if it holds interleaved MoE/dense layers, set ffn_topology to \"{LongCatConfig.InterleavedTopology}\"");
     }
 
     /// <summary>The MTP head's tensors (spec section 2), sharing the main embedding unless <paramref name="ownEmbedding"/>.</summary>

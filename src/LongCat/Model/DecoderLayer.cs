@@ -13,6 +13,12 @@ public delegate void AttentionStep(Mla mla, int sublayer, float[] x, float[] y);
 /// h += MLA_0(ln_in0(h)); x = ln_post0(h); moe = MoE(x); h += FFN_0(x)
 /// h += MLA_1(ln_in1(h)); h += FFN_1(ln_post1(h)) + moe
 /// </code>
+/// With <c>ffn_topology</c> "interleaved" (the paper's ablation baseline) the MoE is instead the second sublayer's
+/// FFN, and the only dense FFN (<see cref="Mlps"/> has one, of 2·ffn_hidden_size) is the first's:
+/// <code>
+/// h += MLA_0(ln_in0(h)); h += FFN_0(ln_post0(h))
+/// h += MLA_1(ln_in1(h)); h += MoE(ln_post1(h))
+/// </code>
 /// </summary>
 public sealed class DecoderLayer
 {
@@ -20,19 +26,21 @@ public sealed class DecoderLayer
     public float[][] InputNorm { get; } = new float[2][];
     public float[][] PostAttentionNorm { get; } = new float[2][];
     public Mla[] Attention { get; } = new Mla[2];
-    public Ffn[] Mlps { get; } = new Ffn[2];
+    /// <summary>The dense FFNs: mlps.0 and mlps.1, or mlps.0 alone in the interleaved topology.</summary>
+    public Ffn[] Mlps { get; }
     public ShortcutMoE Moe { get; }
 
     public DecoderLayer(WeightLoader l, int index)
     {
         var c = _c = l.Config;
         var p = $"model.layers.{index}.";
+        Mlps = new Ffn[c.LayerDenseFfnCount];
         for (int s = 0; s < 2; s++)
         {
             InputNorm[s] = l.Vector($"{p}input_layernorm.{s}.weight", c.HiddenSize);
             PostAttentionNorm[s] = l.Vector($"{p}post_attention_layernorm.{s}.weight", c.HiddenSize);
             Attention[s] = new Mla(l, $"{p}self_attn.{s}.");
-            Mlps[s] = Ffn.Load(l, $"{p}mlps.{s}.", c.HiddenSize, c.FfnHiddenSize);
+            if (s < Mlps.Length) Mlps[s] = Ffn.Load(l, $"{p}mlps.{s}.", c.HiddenSize, c.LayerDenseFfnHiddenSize);
         }
         Moe = new ShortcutMoE(l, $"{p}mlp.");
     }
@@ -54,13 +62,14 @@ public sealed class DecoderLayer
         float eps = (float)c.RmsNormEps;
         var x = new float[t * hd];
         var y = new float[t * hd];
-        var moe = new float[t * hd];
+        bool interleaved = c.InterleavedFfn;
+        var moe = interleaved ? y : new float[t * hd];
 
         Ops.RmsNorm(h, InputNorm[0], x, t, hd, eps);
         attend(Attention[0], 0, x, y);
         Add(h, y);
         Ops.RmsNorm(h, PostAttentionNorm[0], x, t, hd, eps);
-        var routing = Moe.Forward(x, moe, t);
+        Routing? shortcut = interleaved ? null : Moe.Forward(x, moe, t);
         Mlps[0].Forward(x, y, t);
         Add(h, y);
 
@@ -68,11 +77,17 @@ public sealed class DecoderLayer
         attend(Attention[1], 1, x, y);
         Add(h, y);
         Ops.RmsNorm(h, PostAttentionNorm[1], x, t, hd, eps);
+        if (shortcut is null)
+        {
+            var routing = Moe.Forward(x, moe, t);
+            Add(h, moe);
+            return routing;
+        }
         Mlps[1].Forward(x, y, t);
         // Same order as the reference: (residual + ffn_1) + moe.
         Add(h, y);
         Add(h, moe);
-        return routing;
+        return shortcut;
     }
 
     static void Add(float[] h, float[] y) => System.Numerics.Tensors.TensorPrimitives.Add(h, y, h);

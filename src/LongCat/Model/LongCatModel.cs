@@ -63,6 +63,7 @@ public sealed class LongCatModel : IDisposable
     {
         Config = config;
         _checkpoint = checkpoint;
+        CheckpointLayout.CheckTopology(config, checkpoint);
         var l = new WeightLoader(checkpoint, config);
         EmbedTokens = l.Linear("model.embed_tokens.weight", config.VocabSize, config.HiddenSize);
         Layers = new DecoderLayer[config.NumLayers];

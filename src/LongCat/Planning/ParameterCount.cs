@@ -16,6 +16,11 @@ public sealed class ParameterCount
     public long MlaBlock { get; }
     /// <summary>One dense SwiGLU FFN (ffn_hidden_size).</summary>
     public long DenseFfn { get; }
+    /// <summary>
+    /// One dense FFN of a layer as stored: <see cref="DenseFfn"/> (shortcut, two per layer) or one of 2·ffn_hidden_size
+    /// (interleaved, one per layer), so both topologies have the same parameters and compute.
+    /// </summary>
+    public long LayerDenseFfn { get; }
     /// <summary>One real expert (expert_ffn_hidden_size).</summary>
     public long Expert { get; }
     /// <summary>One router classifier [E+Z, H] (the selection bias is a buffer, not counted).</summary>
@@ -42,14 +47,15 @@ public sealed class ParameterCount
                  + h * (c.KvLoraRank + c.QkRopeHeadDim) + c.KvLoraRank + (long)c.KvLoraRank * nh * (c.QkNopeHeadDim + c.VHeadDim)
                  + nh * c.VHeadDim * h;
         DenseFfn = 3 * h * c.FfnHiddenSize;
+        LayerDenseFfn = 3 * h * c.LayerDenseFfnHiddenSize;
         Expert = 3 * h * c.ExpertFfnHiddenSize;
         Router = (long)c.NumExpertsTotal * h;
         LayerNorms = 4 * h;
         MtpBlock = 2 * h * h + 3 * h + 2 * h + MlaBlock + DenseFfn;
     }
 
-    /// <summary>Per-layer parameters that every token uses: 2 MLA, 2 dense FFN, router, norms.</summary>
-    public long DenseLayer => 2 * MlaBlock + 2 * DenseFfn + Router + LayerNorms;
+    /// <summary>Per-layer parameters that every token uses: 2 MLA, the dense FFNs (2 of F, or 1 of 2F), router, norms.</summary>
+    public long DenseLayer => 2 * MlaBlock + Config.LayerDenseFfnCount * LayerDenseFfn + Router + LayerNorms;
     public long ExpertsPerLayer => Config.NRoutedExperts * Expert;
     public long Layer => DenseLayer + ExpertsPerLayer;
     public long Layers => Config.NumLayers * Layer;

@@ -79,6 +79,7 @@ public sealed unsafe class ParameterStore : IDisposable
     /// <summary>Copies (and widens) every tensor of <paramref name="checkpoint"/> into a new store.</summary>
     public static ParameterStore FromCheckpoint(LongCatConfig config, Checkpoint checkpoint)
     {
+        CheckpointLayout.CheckTopology(config, checkpoint);
         bool mtp = checkpoint.Contains(MtpHead.Prefix + "layers.0.eh_proj.weight");
         bool ownEmbedding = mtp && checkpoint.Contains(MtpHead.Prefix + "embed_tokens.weight");
         var table = ParameterTable.Create(config, mtp, ownEmbedding);

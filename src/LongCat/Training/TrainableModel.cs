@@ -9,7 +9,7 @@ namespace LongCat.Training;
 /// LongCat-Flash for training: the forward of <see cref="LongCatModel"/> over a flat fp32 <see cref="ParameterStore"/>,
 /// keeping what each module's backward needs, and an explicit backward per module (llm.c style):
 /// <code>
-/// embedding -> num_layers × ScMoE layer -> final norm -> lm_head -> cross-entropy   (+ MTP head, LB loss, z-loss)
+/// embedding -> num_layers × ScMoE (or interleaved) layer -> final norm -> lm_head -> cross-entropy   (+ MTP head, LB loss, z-loss)
 /// </code>
 /// <see cref="ForwardBackward"/> adds d(loss)/d(parameter) to <see cref="ParameterStore"/>'s gradients (call
 /// <see cref="ParameterStore.ZeroGrads"/> between steps). Activation buffers are sized for the last (B, S) and
