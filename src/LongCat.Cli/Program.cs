@@ -26,6 +26,7 @@ public static class Program
         root.Subcommands.Add(GrowCommand.Create());
         root.Subcommands.Add(DataCommand.CreateGroup());
         root.Subcommands.Add(TransferCommand.Create());
+        root.Subcommands.Add(Ablations.AblateCommand.Create());
         var parse = root.Parse(args);
         // Parse errors (unknown option, missing required option, bad value) get the same one-line format as
         // every other error, with a pointer to --help instead of the whole help text.

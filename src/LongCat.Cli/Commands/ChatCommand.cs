@@ -10,7 +10,7 @@ public static class ChatCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model") { Description = "Checkpoint folder with tokenizer.json." };
+        var model = CliSupport.ModelOption("Checkpoint folder with tokenizer.json.");
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json (or its folder) when the model folder has none." };
         var system = new Option<string?>("--system") { Description = "System prompt, placed before round 0." };
         var ctx = new Option<int?>("--context") { Description = "Context length; default: max_position_embeddings." };
@@ -22,8 +22,7 @@ public static class ChatCommand
         sampling.AddTo(cmd);
         cmd.SetAction(p => CliSupport.Run(p, () =>
         {
-            var dir = p.GetValue(model) ?? throw new CliException(
-                "no --model given and no demo model is shipped yet: make one with `longcat init --config CONFIG --out DIR` (random weights) or train one, then `longcat chat --model DIR`");
+            var dir = CliSupport.ResolveModel(p.GetValue(model));
             var tok = GenerateCommand.LoadTokenizer(dir, p.GetValue(tokenizer), required: true)!;
             using var m = LongCatModel.Load(dir);
             var options = sampling.Read(p, m, tok);

@@ -60,6 +60,26 @@ public static class CliSupport
     }
 
     public static Option<string> RequiredPath(string name, string description) => new(name) { Description = description, Required = true };
+
+    /// <summary>The shipped demo model (models/longcat-flash-pydoc/README.md): the default of generate, chat and serve.</summary>
+    public const string DemoModel = "models/longcat-flash-pydoc";
+
+    /// <summary>A --model option that defaults to the shipped demo model.</summary>
+    public static Option<string?> ModelOption(string description) => new("--model") { Description = $"{description} Default: the shipped demo model ({DemoModel})." };
+
+    /// <summary>
+    /// <paramref name="given"/>, or the demo model: looked up under the current folder, then under each folder above the
+    /// executable (so `dotnet run --project src/LongCat.Cli` and a build inside the clone find it from anywhere).
+    /// </summary>
+    public static string ResolveModel(string? given)
+    {
+        if (given is not null) return given;
+        var candidates = new List<string> { Path.GetFullPath(DemoModel) };
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent) candidates.Add(Path.Combine(d.FullName, DemoModel));
+        foreach (var c in candidates)
+            if (File.Exists(Path.Combine(c, "config.json"))) return c;
+        throw new CliException($"no --model given and the shipped demo model ({DemoModel}) was not found under {Directory.GetCurrentDirectory()} or above the executable: run from the repository root or pass --model DIR");
+    }
 }
 
 /// <summary>A user error in the command line (bad value, missing input): printed as one line.</summary>

@@ -60,7 +60,7 @@ public static class GenerateCommand
 
     public static Command Create()
     {
-        var model = CliSupport.RequiredPath("--model", "Checkpoint folder (with tokenizer.json for text prompts).");
+        var model = CliSupport.ModelOption("Checkpoint folder (with tokenizer.json for text prompts).");
         var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs tokenizer.json in the model folder, or --tokenizer)." };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json (or its folder) when the model folder has none." };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, e.g. 1,17,42 (no tokenizer needed)." };
@@ -78,7 +78,7 @@ public static class GenerateCommand
             var text = p.GetValue(prompt);
             var idsText = p.GetValue(promptIds);
             if ((text is null) == (idsText is null)) throw new CliException("give exactly one of --prompt TEXT or --prompt-ids 1,17,42");
-            var dir = p.GetValue(model)!;
+            var dir = CliSupport.ResolveModel(p.GetValue(model));
             var tok = LoadTokenizer(dir, p.GetValue(tokenizer), required: text is not null || (p.GetValue(stop)?.Length ?? 0) > 0);
             using var m = LongCatModel.Load(dir);
             if (tok is not null && tok.VocabSize > m.Config.VocabSize)
