@@ -46,6 +46,18 @@ public class AblationTests
         Assert.Equal(a.Steps, b.Steps);
         Assert.Equal(a.FinalValLoss, b.FinalValLoss);
 
+        // A run with its own body (e.g. growth) is keyed by its variant name too: same config, another folder.
+        var v = lab.Run("v", c, variant: "custom", body: (cfg, label) =>
+        {
+            using var t = LongCat.Training.Trainer.Create(LongCat.Training.TrainConfigFile.Parse(cfg.ToJsonString(), label));
+            t.Run();
+            return 1.5;
+        });
+        Assert.NotEqual(a.Dir, v.Dir);
+        Assert.Equal(1.5, v.Seconds);
+        Assert.Equal(a.Steps.Select(s => s.Ce), v.Steps.Select(s => s.Ce));
+        Assert.Equal(v.Dir, lab.Run("v2", c, variant: "custom", body: (_, _) => throw new InvalidOperationException("not cached")).Dir);
+
         // A different config trains into another folder; a stale done.json (different config) is not trusted.
         var d = lab.Run("d", Lab.With(c, "optimizer.lr=1e-3"));
         Assert.NotEqual(a.Dir, d.Dir);

@@ -252,7 +252,7 @@ public static class Experiments
         long half = lab.Steps / 2;
         // The grown run: the 2-layer half trains the first half of the 4-layer run's schedule (same steps, LR schedule
         // and data order), is stacked to 4 layers with all its training state, and trains the second half.
-        var grown = lab.Run("grown: 2 layers for half the tokens, stacked to 4", Lab.With(deep, "init.std=0.02", "seed=1", $"eval.every={Math.Max(1, lab.Steps / 4)}"), (c, label) =>
+        var grown = lab.Run("grown: 2 layers for half the tokens, stacked to 4", deep, variant: "grown-from-half-depth", body: (c, label) =>
         {
             var sw = Stopwatch.StartNew();
             var dir = c["out"]!.GetValue<string>();

@@ -124,31 +124,34 @@ public sealed class Lab
         return c;
     }
 
-    static string Hash(JsonObject config)
+    static string Hash(JsonObject config, string? variant)
     {
         var c = (JsonObject)config.DeepClone();
         c.Remove("out");
+        if (variant is not null) c["variant"] = variant;
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(c.ToJsonString())))[..16];
     }
 
     /// <summary>The run folder a config trains into (runs/HASH).</summary>
-    public string RunDir(JsonObject config) => Path.Combine(Root, "runs", Hash(config));
+    public string RunDir(JsonObject config, string? variant = null) => Path.Combine(Root, "runs", Hash(config, variant));
 
     /// <summary>
     /// Trains <paramref name="config"/> (data.dir and out are filled in) unless the cache has it, and returns its
-    /// curves. <paramref name="body"/> replaces the plain <see cref="Trainer.Run"/> when a run needs steps of its own.
+    /// curves. <paramref name="body"/> replaces the plain <see cref="Trainer.Run"/> when a run needs steps of its own;
+    /// such a run names its <paramref name="variant"/>, which is part of the cache key (its config alone is the plain run's).
     /// </summary>
-    public RunResult Run(string label, JsonObject config, Func<JsonObject, string, double>? body = null)
+    public RunResult Run(string label, JsonObject config, Func<JsonObject, string, double>? body = null, string? variant = null)
     {
+        if ((body is null) != (variant is null)) throw new ArgumentException("a run with its own body needs a variant name, and only then");
         var c = (JsonObject)config.DeepClone();
         ((JsonObject)c["data"]!)["dir"] = DataDir;
-        var dir = RunDir(c);
+        var dir = RunDir(c, variant);
         c["out"] = dir;
         var done = Path.Combine(dir, "done.json");
         if (File.Exists(done))
         {
             var d = JsonNode.Parse(File.ReadAllText(done))!.AsObject();
-            if (JsonNode.DeepEquals(d["config"], c))
+            if (JsonNode.DeepEquals(d["config"], c) && d["variant"]?.GetValue<string>() == variant)
             {
                 Log.WriteLine($"ablate: {label}: cached ({dir})");
                 return Read(label, dir, c, d["seconds"]!.GetValue<double>());
@@ -160,7 +163,7 @@ public sealed class Lab
         var sw = Stopwatch.StartNew();
         double seconds = body is null ? TrainPlain(label, c) : body(c, label);
         if (body is null) seconds = sw.Elapsed.TotalSeconds;
-        File.WriteAllText(done + ".tmp", new JsonObject { ["label"] = label, ["seconds"] = seconds, ["config"] = c.DeepClone() }.ToJsonString());
+        File.WriteAllText(done + ".tmp", new JsonObject { ["label"] = label, ["variant"] = variant, ["seconds"] = seconds, ["config"] = c.DeepClone() }.ToJsonString());
         File.Move(done + ".tmp", done, overwrite: true);
         return Read(label, dir, c, seconds);
     }
