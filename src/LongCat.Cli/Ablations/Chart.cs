@@ -20,10 +20,12 @@ public sealed class Chart(string title, string xTitle, string yTitle, bool logX 
     static PlotModel Build(string title, string xTitle, string yTitle, bool logX)
     {
         var m = new PlotModel { Title = title, DefaultFont = "DejaVu Sans", Background = OxyColors.White, TitleFontSize = 15 };
+        // Inside, top right, one entry per line: the SVG exporter's text metrics run narrower than the fonts viewers
+        // use, so a horizontal legend's entries overlap when rendered.
         m.Legends.Add(new Legend
         {
-            LegendPlacement = LegendPlacement.Outside, LegendPosition = LegendPosition.BottomCenter, LegendOrientation = LegendOrientation.Horizontal,
-            LegendItemSpacing = 40, LegendPadding = 20,
+            LegendPlacement = LegendPlacement.Inside, LegendPosition = LegendPosition.RightTop, LegendOrientation = LegendOrientation.Vertical,
+            LegendBackground = OxyColor.FromAColor(220, OxyColors.White), LegendBorder = OxyColors.Gray, LegendPadding = 10,
         });
         m.Axes.Add(logX
             ? new LogarithmicAxis { Position = AxisPosition.Bottom, Title = xTitle, MajorGridlineStyle = LineStyle.Dot }
@@ -33,12 +35,12 @@ public sealed class Chart(string title, string xTitle, string yTitle, bool logX 
     }
 
     /// <summary>Adds a series; <paramref name="markers"/> draws points, <paramref name="line"/> joins them.</summary>
-    public Chart Series(string name, IEnumerable<(double X, double Y)> points, bool markers = false, bool line = true, bool dashed = false)
+    public Chart Series(string name, IEnumerable<(double X, double Y)> points, bool markers = false, bool line = true, bool dashed = false, int? color = null)
     {
-        var color = Palette[_next++ % Palette.Length];
+        var c = Palette[(color ?? _next++) % Palette.Length];
         var s = new LineSeries
         {
-            Title = name + "   ", Color = line ? color : OxyColors.Transparent, MarkerFill = color, MarkerStroke = color,
+            Title = name + "   ", Color = line ? c : OxyColors.Transparent, MarkerFill = c, MarkerStroke = c,
             MarkerType = markers ? MarkerType.Circle : MarkerType.None, MarkerSize = 4, LineStyle = dashed ? LineStyle.Dash : LineStyle.Solid,
         };
         foreach (var (x, y) in points) if (double.IsFinite(x) && double.IsFinite(y)) s.Points.Add(new DataPoint(x, y));

@@ -103,8 +103,9 @@ public static class Experiments
         const double ke = 3.0;
         var runs = new List<RunResult>
         {
-            lab.Run("controller on (mu 0.05, cosine decay)", b),
-            lab.Run("controller on, slow (mu 0.005)", Lab.With(b, "budget.rate=0.005")),
+            lab.Run("controller on, mu 1 (cosine decay)", Lab.With(b, "budget.rate=1.0")),
+            lab.Run("controller on, mu 0.05 (the lab default)", b),
+            lab.Run("controller on, mu 0.005", Lab.With(b, "budget.rate=0.005")),
             lab.Run("controller off", Lab.With(b, "budget.enabled=false")),
         };
         rep.Claim("the expert-bias PID-like controller (Eq. 2) holds the mean number of activated real experts at the target K_e " +
@@ -121,7 +122,8 @@ public static class Experiments
         rep.Measured(string.Create(CultureInfo.InvariantCulture,
                 $"with the controller the mean settles at {on.Tail(s => s.RealExperts):F3} real experts per token ({Report.Pct(Math.Abs(on.Tail(s => s.RealExperts) - ke) / ke)} from K_e, " +
                 $"step-to-step fluctuation {Report.Pct(on.TailStd(s => s.RealExperts) / ke)}) with a per-token std of {on.Tail(s => s.ExpertsStd):F2}; " +
-                $"without it the router drifts to {runs[2].Tail(s => s.RealExperts):F2}."))
+                $"without it the router drifts to {runs[^1].Tail(s => s.RealExperts):F2}; with mu 0.05 (the other ablations' setting) it has only reached " +
+                $"{runs[1].Tail(s => s.RealExperts):F2} after {lab.Steps} steps."))
            .Value("mean_real_experts", on.Tail(s => s.RealExperts))
            .Plot(Curves(new Chart("A2: mean real experts per token", "step", "real experts / token (mean over layers)"), runs, s => s.RealExperts).HLine(ke, "K_e"),
                  "a2-mean-experts.svg", "A2 mean real experts per token")
@@ -150,8 +152,8 @@ public static class Experiments
             $"{100 * (r.FinalValLoss - first.FinalValLoss) / first.FinalValLoss:+0.00;-0.00}%)"))) + ".");
         more?.Invoke(rep);
         var c = new Chart($"{E(name).Id}: loss", "tokens", "cross-entropy");
-        foreach (var r in runs) c.Series(r.Label + " (train)", CeCurve(r));
-        foreach (var r in runs) c.Series(r.Label + " (val)", ValCurve(r), markers: true, dashed: true);
+        for (int i = 0; i < runs.Count; i++) c.Series(runs[i].Label + " (train)", CeCurve(runs[i]), color: i);
+        for (int i = 0; i < runs.Count; i++) c.Series(runs[i].Label + " (validation)", ValCurve(runs[i]), markers: true, dashed: true, color: i);
         rep.Plot(c, plotPrefix + "-loss.svg", E(name).Id + " loss curves").Runs(runs);
         return rep.Save(Cmd(E(name), lab));
     }
@@ -299,8 +301,9 @@ public static class Experiments
                 (jump is { } j ? string.Create(inv, $"; at the growth step the validation loss went from {j.Before:F4} (2 layers) to {j.After:F4} (stacked, before any update)") : "") + ".")
            .Value("delta_grown_minus_random", d)
            .Plot(new Chart("A5: model growth vs random init", "tokens", "cross-entropy")
-                    .Series("random init (train)", CeCurve(random)).Series("grown (train)", CeCurve(grown))
-                    .Series("random init (val)", ValCurve(random), markers: true, dashed: true).Series("grown (val)", ValCurve(grown), markers: true, dashed: true),
+                    .Series("random init (train)", CeCurve(random), color: 0).Series("grown (train)", CeCurve(grown), color: 1)
+                    .Series("random init (validation)", ValCurve(random), markers: true, dashed: true, color: 0)
+                    .Series("grown (validation)", ValCurve(grown), markers: true, dashed: true, color: 1),
                  "a5-growth.svg", "A5 growth vs random init")
            .Runs([random, grown]);
         return rep.Save(Cmd(E("growth"), lab));
@@ -376,24 +379,36 @@ public static class Experiments
             var t = HyperparameterTransfer.Transfer(p, 128, "proxy", runOut: "").Config;
             return lab.Run($"target width 128 (transferred), lr {Lab.G(lr)}", t);
         }).ToList();
+        // The control: the same wide model with the proxy's hyperparameters taken over as they are (no /s).
+        var naiveRuns = lrs.Select(lr =>
+        {
+            var t = HyperparameterTransfer.Transfer(Lab.With(proxy, $"optimizer.lr={L(lr)}"), 128, "proxy", runOut: "").Config;
+            t["groups"] = new JsonObject();
+            return lab.Run($"target width 128 (not transferred), lr {Lab.G(lr)}", t);
+        }).ToList();
         int bp = proxyRuns.Select((r, i) => (r.FinalValLoss, i)).Min().i;
+        int bn = naiveRuns.Select((r, i) => (r.FinalValLoss, i)).Min().i;
         int bt = targetRuns.Select((r, i) => (r.FinalValLoss, i)).Min().i;
         rep.Claim("with the width transfer rules of Table 1 (hidden and unembedding init variance and LR divided by s = width ratio, embedding kept) " +
                   "the learning rate tuned on a narrow proxy is (near) optimal for the wide model (paper section 3.1; LongCat tuned at 768, trained at 6144).")
            .Setup($"proxy: the lab model at width 32 (1 head); target: `longcat transfer --width 128` of each proxy config (the lab model's shape) (s = 4: width dims x4, hidden/router/unembedding LR and " +
                   $"init variance /4); the same base LR grid {string.Join(", ", lrs.Select(Lab.G))} on both; {lab.Steps} steps of 8 x 128 tokens each.")
-           .Table(["base LR", "proxy (w32) val loss", "target (w128, transferred) val loss"],
-                  lrs.Select((lr, i) => new[] { Lab.G(lr) + (i == bp ? " (proxy best)" : ""), Lab.F(proxyRuns[i].FinalValLoss), Lab.F(targetRuns[i].FinalValLoss) + (i == bt ? " (best)" : "") }));
+           .Table(["base LR", "proxy (w32) val loss", "target (w128, transferred) val loss", "target (w128, proxy's multipliers as they are) val loss"],
+                  lrs.Select((lr, i) => new[] { Lab.G(lr) + (i == bp ? " (proxy best)" : ""), Lab.F(proxyRuns[i].FinalValLoss),
+                      Lab.F(targetRuns[i].FinalValLoss) + (i == bt ? " (best)" : ""), Lab.F(naiveRuns[i].FinalValLoss) + (i == bn ? " (best)" : "") }));
         double gap = targetRuns[bp].FinalValLoss - targetRuns[bt].FinalValLoss;
         rep.Measured($"the proxy's best base LR is {Lab.G(lrs[bp])}; the wide model's best is {Lab.G(lrs[bt])}" +
-                (bp == bt ? ": the same grid point." : $"; at the proxy's LR the wide model is {Lab.F(gap)} nats from its best."))
+                (bp == bt ? ": the same grid point." : $"; at the proxy's LR the wide model is {Lab.F(gap)} nats from its best.") +
+                $" Without the transfer rules (every group at the base LR and init variance) the wide model's best is {Lab.G(lrs[bn])} " +
+                $"({Lab.F(naiveRuns[bn].FinalValLoss)}), and at the proxy's best LR it reaches {Lab.F(naiveRuns[bp].FinalValLoss)} vs {Lab.F(targetRuns[bp].FinalValLoss)} transferred.")
            .Value("target_gap_at_proxy_best", gap)
            .Plot(new Chart("Transfer: validation loss vs base LR", "base learning rate", "validation loss", logX: true)
                     .Series("proxy, width 32", lrs.Select((lr, i) => (lr, proxyRuns[i].FinalValLoss)), markers: true)
                     .Series("target, width 128 (transferred)", lrs.Select((lr, i) => (lr, targetRuns[i].FinalValLoss)), markers: true)
+                    .Series("target, width 128 (not transferred)", lrs.Select((lr, i) => (lr, naiveRuns[i].FinalValLoss)), markers: true, dashed: true)
                     .VLine(lrs[bp], "proxy best"),
                  "transfer-lr.svg", "LR sweep, proxy vs transferred target")
-           .Runs([.. proxyRuns, .. targetRuns]);
+           .Runs([.. proxyRuns, .. targetRuns, .. naiveRuns]);
         return rep.Save(Cmd(E("transfer"), lab));
     }
 }

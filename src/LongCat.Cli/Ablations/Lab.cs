@@ -58,7 +58,7 @@ public sealed class Lab
     }
 
     public static string F(double x, int digits = 4) => double.IsFinite(x) ? x.ToString("F" + digits, CultureInfo.InvariantCulture) : "n/a";
-    public static string G(double x) => x.ToString("G3", CultureInfo.InvariantCulture);
+    public static string G(double x) => x.ToString("G3", CultureInfo.InvariantCulture).Replace("E-0", "e-").Replace("E-", "e-").Replace("E+0", "e+").Replace("E+", "e+");
 
     /// <summary>The prepared data folder (made on first use: tokenizer training ~3 s, tokenizing ~1 s).</summary>
     public string DataDir
