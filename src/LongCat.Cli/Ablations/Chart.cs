@@ -40,7 +40,8 @@ public sealed class Chart(string title, string xTitle, string yTitle, bool logX 
         var c = Palette[(color ?? _next++) % Palette.Length];
         var s = new LineSeries
         {
-            Title = name + "   ", Color = line ? c : OxyColors.Transparent, MarkerFill = c, MarkerStroke = c,
+            // Trailing spaces widen the measured legend box: viewers render the text wider than the exporter measures it.
+            Title = name + new string(' ', name.Length / 2 + 4), Color = line ? c : OxyColors.Transparent, MarkerFill = c, MarkerStroke = c,
             MarkerType = markers ? MarkerType.Circle : MarkerType.None, MarkerSize = 4, LineStyle = dashed ? LineStyle.Dash : LineStyle.Solid,
         };
         foreach (var (x, y) in points) if (double.IsFinite(x) && double.IsFinite(y)) s.Points.Add(new DataPoint(x, y));
