@@ -62,10 +62,19 @@ public class ChatCliTests
     }
 
     [Fact]
-    public void ChatWithoutModelPointsAtInit()
+    public async Task ChatWithoutModelUsesTheShippedDemoModel()
     {
-        var (exit, _, err) = CliProcess.Run("chat");
-        Assert.Equal(1, exit);
-        Assert.Contains("longcat init", err);
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "exec", Path.Combine(AppContext.BaseDirectory, "longcat.dll"), "chat", "--max-tokens", "6", "--temperature", "0", "--threads", "1" })
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        p.StandardInput.WriteLine("What does the json module do?");
+        p.StandardInput.Close();
+        var errTask = p.StandardError.ReadToEndAsync();
+        _ = await p.StandardOutput.ReadToEndAsync();
+        Assert.True(p.WaitForExit(120_000));
+        var err = await errTask;
+        Assert.True(p.ExitCode == 0, err);
+        Assert.Equal(1, err.Split('\n').Count(l => l.Contains("decode")));
     }
 }

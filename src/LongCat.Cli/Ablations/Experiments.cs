@@ -104,7 +104,7 @@ public static class Experiments
         var runs = new List<RunResult>
         {
             lab.Run("controller on, mu 1 (cosine decay)", Lab.With(b, "budget.rate=1.0")),
-            lab.Run("controller on, mu 0.05 (the lab default)", b),
+            lab.Run("controller on, mu 0.05 (lab default)", b),
             lab.Run("controller on, mu 0.005", Lab.With(b, "budget.rate=0.005")),
             lab.Run("controller off", Lab.With(b, "budget.enabled=false")),
         };
@@ -112,7 +112,7 @@ public static class Experiments
                   "(fluctuation < 1%), while the per-token number keeps a large spread (token-dependent compute).")
            .Setup($"base lab model, 16 real + 8 zero experts, top-4, target K_e = {ke}; {lab.Steps} steps. 'fluctuation' is the std of the " +
                   "per-step mean over the last 20% of steps, relative to K_e; 'per-token std' is the std over tokens of the real experts a token uses.")
-           .Table(["run", "mean real experts (last 20%)", "|mean - K_e| / K_e", "fluctuation", "per-token std", "val loss"],
+           .Table(["run", "mean real experts (last 20%)", "deviation from K_e", "fluctuation", "per-token std", "val loss"],
                   runs.Select(r =>
                   {
                       double m = r.Tail(s => s.RealExperts);
@@ -209,7 +209,7 @@ public static class Experiments
         return CompareLoss(lab, a, "z-loss",
             "a hidden z-loss on the last layer's output suppresses massive activations without hurting the loss (paper section 3.1).",
             $"base lab model; lambda = 0, 1e-6, 1e-4 on the last layer's output before the final norm; {lab.Steps} steps.",
-            runs, ["max |h| (last 20%)", "max |h| (whole run)"],
+            runs, ["max abs(h), last 20%", "max abs(h), whole run"],
             r => [Lab.F(r.Tail(s => s.HiddenMaxAbs), 1), Lab.F(r.Steps.Max(s => s.HiddenMaxAbs), 1)], "a6",
             rep => rep.Plot(Curves(new Chart("A6: last-layer max |activation|", "step", "max |h|"), runs, s => s.HiddenMaxAbs), "a6-max-activation.svg", "A6 max activation"));
     }
