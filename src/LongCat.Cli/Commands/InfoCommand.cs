@@ -24,10 +24,11 @@ public static class InfoCommand
         return cmd;
     }
 
-    static string B(double n) => (n / 1e9).ToString("0.00", CultureInfo.InvariantCulture) + "B";
+    // Billions for the real model, millions below 1B (a 16M demo model would read 0.00B everywhere).
+    static string B(double n) => n < 1e9 ? M(n) : (n / 1e9).ToString("0.00", CultureInfo.InvariantCulture) + "B";
     static string M(double n) => (n / 1e6).ToString("0.00", CultureInfo.InvariantCulture) + "M";
-    static string Round1(double n) => (n / 1e9).ToString("0.0", CultureInfo.InvariantCulture) + "B";
-    static string Trunc1(double n) => (Math.Floor(n / 1e8) / 10).ToString("0.0", CultureInfo.InvariantCulture) + "B";
+    static string Round1(double n) => n < 1e9 ? (n / 1e6).ToString("0.0", CultureInfo.InvariantCulture) + "M" : (n / 1e9).ToString("0.0", CultureInfo.InvariantCulture) + "B";
+    static string Trunc1(double n) => n < 1e9 ? (Math.Floor(n / 1e5) / 10).ToString("0.0", CultureInfo.InvariantCulture) + "M" : (Math.Floor(n / 1e8) / 10).ToString("0.0", CultureInfo.InvariantCulture) + "B";
     static string N(long n) => n.ToString("N0", CultureInfo.InvariantCulture);
 
     static int Run(string? modelDir, string? configArg, double? avgExperts, bool json)
@@ -112,7 +113,7 @@ public static class InfoCommand
         Act("0 real experts in every layer:", actMin);
         Act($"{Math.Min(k, c.NRoutedExperts)} real experts in every layer:", actMax);
         Act($"K_e = {ke.ToString("0.##", CultureInfo.InvariantCulture)} real experts on average:", actKe);
-        Console.WriteLine($"  range: {Trunc1(actMin)}-{Trunc1(actMax)} (truncated to 0.1B, the paper's convention)");
+        Console.WriteLine($"  range: {Trunc1(actMin)}-{Trunc1(actMax)} (truncated to one decimal, the paper's convention)");
         Console.WriteLine();
         long kv = pc.KvCacheValuesPerToken;
         Console.WriteLine($"KV cache (MLA latent: {c.KvLoraRank} + {c.QkRopeHeadDim} values per token per attention sublayer, {2 * L} sublayers):");
