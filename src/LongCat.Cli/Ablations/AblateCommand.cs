@@ -11,7 +11,7 @@ public static class AblateCommand
         var name = new Argument<string>("name") { Description = $"Which ablation: {names}, or all." };
         var output = new Option<string>("--out") { Description = "Lab folder: prepared data, the run cache (runs/HASH) and one results folder per ablation.", DefaultValueFactory = _ => "out/ablate" };
         var corpus = new Option<string>("--corpus") { Description = "Training text (.jsonl(.gz) or .txt(.gz)).", DefaultValueFactory = _ => "data/python-docs/corpus.jsonl.gz" };
-        var steps = new Option<long>("--steps") { Description = "Training steps per run (2,048 tokens each).", DefaultValueFactory = _ => 200 };
+        var steps = new Option<long>("--steps") { Description = "Training steps per run (2,048 tokens each; docs/ablations.md used 120).", DefaultValueFactory = _ => 120 };
         var model = new Option<string>("--model") { Description = "mtp: the trained model with an MTP head to measure.", DefaultValueFactory = _ => "models/longcat-flash-pydoc" };
         var prompts = new Option<int>("--prompts") { Description = "mtp: number of prompts.", DefaultValueFactory = _ => 24 };
         var cmd = new Command("ablate",
