@@ -41,22 +41,26 @@ public class ChatCliTests
         Assert.Contains("tokenizer.json", err);
     }
 
-    [Fact]
-    public async Task ChatReadsTurnsFromStdin()
+    /// <summary>Runs `longcat chat ARGS` with the given stdin lines; returns stderr after asserting exit code 0.</summary>
+    static async Task<string> Chat(string[] args, params string[] input)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "exec", Path.Combine(AppContext.BaseDirectory, "longcat.dll"), "chat", "--model", Model.Value, "--max-tokens", "6", "--temperature", "0" })
-            psi.ArgumentList.Add(a);
+        foreach (var a in new[] { "exec", Path.Combine(AppContext.BaseDirectory, "longcat.dll"), "chat" }.Concat(args)) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
-        p.StandardInput.WriteLine("Hello there");
-        p.StandardInput.WriteLine("And again");
-        p.StandardInput.WriteLine("/exit");
+        foreach (var line in input) p.StandardInput.WriteLine(line);
         p.StandardInput.Close();
         var errTask = p.StandardError.ReadToEndAsync();
         _ = await p.StandardOutput.ReadToEndAsync();
         Assert.True(p.WaitForExit(120_000));
         var err = await errTask;
         Assert.True(p.ExitCode == 0, err);
+        return err;
+    }
+
+    [Fact]
+    public async Task ChatReadsTurnsFromStdin()
+    {
+        var err = await Chat(["--model", Model.Value, "--max-tokens", "6", "--temperature", "0"], "Hello there", "And again", "/exit");
         // Two replies, each followed by a stats line on stderr.
         Assert.Equal(2, err.Split('\n').Count(l => l.Contains("decode")));
     }
@@ -64,17 +68,7 @@ public class ChatCliTests
     [Fact]
     public async Task ChatWithoutModelUsesTheShippedDemoModel()
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "exec", Path.Combine(AppContext.BaseDirectory, "longcat.dll"), "chat", "--max-tokens", "6", "--temperature", "0", "--threads", "1" })
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        p.StandardInput.WriteLine("What does the json module do?");
-        p.StandardInput.Close();
-        var errTask = p.StandardError.ReadToEndAsync();
-        _ = await p.StandardOutput.ReadToEndAsync();
-        Assert.True(p.WaitForExit(120_000));
-        var err = await errTask;
-        Assert.True(p.ExitCode == 0, err);
+        var err = await Chat(["--max-tokens", "6", "--temperature", "0", "--threads", "1"], "What does the json module do?");
         Assert.Equal(1, err.Split('\n').Count(l => l.Contains("decode")));
     }
 }

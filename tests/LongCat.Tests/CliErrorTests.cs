@@ -19,39 +19,10 @@ public class CliErrorTests
     static readonly string Tiny = Fixtures.Reference("tiny");
     static readonly string TinyInput = Path.Combine(Fixtures.Reference("tiny"), "expected.safetensors");
 
-    static (int Rc, string Out, string Err) Cli(params string[] args)
-    {
-        var oldOut = Console.Out;
-        var oldErr = Console.Error;
-        var o = new StringWriter();
-        var e = new StringWriter();
-        try
-        {
-            Console.SetOut(o);
-            Console.SetError(e);
-            int rc = LongCat.Cli.Program.Main(args);
-            return (rc, o.ToString(), e.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+    static (int Rc, string Out, string Err) Cli(params string[] args) => InProcessCli.Run(args);
 
     /// <summary>Runs the CLI and asserts a non-zero exit and one error line containing every fragment.</summary>
-    static string Fails(string[] args, params string[] fragments)
-    {
-        var (rc, _, err) = Cli(args);
-        Assert.NotEqual(0, rc);
-        Assert.DoesNotContain("   at ", err);
-        Assert.DoesNotContain("Exception", err);
-        var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).Where(l => l.Length > 0).ToArray();
-        Assert.True(lines.Length == 1, $"expected one stderr line, got {lines.Length}:\n{err}");
-        Assert.StartsWith("longcat: error: ", lines[0]);
-        foreach (var f in fragments) Assert.Contains(f, lines[0]);
-        return lines[0];
-    }
+    static string Fails(string[] args, params string[] fragments) => InProcessCli.Fails(args, fragments);
 
     static string Out() => Path.Combine(Fixtures.NewTempDir(), "out.safetensors");
 

@@ -219,32 +219,7 @@ public partial class GrowTests
         Assert.Empty(Directory.EnumerateDirectories(dir, ".tmp-*"));
     }
 
-    static (int Rc, string Out, string Err) Cli(params string[] args)
-    {
-        var oldOut = Console.Out;
-        var oldErr = Console.Error;
-        var o = new StringWriter();
-        var e = new StringWriter();
-        try
-        {
-            Console.SetOut(o);
-            Console.SetError(e);
-            int rc = LongCat.Cli.Program.Main(args);
-            return (rc, o.ToString(), e.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+    static (int Rc, string Out, string Err) Cli(params string[] args) => InProcessCli.Run(args);
 
-    static void Fails(string[] args, params string[] fragments)
-    {
-        var (rc, _, err) = Cli(args);
-        Assert.Equal(1, rc);
-        var line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.StartsWith("longcat: error: ", line);
-        foreach (var f in fragments) Assert.Contains(f, line);
-    }
+    static void Fails(string[] args, params string[] fragments) => InProcessCli.Fails(args, fragments);
 }
