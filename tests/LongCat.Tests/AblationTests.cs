@@ -51,10 +51,9 @@ public class AblationTests
         {
             using var t = LongCat.Training.Trainer.Create(LongCat.Training.TrainConfigFile.Parse(cfg.ToJsonString(), label));
             t.Run();
-            return 1.5;
         });
         Assert.NotEqual(a.Dir, v.Dir);
-        Assert.Equal(1.5, v.Seconds);
+        Assert.True(v.Seconds > 0);
         Assert.Equal(a.Steps.Select(s => s.Ce), v.Steps.Select(s => s.Ce));
         Assert.Equal(v.Dir, lab.Run("v2", c, variant: "custom", body: (_, _) => throw new InvalidOperationException("not cached")).Dir);
 

@@ -45,19 +45,7 @@ public class ShippedModelTests
         using var m = LongCatModel.Load(Dir);
         var tok = Tokenizer.Load(Dir);
         var ids = tok.EncodeToIds(text);
-        var r = m.Forward(ids, 1, ids.Length);
-        int v = m.Config.VocabSize;
-        double ce = 0;
-        for (int t = 0; t + 1 < ids.Length; t++)
-        {
-            var row = r.Logits.AsSpan(t * v, v);
-            float max = float.NegativeInfinity;
-            foreach (var x in row) max = Math.Max(max, x);
-            double sum = 0;
-            foreach (var x in row) sum += Math.Exp(x - max);
-            ce += max + Math.Log(sum) - row[ids[t + 1]];
-        }
-        ce /= ids.Length - 1;
+        double ce = LongCat.Quantization.QuantDrift.NextTokenCrossEntropy(m.Forward(ids, 1, ids.Length).Logits, ids, 1, ids.Length, m.Config.VocabSize);
         // A random model is at ln(8192) = 9.0 nats; the trained one is far below.
         Assert.InRange(ce, 0.5, 5.5);
     }

@@ -256,7 +256,6 @@ public static class Experiments
         // and data order), is stacked to 4 layers with all its training state, and trains the second half.
         var grown = lab.Run("grown: 2 layers for half the tokens, stacked to 4", deep, variant: "grown-from-half-depth", body: (c, label) =>
         {
-            var sw = Stopwatch.StartNew();
             var dir = c["out"]!.GetValue<string>();
             var small = Lab.With(c, "model.num_layers=2");
             small["out"] = Path.Combine(dir, "half");
@@ -283,12 +282,10 @@ public static class Experiments
             // One metrics file for the whole run: the half-depth steps, then the grown ones.
             var lines = File.ReadLines(Path.Combine(dir, "half", "metrics.jsonl")).Concat(File.ReadLines(Path.Combine(dir, "metrics.jsonl"))).ToList();
             File.WriteAllLines(Path.Combine(dir, "metrics.jsonl"), lines);
-            return sw.Elapsed.TotalSeconds;
         });
         var jumpFile = Path.Combine(grown.Dir, "growth.json");
-        (double Before, double After)? jump = File.Exists(jumpFile)
-            ? (JsonNode.Parse(File.ReadAllText(jumpFile))!["before"]!.GetValue<double>(), JsonNode.Parse(File.ReadAllText(jumpFile))!["after"]!.GetValue<double>())
-            : null;
+        var jumpJson = File.Exists(jumpFile) ? JsonNode.Parse(File.ReadAllText(jumpFile)) : null;
+        (double Before, double After)? jump = jumpJson is null ? null : (jumpJson["before"]!.GetValue<double>(), jumpJson["after"]!.GetValue<double>());
         rep.Claim("training a half-depth model and stacking its layers (1..n, 1..n) with all training state carried over beats random " +
                   "initialisation at equal tokens: the loss jumps right after growth, then converges faster and ends lower (paper section 3.2, Figure 6).")
            .Setup($"base lab model at 4 layers; grown run: 2 layers for {half} steps, `longcat grow` (optimizer moments, step, schedule, data position " +

@@ -137,10 +137,11 @@ public sealed class Lab
 
     /// <summary>
     /// Trains <paramref name="config"/> (data.dir and out are filled in) unless the cache has it, and returns its
-    /// curves. <paramref name="body"/> replaces the plain <see cref="Trainer.Run"/> when a run needs steps of its own;
-    /// such a run names its <paramref name="variant"/>, which is part of the cache key (its config alone is the plain run's).
+    /// curves. <paramref name="body"/> (given the filled-in config and the label) replaces the plain
+    /// <see cref="Trainer.Run"/> when a run needs steps of its own; such a run names its <paramref name="variant"/>,
+    /// which is part of the cache key (its config alone is the plain run's).
     /// </summary>
-    public RunResult Run(string label, JsonObject config, Func<JsonObject, string, double>? body = null, string? variant = null)
+    public RunResult Run(string label, JsonObject config, Action<JsonObject, string>? body = null, string? variant = null)
     {
         if ((body is null) != (variant is null)) throw new ArgumentException("a run with its own body needs a variant name, and only then");
         var c = (JsonObject)config.DeepClone();
@@ -161,21 +162,18 @@ public sealed class Lab
         Directory.CreateDirectory(dir);
         Log.WriteLine($"ablate: {label}: training ({dir})");
         var sw = Stopwatch.StartNew();
-        double seconds = body is null ? TrainPlain(label, c) : body(c, label);
-        if (body is null) seconds = sw.Elapsed.TotalSeconds;
+        (body ?? TrainPlain)(c, label);
+        double seconds = sw.Elapsed.TotalSeconds;
         File.WriteAllText(done + ".tmp", new JsonObject { ["label"] = label, ["variant"] = variant, ["seconds"] = seconds, ["config"] = c.DeepClone() }.ToJsonString());
         File.Move(done + ".tmp", done, overwrite: true);
         return Read(label, dir, c, seconds);
     }
 
-    double TrainPlain(string label, JsonObject c)
+    void TrainPlain(JsonObject c, string label)
     {
-        var o = TrainConfigFile.Parse(c.ToJsonString(), label);
-        var sw = Stopwatch.StartNew();
-        using var t = Trainer.Create(o);
+        using var t = Trainer.Create(TrainConfigFile.Parse(c.ToJsonString(), label));
         Attach(t, label);
         t.Run();
-        return sw.Elapsed.TotalSeconds;
     }
 
     /// <summary>Progress lines of a trainer: every quarter of the run and every validation.</summary>

@@ -149,20 +149,32 @@ public static class QuantDrift
         var a = reference.Forward(ids, batch, seq).Logits;
         var b = model.Forward(ids, batch, seq).Logits;
         int v = reference.Config.VocabSize;
-        double maxD = 0, sumD = 0, ceA = 0, ceB = 0;
-        int n = 0, agree = 0;
+        double maxD = 0, sumD = 0;
+        int agree = 0;
         for (int r = 0; r < batch * seq; r++)
         {
             var ra = a.AsSpan(r * v, v); var rb = b.AsSpan(r * v, v);
             for (int j = 0; j < v; j++) { double d = Math.Abs(ra[j] - rb[j]); maxD = Math.Max(maxD, d); sumD += d; }
             if (System.Numerics.Tensors.TensorPrimitives.IndexOfMax(ra) == System.Numerics.Tensors.TensorPrimitives.IndexOfMax(rb)) agree++;
+        }
+        return new DriftReport(maxD, sumD / ((double)batch * seq * v), NextTokenCrossEntropy(a, ids, batch, seq, v),
+            NextTokenCrossEntropy(b, ids, batch, seq, v), agree / (double)(batch * seq));
+    }
+
+    /// <summary>Mean next-token cross-entropy (nats) of logits [B·S, V] for the ids [B·S] they were computed from
+    /// (the last position of each sequence has no target); 0 when no position has one.</summary>
+    public static double NextTokenCrossEntropy(ReadOnlySpan<float> logits, ReadOnlySpan<int> ids, int batch, int seq, int v)
+    {
+        double ce = 0;
+        int n = 0;
+        for (int r = 0; r < batch * seq; r++)
+        {
             if (r % seq == seq - 1) continue;
-            int next = ids[r + 1];
-            ceA += Lse(ra) - ra[next];
-            ceB += Lse(rb) - rb[next];
+            var row = logits.Slice(r * v, v);
+            ce += Lse(row) - row[ids[r + 1]];
             n++;
         }
-        return new DriftReport(maxD, sumD / ((double)batch * seq * v), n == 0 ? 0 : ceA / n, n == 0 ? 0 : ceB / n, agree / (double)(batch * seq));
+        return n == 0 ? 0 : ce / n;
     }
 
     static double Lse(ReadOnlySpan<float> x)

@@ -42,13 +42,7 @@ public static class HyperparameterTransfer
     public static TransferResult TransferFile(string proxyPath, int targetWidth, string? runOut = null)
     {
         if (!File.Exists(proxyPath)) throw new ConfigException($"{proxyPath}: proxy training config not found");
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(File.ReadAllText(proxyPath), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip }) as JsonObject
-                ?? throw new ConfigException($"{proxyPath}: the top level must be a JSON object");
-        }
-        catch (JsonException e) { throw new ConfigException($"{proxyPath}: invalid JSON: {e.Message}"); }
+        var root = TrainConfigFile.ReadObject(File.ReadAllText(proxyPath), proxyPath);
         return Transfer(root, targetWidth, proxyPath, runOut);
     }
 
@@ -61,9 +55,7 @@ public static class HyperparameterTransfer
     {
         // Validate the proxy first: its errors should name the proxy, not the result.
         TrainConfigFile.Parse(proxy.ToJsonString(), source);
-        var root = (JsonObject)proxy.DeepClone();
-        if (root["model"] is JsonValue mv && mv.TryGetValue<string>(out var modelPath))
-            root["model"] = JsonNode.Parse(File.ReadAllText(modelPath));
+        var root = TrainConfigFile.ReadObject(proxy.ToJsonString(), source);
         if (root["model"] is not JsonObject model)
             throw new ConfigException($"{source}: 'model' must be a config object or a config.json path to transfer its width");
         var proxyConfig = LongCatConfig.Parse(model.ToJsonString(), $"{source}: model");

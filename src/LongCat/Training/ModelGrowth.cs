@@ -165,8 +165,8 @@ public static unsafe class ModelGrowth
 
     /// <summary>
     /// The source run's train.json (<paramref name="json"/>, comments allowed) for the grown run: the model with
-    /// num_layers grown (an inline model object keeps its other keys; a model path, or one taken from init.from,
-    /// becomes the grown config object and init.from goes: the grown checkpoint is the start), and "out" set to
+    /// num_layers grown (a model object, or a model path inlined as its file's object, keeps its other keys; a
+    /// model taken from init.from becomes the grown config object and init.from goes: the grown checkpoint is the start), and "out" set to
     /// <paramref name="outDir"/>. Everything else is kept (data, seed, batch sizes, steps: what a resume checks). The
     /// source config must describe <paramref name="sourceModel"/>. Plain JSON (comments are not kept).
     /// </summary>
@@ -175,7 +175,7 @@ public static unsafe class ModelGrowth
         var o = TrainConfigFile.Parse(json, source);
         if (o.InitFrom is null && o.Model.ToJson() != sourceModel.ToJson())
             throw new ConfigException($"{source}: its model is not the checkpoint's model (is it the config of the run that wrote the checkpoint?)");
-        var root = (JsonObject)JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip })!;
+        var root = TrainConfigFile.ReadObject(json, source);
         if (root["model"] is JsonObject model && root["init"]?["from"] is null)
         {
             var key = model.ContainsKey("num_layers") || !model.ContainsKey("num_hidden_layers") ? "num_layers" : "num_hidden_layers";

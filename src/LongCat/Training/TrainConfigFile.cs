@@ -19,7 +19,12 @@ public static class TrainConfigFile
         return Parse(File.ReadAllText(path), path, overrides);
     }
 
-    public static TrainingOptions Parse(string json, string source, IEnumerable<string>? overrides = null)
+    /// <summary>
+    /// train.json text as a JSON object (comments and trailing commas allowed), with a "model" given as a config.json
+    /// path replaced by that file's object, so --set model.hidden_size=... and config rewriters (transfer, grow) see
+    /// one shape either way.
+    /// </summary>
+    public static JsonObject ReadObject(string json, string source)
     {
         JsonObject root;
         try
@@ -28,14 +33,18 @@ public static class TrainConfigFile
                 ?? throw new ConfigException($"{source}: the top level must be a JSON object");
         }
         catch (JsonException e) { throw new ConfigException($"{source}: invalid JSON: {e.Message}"); }
-
-        // A model given as a path becomes its object, so --set model.hidden_size=... works either way.
         if (root["model"] is JsonValue mv && mv.TryGetValue<string>(out var modelPath))
         {
             if (!File.Exists(modelPath)) throw new ConfigException($"{source}: model config '{modelPath}' not found");
             try { root["model"] = JsonNode.Parse(File.ReadAllText(modelPath)); }
             catch (JsonException e) { throw new ConfigException($"{modelPath}: invalid JSON: {e.Message}"); }
         }
+        return root;
+    }
+
+    public static TrainingOptions Parse(string json, string source, IEnumerable<string>? overrides = null)
+    {
+        var root = ReadObject(json, source);
         foreach (var o in overrides ?? []) ApplyOverride(root, o);
 
         var r = new Section(root, "", source);
