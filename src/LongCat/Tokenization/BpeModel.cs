@@ -161,6 +161,7 @@ sealed class BpeModel
     }
 
     /// <summary>Hugging Face's heap algorithm: (rank, position) priority, stale entries skipped.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal int MergeLong(int[] sym, int[] len, int n, ref BpeScratch scratch)
     {
         var prev = scratch.Prev;
@@ -173,22 +174,22 @@ sealed class BpeModel
             next[i] = i + 1 < n ? i + 1 : -1;
         }
         for (int i = 0; i + 1 < n; i++)
-            if (_merges.TryGet(sym[i], sym[i + 1], out int r, out int m)) heap.Enqueue((i, m), ((long)r << 32) | (uint)i);
-        while (heap.TryDequeue(out var top, out _))
+            if (_merges.TryGet(sym[i], sym[i + 1], out int r, out int m)) heap.Push(((long)r << 32) | (uint)i, m);
+        while (heap.TryPop(out long key, out int topMerged))
         {
-            int p = top.Pos;
+            int p = (int)(uint)key;
             if (len[p] == 0 || next[p] < 0) continue;
             int q = next[p];
-            if (!_merges.TryGet(sym[p], sym[q], out _, out int merged) || merged != top.Merged) continue;
+            if (!_merges.TryGet(sym[p], sym[q], out _, out int merged) || merged != topMerged) continue;
             sym[p] = merged;
             len[p] += len[q];
             len[q] = 0;
             next[p] = next[q];
             if (next[q] >= 0) prev[next[q]] = p;
             if (prev[p] >= 0 && _merges.TryGet(sym[prev[p]], sym[p], out int r1, out int m1))
-                heap.Enqueue((prev[p], m1), ((long)r1 << 32) | (uint)prev[p]);
+                heap.Push(((long)r1 << 32) | (uint)prev[p], m1);
             if (next[p] >= 0 && _merges.TryGet(sym[p], sym[next[p]], out int r2, out int m2))
-                heap.Enqueue((p, m2), ((long)r2 << 32) | (uint)p);
+                heap.Push(((long)r2 << 32) | (uint)p, m2);
         }
         int w = 0;
         for (int i = 0; i >= 0 && i < n; i = next[i])
@@ -204,11 +205,11 @@ sealed class BpeModel
 struct BpeScratch
 {
     public int[] Ids, Lengths, Ranks, Prev, Next;
-    public PriorityQueue<(int Pos, int Merged), long> Heap;
+    public MergeHeap Heap;
 
     public void Ensure(int n)
     {
-        Heap ??= new PriorityQueue<(int, int), long>();
+        Heap ??= new MergeHeap();
         if (Ids is not null && Ids.Length >= n) return;
         int cap = Math.Max(64, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n));
         Ids = new int[cap];
@@ -216,5 +217,68 @@ struct BpeScratch
         Ranks = new int[cap];
         Prev = new int[cap];
         Next = new int[cap];
+    }
+}
+
+/// <summary>
+/// Binary min-heap of (key, merged id) for <see cref="BpeModel.MergeLong"/>; the key is rank &lt;&lt; 32 | position,
+/// so the lowest rank pops first and the leftmost among equal ranks (equal keys are the same merge at the same
+/// place). Not <see cref="PriorityQueue{TElement, TPriority}"/>: its instantiation over our tuple starts in tier-0
+/// code, which made the first long word of a process (e.g. one `longcat tokenize` of a 50 KB word) several times
+/// slower; these methods are compiled optimized on first use.
+/// </summary>
+sealed class MergeHeap
+{
+    long[] _keys = new long[64];
+    int[] _merged = new int[64];
+    int _count;
+
+    public void Clear() => _count = 0;
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public void Push(long key, int merged)
+    {
+        if (_count == _keys.Length)
+        {
+            Array.Resize(ref _keys, _count * 2);
+            Array.Resize(ref _merged, _count * 2);
+        }
+        int i = _count++;
+        while (i > 0)
+        {
+            int parent = (i - 1) >> 1;
+            if (_keys[parent] <= key) break;
+            _keys[i] = _keys[parent];
+            _merged[i] = _merged[parent];
+            i = parent;
+        }
+        _keys[i] = key;
+        _merged[i] = merged;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public bool TryPop(out long key, out int merged)
+    {
+        if (_count == 0) { key = 0; merged = 0; return false; }
+        key = _keys[0];
+        merged = _merged[0];
+        int n = --_count;
+        if (n == 0) return true;
+        long lastKey = _keys[n];
+        int lastMerged = _merged[n];
+        int i = 0;
+        while (true)
+        {
+            int child = 2 * i + 1;
+            if (child >= n) break;
+            if (child + 1 < n && _keys[child + 1] < _keys[child]) child++;
+            if (_keys[child] >= lastKey) break;
+            _keys[i] = _keys[child];
+            _merged[i] = _merged[child];
+            i = child;
+        }
+        _keys[i] = lastKey;
+        _merged[i] = lastMerged;
+        return true;
     }
 }

@@ -11,6 +11,7 @@ namespace LongCat.Tokenization;
 static class Nfc
 {
     /// <summary>True when NFC might change <paramref name="cps"/>; false proves it is already NFC.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static bool MayChange(ReadOnlySpan<int> cps)
     {
         foreach (int cp in cps)

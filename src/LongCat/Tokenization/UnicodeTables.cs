@@ -6,7 +6,9 @@ namespace LongCat.Tokenization;
 /// <summary>
 /// Unicode facts the BCL does not expose: canonical combining classes, canonical decompositions and
 /// compositions (for NFC with Hugging Face's alignment bookkeeping) and simple case folding (for Oniguruma's
-/// <c>(?i)</c>). The data is generated into UnicodeTables.g.cs by tools/gen-unicode-tables.py.
+/// <c>(?i)</c>). The data is generated into UnicodeTables.g.cs by tools/gen-unicode-tables.py. The NFC tables
+/// follow Unicode 9.0, as HF tokenizers' normalizer does (<see cref="NfcUnicodeVersion"/>): characters assigned
+/// later are starters with no decomposition or composition there.
 /// General categories come from the BCL (<see cref="CharUnicodeInfo"/>), which works in invariant mode.
 /// </summary>
 static partial class UnicodeTables
