@@ -48,11 +48,12 @@ public static unsafe class OpsGrad
                     float* xr = (float*)xp + (long)r * d, yr = (float*)yp + (long)r * d, wr = (float*)wp;
                     float inv = 1f / MathF.Sqrt(Dot(xr, xr, d) / d + eps);
                     ((float*)rp)[r] = inv;
-                    for (int i = 0; i < d; i++)
-                    {
-                        float v = xr[i] * inv * wr[i];
-                        yr[i] = scale != 1f ? v * scale : v;
-                    }
+                    // Element-wise, so vectorised it rounds exactly as ((x · inv) · w) · scale per element.
+                    var xs = new ReadOnlySpan<float>(xr, d);
+                    var ys = new Span<float>(yr, d);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(xs, inv, ys);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(ys, new ReadOnlySpan<float>(wr, d), ys);
+                    if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(ys, scale, ys);
                 }
             });
         }
