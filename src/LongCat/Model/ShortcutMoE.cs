@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using LongCat.Config;
 using LongCat.Kernels;
 using LongCat.Training;
@@ -178,8 +179,7 @@ public sealed class ShortcutMoE
                 {
                     int sl = i * k + slotOrder[i * k + jj];
                     var src = rowOfSlot[sl] >= 0 ? ye.AsSpan(rowOfSlot[sl] * hd, hd) : x.AsSpan(i * hd, hd);
-                    float ws = w[sl];
-                    for (int d = 0; d < hd; d++) yi[d] = MathF.FusedMultiplyAdd(ws, src[d], yi[d]);
+                    TensorPrimitives.FusedMultiplyAdd(src, w[sl], yi, yi); // one rounding per element, as MathF.FusedMultiplyAdd
                 }
             }
         });
@@ -247,9 +247,7 @@ public sealed class ShortcutMoE
                     if (r >= 0)
                     {
                         dw[sl] = OpsGrad.Dot(dyi, ye.AsSpan(r * hd, hd));
-                        var d = dye.AsSpan(r * hd, hd);
-                        float ws = w[sl];
-                        for (int m = 0; m < hd; m++) d[m] = ws * dyi[m];
+                        TensorPrimitives.Multiply(dyi, w[sl], dye.AsSpan(r * hd, hd));
                     }
                     else dw[sl] = OpsGrad.Dot(dyi, x.AsSpan(i * hd, hd));
                 }
@@ -283,16 +281,8 @@ public sealed class ShortcutMoE
                 for (int jj = 0; jj < k; jj++)
                 {
                     int sl = i * k + slotOrder[i * k + jj], r = rowOfSlot[sl];
-                    if (r >= 0)
-                    {
-                        var g = dxe.AsSpan(r * hd, hd);
-                        for (int m = 0; m < hd; m++) dxi[m] += g[m];
-                    }
-                    else
-                    {
-                        float ws = w[sl];
-                        for (int m = 0; m < hd; m++) dxi[m] = MathF.FusedMultiplyAdd(ws, dyi[m], dxi[m]);
-                    }
+                    if (r >= 0) TensorPrimitives.Add(dxi, dxe.AsSpan(r * hd, hd), dxi);
+                    else TensorPrimitives.FusedMultiplyAdd(dyi, w[sl], dxi, dxi);
                 }
                 // dL/dp: the gathered probabilities (top-K is a selection: no gradient for the choice or the bias).
                 var p = probs.AsSpan(i * ne, ne);
