@@ -197,7 +197,7 @@ public sealed class Mla
         var c = _c;
         int nh = c.NumAttentionHeads, dn = c.QkNopeHeadDim, dr = c.QkRopeHeadDim, dv = c.VHeadDim, rkv = c.KvLoraRank, qd = c.QHeadDim;
         int seqs = caches.Count, t = 0;
-        var first = new int[seqs + 1];
+        var first = Buffers.Ensure(ref s.First, seqs + 1);
         for (int i = 0; i < seqs; i++)
         {
             if (caches[i].Length + counts[i] > caches[i].Capacity)
@@ -205,7 +205,7 @@ public sealed class Mla
             first[i] = t; t += counts[i];
         }
         first[seqs] = t;
-        var owner = new int[t];
+        var owner = Buffers.Ensure(ref s.Owner, t);
         for (int i = 0; i < seqs; i++) for (int j = first[i]; j < first[i + 1]; j++) owner[j] = i;
         var q = Buffers.Ensure(ref s.Q, (long)t * nh * qd);
         var ckv = Buffers.Ensure(ref s.Ckv, (long)t * rkv);
@@ -220,8 +220,10 @@ public sealed class Mla
             var ropeKey = caches[i].RopeKey(sublayer);
             ckv.AsSpan(first[i] * rkv, n * rkv).CopyTo(latent.AsSpan(start * rkv));
             krope.AsSpan(first[i] * dr, n * dr).CopyTo(ropeKey.AsSpan(start * dr));
-            var qi = q.AsSpan(first[i] * nh * qd, n * nh * qd).ToArray();
-            var oi = new float[n * nh * dv];
+            // The attention kernels read from index 0: the sequence's queries and output in their own buffers.
+            var qi = Buffers.Ensure(ref s.SeqQ, (long)n * nh * qd);
+            var oi = Buffers.Ensure(ref s.SeqO, (long)n * nh * dv);
+            q.AsSpan(first[i] * nh * qd, n * nh * qd).CopyTo(qi);
             if (UseAbsorbed(n, total))
                 Attention.Absorbed(qi, latent, ropeKey, KvBProj, oi, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
             else
@@ -230,7 +232,7 @@ public sealed class Mla
                 Gemm.MatMul(latent.AsSpan(0, total * rkv), KvBProj, kvb, total);
                 Attention.Causal(qi, kvb, ropeKey, oi, 1, n, total, start, nh, dn, dr, dv, c.SoftmaxScale);
             }
-            oi.CopyTo(attn, first[i] * nh * dv);
+            oi.AsSpan(0, n * nh * dv).CopyTo(attn.AsSpan(first[i] * nh * dv));
         }
         Gemm.MatMul(attn, OProj, y, t);
     }
@@ -259,5 +261,7 @@ public sealed class MlaState(bool forBackward)
     internal int Batch, Seq;
     internal Rope? Rope;
     internal float[]? CqRaw, RstdQ, Cq, Q, Kv, KvLat, RstdKv, Ckv, Krope, Kvb, O;
+    internal float[]? SeqQ, SeqO;
+    internal int[]? First, Owner;
     internal float[]? DO, Dq, Dkvb, Dkrope, DkropeHeads, Dcq, DcqRaw, Dckv, DkvLat, Dkv;
 }
