@@ -34,7 +34,8 @@ public static unsafe class OpsGrad
 
     /// <summary>
     /// x [rows, d] -> y [rows, d] = w · x / sqrt(mean(x²) + eps) · scale, keeping rstd [rows] = 1 / sqrt(mean(x²) + eps)
-    /// for the backward. Same operation order as <see cref="Ops.RmsNorm"/> (transformers: w * (x * rsqrt(...))).
+    /// for the backward. The operation order of transformers: w * (x * rsqrt(mean(x²) + eps)). Inference and training
+    /// both use it (in place is allowed: each row's sum of squares is taken before the row is written).
     /// </summary>
     public static void RmsNormForward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y, Span<float> rstd, int rows, int d, float eps, float scale = 1f)
     {

@@ -1,4 +1,3 @@
-using LongCat.Config;
 using LongCat.IO;
 using LongCat.Kernels;
 
@@ -40,18 +39,4 @@ public sealed unsafe class Param
     public Span<float> Grad => _grad != null
         ? new Span<float>(_grad, Count)
         : throw new InvalidOperationException($"parameter '{Name}' has no gradient: the model was built for inference, not training");
-}
-
-/// <summary>
-/// Where the modules get their parameters: a checkpoint (<see cref="WeightLoader"/>, inference, stored dtypes kept) or
-/// training's flat fp32 store (values and gradients). The network is built once from either.
-/// </summary>
-public interface IParameterSource
-{
-    LongCatConfig Config { get; }
-    bool Contains(string name);
-    /// <summary>A 2-D tensor [rows, cols].</summary>
-    Param Linear(string name, int rows, int cols);
-    /// <summary>A 1-D tensor [length] (F32 values).</summary>
-    Param Vector(string name, int length);
 }
