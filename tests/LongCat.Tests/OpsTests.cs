@@ -24,12 +24,14 @@ public class OpsTests
             var x = Rand(rows * d, d, 3f);
             var w = Rand(d, d + 1);
             var y = new float[rows * d];
-            Ops.RmsNorm(x, w, y, rows, d, 1e-5f, 2f);
+            var rstd = new float[rows];
+            OpsGrad.RmsNormForward(x, w, y, rstd, rows, d, 1e-5f, 2f);
             for (int r = 0; r < rows; r++)
             {
                 double ss = 0;
                 for (int i = 0; i < d; i++) ss += (double)x[r * d + i] * x[r * d + i];
                 double inv = 1 / Math.Sqrt(ss / d + 1e-5);
+                Assert.Equal(inv, rstd[r], 1e-5 * inv);
                 for (int i = 0; i < d; i++)
                     Assert.Equal(w[i] * x[r * d + i] * inv * 2, y[r * d + i], 1e-5);
             }
@@ -42,8 +44,9 @@ public class OpsTests
         var x = Rand(4 * 65, 9);
         var w = Rand(65, 10);
         var y = new float[x.Length];
-        Ops.RmsNorm(x, w, y, 4, 65, 1e-6f);
-        Ops.RmsNorm(x, w, x, 4, 65, 1e-6f);
+        var rstd = new float[4];
+        OpsGrad.RmsNormForward(x, w, y, rstd, 4, 65, 1e-6f);
+        OpsGrad.RmsNormForward(x, w, x, rstd, 4, 65, 1e-6f); // the final norm runs in place at inference
         Assert.Equal(y, x);
     }
 

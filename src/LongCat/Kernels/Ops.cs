@@ -5,22 +5,6 @@ namespace LongCat.Kernels;
 /// <summary>Elementwise and row kernels of the forward pass. All compute in fp32 with a fixed order.</summary>
 public static class Ops
 {
-    /// <summary>x [rows, d] -> y [rows, d]: y = w * x / sqrt(mean(x²) + eps) (* scale). y may alias x.</summary>
-    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y, int rows, int d, float eps, float scale = 1f)
-    {
-        for (int r = 0; r < rows; r++)
-        {
-            var xr = x.Slice(r * d, d);
-            var yr = y.Slice(r * d, d);
-            float ss = TensorPrimitives.Dot(xr, xr);
-            // transformers: w * (x * rsqrt(mean(x²) + eps)); keep that operation order.
-            float inv = 1f / MathF.Sqrt(ss / d + eps);
-            TensorPrimitives.Multiply(xr, inv, yr);
-            TensorPrimitives.Multiply(yr, w, yr);
-            if (scale != 1f) TensorPrimitives.Multiply(yr, scale, yr);
-        }
-    }
-
     /// <summary>
     /// Interleaved (GPT-J / DeepSeek) RoPE in place on <paramref name="v"/> [d]: pairs (2i, 2i+1) rotate by
     /// pos · invFreq[i]. <paramref name="cos"/>/<paramref name="sin"/> are the row of the position (d/2 each).

@@ -34,7 +34,8 @@ public static unsafe class OpsGrad
 
     /// <summary>
     /// x [rows, d] -> y [rows, d] = w · x / sqrt(mean(x²) + eps) · scale, keeping rstd [rows] = 1 / sqrt(mean(x²) + eps)
-    /// for the backward. Same operation order as <see cref="Ops.RmsNorm"/> (transformers: w * (x * rsqrt(...))).
+    /// for the backward. The operation order of transformers: w * (x * rsqrt(mean(x²) + eps)). Inference and training
+    /// both use it (in place is allowed: each row's sum of squares is taken before the row is written).
     /// </summary>
     public static void RmsNormForward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y, Span<float> rstd, int rows, int d, float eps, float scale = 1f)
     {
@@ -48,11 +49,12 @@ public static unsafe class OpsGrad
                     float* xr = (float*)xp + (long)r * d, yr = (float*)yp + (long)r * d, wr = (float*)wp;
                     float inv = 1f / MathF.Sqrt(Dot(xr, xr, d) / d + eps);
                     ((float*)rp)[r] = inv;
-                    for (int i = 0; i < d; i++)
-                    {
-                        float v = xr[i] * inv * wr[i];
-                        yr[i] = scale != 1f ? v * scale : v;
-                    }
+                    // Element-wise, so vectorised it rounds exactly as ((x · inv) · w) · scale per element.
+                    var xs = new ReadOnlySpan<float>(xr, d);
+                    var ys = new Span<float>(yr, d);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(xs, inv, ys);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(ys, new ReadOnlySpan<float>(wr, d), ys);
+                    if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(ys, scale, ys);
                 }
             });
         }

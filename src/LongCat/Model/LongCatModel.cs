@@ -45,35 +45,51 @@ public sealed record BatchRowsResult(float[] Logits, int[] LogitOffset, float[] 
 
 /// <summary>
 /// The LongCat-Flash causal LM: embedding, num_layers ScMoE layers, final RMSNorm, lm_head (not tied unless the
-/// config says so). Weights stay in the checkpoint's dtype and memory mapping.
+/// config says so), and the MTP head when present. Built once from a <see cref="IParameterSource"/>: a checkpoint for
+/// inference (weights stay in the checkpoint's dtype and memory mapping) or training's flat fp32 store, whose
+/// <c>TrainableModel</c> runs these same modules with states that keep what each module's backward (beside its
+/// forward) needs. Inference forwards rent a workspace, so steady decoding allocates no activations.
 /// </summary>
 public sealed class LongCatModel : IDisposable
 {
     readonly Checkpoint? _checkpoint;
+    readonly Param _embed, _finalNorm, _lmHead;
+    readonly WorkspacePool<Workspace> _workspaces;
     public LongCatConfig Config { get; }
-    public Weight EmbedTokens { get; }   // [V, H]
+    public Weight EmbedTokens => _embed.Weight;   // [V, H]
     public DecoderLayer[] Layers { get; }
-    public float[] FinalNorm { get; }    // [H]
-    public Weight LmHead { get; }        // [V, H]
+    public Weight LmHead => _lmHead.Weight;       // [V, H]
     public Rope Rope { get; }
-    /// <summary>The MTP draft head when the checkpoint has one (model.mtp.*), else null.</summary>
+    /// <summary>The MTP draft head when the parameters include one (model.mtp.*), else null.</summary>
     public MtpHead? Mtp { get; }
 
-    public LongCatModel(LongCatConfig config, Checkpoint checkpoint)
+    public LongCatModel(LongCatConfig config, Checkpoint checkpoint) : this(new WeightLoader(checkpoint, config), checkpoint) { }
+
+    /// <summary>The network over <paramref name="parameters"/> (a checkpoint's <see cref="WeightLoader"/> or a training store).</summary>
+    public LongCatModel(IParameterSource parameters) : this(parameters, null) { }
+
+    LongCatModel(IParameterSource p, Checkpoint? checkpoint)
     {
-        Config = config;
+        var config = Config = p.Config;
         _checkpoint = checkpoint;
-        CheckpointLayout.CheckTopology(config, checkpoint);
-        var l = new WeightLoader(checkpoint, config);
-        EmbedTokens = l.Linear("model.embed_tokens.weight", config.VocabSize, config.HiddenSize);
+        if (checkpoint is not null) CheckpointLayout.CheckTopology(config, checkpoint);
+        _embed = p.Linear("model.embed_tokens.weight", config.VocabSize, config.HiddenSize);
         Layers = new DecoderLayer[config.NumLayers];
-        for (int i = 0; i < config.NumLayers; i++) Layers[i] = new DecoderLayer(l, i);
-        FinalNorm = l.Vector("model.norm.weight", config.HiddenSize);
-        LmHead = config.TieWordEmbeddings && !checkpoint.Contains("lm_head.weight")
-            ? EmbedTokens
-            : l.Linear("lm_head.weight", config.VocabSize, config.HiddenSize);
+        for (int i = 0; i < config.NumLayers; i++) Layers[i] = new DecoderLayer(p, i);
+        _finalNorm = p.Vector("model.norm.weight", config.HiddenSize);
+        _lmHead = config.TieWordEmbeddings && !p.Contains("lm_head.weight")
+            ? _embed
+            : p.Linear("lm_head.weight", config.VocabSize, config.HiddenSize);
         Rope = new Rope(config.QkRopeHeadDim, config.RopeTheta);
-        if (MtpHead.Present(l)) Mtp = new MtpHead(l, EmbedTokens);
+        if (MtpHead.Present(p)) Mtp = new MtpHead(p, _embed);
+        _workspaces = new(() => new Workspace());
+    }
+
+    /// <summary>An inference forward's scratch: one layer state reused by every layer, the final norm's inverse RMS.</summary>
+    sealed class Workspace
+    {
+        public readonly LayerState Layer = new(forBackward: false);
+        public float[]? Rstd;
     }
 
     /// <summary>Opens a Hugging Face checkpoint folder (config.json + safetensors).</summary>
@@ -112,16 +128,18 @@ public sealed class LongCatModel : IDisposable
             throw new ArgumentException($"sequence length {seq} exceeds max_position_embeddings {c.MaxPositionEmbeddings}");
         int t = batch * seq, hd = c.HiddenSize;
         var h = Embed(ids);
-        var result = new ForwardResult { Logits = [], FinalHidden = [] };
         var routing = new List<Routing>();
         var hiddens = new List<float[]>();
+        var ws = _workspaces.Rent();
+        AttentionStep attend = (mla, _, x, y, st) => mla.Forward(x, y, batch, seq, Rope, st);
         for (int li = 0; li < Layers.Length; li++)
         {
-            var r = Layers[li].Forward(h, batch, seq, Rope);
-            if (options.KeepRouting) routing.Add(r);
+            Layers[li].Forward(h, t, attend, ws.Layer);
+            if (options.KeepRouting) routing.Add(ws.Layer.Moe.ToRouting());
             if (options.KeepHiddenStates) hiddens.Add((float[])h.Clone());
         }
-        Ops.RmsNorm(h, FinalNorm, h, t, hd, (float)c.RmsNormEps);
+        FinalNorm(h, h, t, ws);
+        _workspaces.Return(ws);
         float[] logits;
         if (options.AllLogits)
         {
@@ -144,17 +162,59 @@ public sealed class LongCatModel : IDisposable
     /// <summary>ids [T] -> h [T, H] (embedding rows widened to F32; no scaling).</summary>
     public float[] Embed(ReadOnlySpan<int> ids)
     {
+        var h = new float[ids.Length * Config.HiddenSize];
+        Embed(ids, h);
+        return h;
+    }
+
+    /// <summary>ids [T] -> h [T, H], into <paramref name="h"/>.</summary>
+    public void Embed(ReadOnlySpan<int> ids, Span<float> h)
+    {
         int hd = Config.HiddenSize;
-        var h = new float[ids.Length * hd];
         for (int i = 0; i < ids.Length; i++)
         {
             int id = ids[i];
             if ((uint)id >= (uint)Config.VocabSize)
                 throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} at position {i} is outside the vocabulary 0..{Config.VocabSize - 1}");
-            EmbedTokens.DequantizeRow(id, h.AsSpan(i * hd, hd));
+            EmbedTokens.DequantizeRow(id, h.Slice(i * hd, hd));
         }
-        return h;
     }
+
+    /// <summary>Backward of <see cref="Embed(ReadOnlySpan{int}, Span{float})"/>: the rows of dh [T, H] scatter-add into the embedding gradient, in token order.</summary>
+    public void EmbedBackward(ReadOnlySpan<int> ids, ReadOnlySpan<float> dh)
+    {
+        int hd = Config.HiddenSize;
+        var de = _embed.Grad;
+        for (int i = 0; i < ids.Length; i++)
+        {
+            var row = de.Slice(ids[i] * hd, hd);
+            System.Numerics.Tensors.TensorPrimitives.Add(row, dh.Slice(i * hd, hd), row);
+        }
+    }
+
+    /// <summary>The final RMSNorm: h [T, H] -> hf [T, H] (may be the same buffer); <paramref name="rstd"/> [T] keeps each row's inverse RMS for the backward.</summary>
+    public void FinalNorm(ReadOnlySpan<float> h, Span<float> hf, Span<float> rstd, int t) =>
+        OpsGrad.RmsNormForward(h, _finalNorm.Values, hf, rstd, t, Config.HiddenSize, (float)Config.RmsNormEps);
+
+    void FinalNorm(ReadOnlySpan<float> h, Span<float> hf, int t, Workspace ws) => FinalNorm(h, hf, Buffers.Ensure(ref ws.Rstd, t), t);
+
+    /// <summary>Backward of <see cref="FinalNorm(ReadOnlySpan{float}, Span{float}, Span{float}, int)"/>: dhf -> dh (written); the norm weight's gradient accumulates.</summary>
+    public void FinalNormBackward(ReadOnlySpan<float> dhf, ReadOnlySpan<float> h, ReadOnlySpan<float> rstd, Span<float> dh, int t) =>
+        OpsGrad.RmsNormBackward(dhf, h, _finalNorm.Values, rstd, dh, _finalNorm.Grad, t, Config.HiddenSize, 1f, accumulate: false);
+
+    /// <summary>lm_head: hf [rows, H] -> logits [rows, V].</summary>
+    public void LmHeadForward(ReadOnlySpan<float> hf, Span<float> logits, int rows) => Gemm.MatMul(hf, LmHead, logits, rows);
+
+    /// <summary>Backward of <see cref="LmHeadForward"/>: dlogits [rows, V] -> dhf [rows, H] (written, or added with <paramref name="accumulate"/>); the weight's gradient accumulates.</summary>
+    public void LmHeadBackward(ReadOnlySpan<float> dlogits, ReadOnlySpan<float> hf, Span<float> dhf, int rows, bool accumulate = false)
+    {
+        int v = Config.VocabSize, hd = Config.HiddenSize;
+        GemmGrad.WeightGrad(dlogits, hf, _lmHead.Grad, rows, v, hd);
+        GemmGrad.InputGrad(dlogits, _lmHead.Values, dhf, rows, v, hd, accumulate);
+    }
+
+    /// <summary>The lm_head as a parameter (the MTP head's training shares it).</summary>
+    internal Param LmHeadParam => _lmHead;
 
     /// <summary>A KV cache for one sequence of up to <paramref name="capacity"/> tokens (main model: 2 sublayers per layer).</summary>
     public KvCache NewCache(int capacity) => new(Config, capacity, 2 * Config.NumLayers);
@@ -174,13 +234,16 @@ public sealed class LongCatModel : IDisposable
             throw new InvalidOperationException($"context full: {cache.Length} cached + {n} new tokens exceed the KV cache capacity of {cache.Capacity}");
         var h = Embed(tokens);
         var routing = new Routing[Layers.Length];
+        var ws = _workspaces.Rent();
         for (int li = 0; li < Layers.Length; li++)
         {
             int layer = li;
-            routing[li] = Layers[li].Forward(h, n, (mla, s, x, y) => mla.ForwardCached(x, y, n, cache, 2 * layer + s, Rope, absorbed));
+            Layers[li].Forward(h, n, (mla, s, x, y, st) => mla.ForwardCached(x, y, n, cache, 2 * layer + s, Rope, st, absorbed), ws.Layer);
+            routing[li] = ws.Layer.Moe.ToRouting();
         }
         cache.Advance(n);
-        Ops.RmsNorm(h, FinalNorm, h, n, hd, (float)c.RmsNormEps);
+        FinalNorm(h, h, n, ws);
+        _workspaces.Return(ws);
         int rows = allLogits ? n : 1;
         var logits = new float[rows * c.VocabSize];
         Gemm.MatMul(h.AsSpan((n - rows) * hd, rows * hd), LmHead, logits, rows);
@@ -200,11 +263,13 @@ public sealed class LongCatModel : IDisposable
         var (h, counts, routing) = RunBatch(tokens, caches);
         // Final norm and lm_head only for each sequence's last token.
         var last = new float[tokens.Count * hd];
+        var ws = _workspaces.Rent();
         for (int i = 0, o = 0; i < tokens.Count; i++)
         {
             o += counts[i];
-            Ops.RmsNorm(h.AsSpan((o - 1) * hd, hd), FinalNorm, last.AsSpan(i * hd, hd), 1, hd, (float)c.RmsNormEps);
+            FinalNorm(h.AsSpan((o - 1) * hd, hd), last.AsSpan(i * hd, hd), 1, ws);
         }
+        _workspaces.Return(ws);
         var logits = new float[tokens.Count * c.VocabSize];
         Gemm.MatMul(last, LmHead, logits, tokens.Count);
         return new BatchStepResult(logits, last, routing);
@@ -226,7 +291,9 @@ public sealed class LongCatModel : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(logitRows), $"sequence {i}: {logitRows[i]} logit rows for {tokens[i].Length} new tokens");
         var (h, counts, routing) = RunBatch(tokens, caches);
         int t = counts.Sum();
-        Ops.RmsNorm(h, FinalNorm, h, t, hd, (float)c.RmsNormEps);
+        var ws = _workspaces.Rent();
+        FinalNorm(h, h, t, ws);
+        _workspaces.Return(ws);
         var tokenOffset = new int[tokens.Count];
         var logitOffset = new int[tokens.Count];
         int rows = 0;
@@ -262,11 +329,14 @@ public sealed class LongCatModel : IDisposable
         for (int i = 0, o = 0; i < tokens.Count; o += counts[i], i++) tokens[i].CopyTo(all, o);
         var h = Embed(all);
         var routing = new Routing[Layers.Length];
+        var ws = _workspaces.Rent();
         for (int li = 0; li < Layers.Length; li++)
         {
             int layer = li;
-            routing[li] = Layers[li].Forward(h, t, (mla, s, x, y) => mla.ForwardCachedBatch(x, y, caches, counts, 2 * layer + s, Rope));
+            Layers[li].Forward(h, t, (mla, s, x, y, st) => mla.ForwardCachedBatch(x, y, caches, counts, 2 * layer + s, Rope, st), ws.Layer);
+            routing[li] = ws.Layer.Moe.ToRouting();
         }
+        _workspaces.Return(ws);
         for (int i = 0; i < caches.Count; i++) caches[i].Advance(counts[i]);
         return (h, counts, routing);
     }

@@ -1,5 +1,7 @@
+using System.Numerics.Tensors;
 using LongCat.Config;
 using LongCat.Kernels;
+using LongCat.Training;
 
 namespace LongCat.Model;
 
@@ -12,6 +14,15 @@ public sealed class Routing(int tokens, int k)
     public int[] Indices { get; } = new int[tokens * k];
     /// <summary>[T, K] weights aligned with <see cref="Indices"/>: unbiased probability · routed_scaling_factor.</summary>
     public float[] Weights { get; } = new float[tokens * k];
+
+    /// <summary>A copy of the first <paramref name="tokens"/>·K slots of a forward's selection.</summary>
+    public static Routing Copy(ReadOnlySpan<int> indices, ReadOnlySpan<float> weights, int tokens, int k)
+    {
+        var r = new Routing(tokens, k);
+        indices[..(tokens * k)].CopyTo(r.Indices);
+        weights[..(tokens * k)].CopyTo(r.Weights);
+        return r;
+    }
 
     /// <summary>How many of token <paramref name="row"/>'s K slots went to real experts (index &lt; E): its dynamic compute.</summary>
     public int RealExperts(int row, int realExpertCount)
@@ -31,53 +42,43 @@ public sealed class Routing(int tokens, int k)
 }
 
 /// <summary>
-/// The MoE branch of a ScMoE layer: softmax router over E real + Z zero (identity) experts, selection-only bias,
-/// weights = unbiased probability · routed_scaling_factor (zero experts included, no renormalisation).
-/// Steps: route, group tokens by real expert (counting sort, stable), run each real expert once on its rows,
-/// combine in ascending expert order; zero experts cost one scaled add per token.
+/// The MoE branch of a ScMoE layer, forward and backward. Forward steps: route (softmax over E real + Z zero experts,
+/// top-K of p + bias (selection only), w = p[sel] · routed_scaling_factor, zero experts included, no renormalisation
+/// unless norm_topk_prob), dispatch (stable counting sort of the (token, slot) pairs by real expert, rows gathered),
+/// experts (each real expert once over its rows), combine (per token, its slots in ascending expert order, like
+/// index_add_; a zero expert adds w · x: one scaled add, no FLOPs). Real experts per token are the dynamic compute.
+/// <para>Backward: top-K is a selection, so gradients flow through the gathered probabilities only (as autograd does
+/// through <c>gather</c>): dw = dy·expert_out (x for a zero expert), dp[sel] = dw · routed_scaling_factor,
+/// dlogits = softmax backward, and the bias (selection only) gets none. Experts get dy · w, zero experts pass
+/// w · dy straight to x. Optionally the device-level load-balance loss adds its dL/dp before the softmax backward.</para>
 /// </summary>
 public sealed class ShortcutMoE
 {
     readonly LongCatConfig _c;
-    public Weight Classifier { get; }           // [E+Z, H], F32 in checkpoints
-    public float[] ScoreCorrectionBias { get; } // [E+Z], selection only
+    readonly Param _classifier, _bias;
+    const int TokenGrain = 64;
+
+    public Weight Classifier => _classifier.Weight;                // [E+Z, H], F32 in checkpoints
+    public ReadOnlySpan<float> ScoreCorrectionBias => _bias.Values;  // [E+Z], selection only
     public Ffn[] Experts { get; }
 
-    public ShortcutMoE(WeightLoader l, string prefix)
+    public ShortcutMoE(IParameterSource p, string prefix)
     {
-        var c = _c = l.Config;
-        Classifier = l.Linear(prefix + "router.classifier.weight", c.NumExpertsTotal, c.HiddenSize);
+        var c = _c = p.Config;
+        _classifier = p.Linear(prefix + "router.classifier.weight", c.NumExpertsTotal, c.HiddenSize);
         var biasName = prefix + "router.e_score_correction_bias";
-        ScoreCorrectionBias = l.Checkpoint.Contains(biasName) ? l.Vector(biasName, c.NumExpertsTotal) : new float[c.NumExpertsTotal];
+        _bias = p.Contains(biasName) ? p.Vector(biasName, c.NumExpertsTotal) : Param.Vector(biasName, new float[c.NumExpertsTotal]);
         Experts = new Ffn[c.NRoutedExperts];
         for (int e = 0; e < c.NRoutedExperts; e++)
-            Experts[e] = Ffn.Load(l, $"{prefix}experts.{e}.", c.HiddenSize, c.ExpertFfnHiddenSize);
+            Experts[e] = Ffn.Load(p, $"{prefix}experts.{e}.", c.HiddenSize, c.ExpertFfnHiddenSize);
     }
 
     public IEnumerable<Weight> Linears => Experts.SelectMany(e => e.Linears).Prepend(Classifier);
 
-    /// <summary>x [T, H] -> routing for T tokens.</summary>
-    public Routing Route(float[] x, int t)
-    {
-        var c = _c;
-        int ne = c.NumExpertsTotal, k = c.MoeTopK;
-        var logits = new float[t * ne];
-        Gemm.MatMul(x, Classifier, logits, t);
-        var r = new Routing(t, k);
-        float rsf = (float)c.RoutedScalingFactor;
-        Parallelism.ForRange(t, 64, (t0, t1) =>
-        {
-            var biased = new float[ne];
-            for (int i = t0; i < t1; i++)
-                RouteToken(logits.AsSpan(i * ne, ne), ScoreCorrectionBias, biased, r.Indices.AsSpan(i * k, k), r.Weights.AsSpan(i * k, k), rsf, c.NormTopKProb);
-        });
-        return r;
-    }
-
     /// <summary>
     /// One token's routing: router logits [E+Z] in, softmax probabilities out (in place); top-K of p + bias
     /// (selection only) into <paramref name="sel"/>; weights = p[sel] · routed_scaling_factor (renormalised over the
-    /// selection first when <paramref name="normTopK"/>). Shared by inference and training.
+    /// selection first when <paramref name="normTopK"/>).
     /// </summary>
     public static void RouteToken(Span<float> logitsToProbs, ReadOnlySpan<float> bias, Span<float> biasedScratch, Span<int> sel, Span<float> weights, float rsf, bool normTopK)
     {
@@ -96,51 +97,253 @@ public sealed class ShortcutMoE
         for (int j = 0; j < k; j++) weights[j] = normTopK ? p[sel[j]] * norm * rsf : p[sel[j]] * rsf;
     }
 
-    /// <summary>x [T, H] (the normalized MoE input) -> y [T, H] (overwritten). Returns the routing used.</summary>
-    public Routing Forward(float[] x, float[] y, int t, Routing? routing = null)
+    /// <summary>
+    /// x [T, H] (the normalized MoE input; kept by reference in <paramref name="s"/>, so the caller leaves it unchanged
+    /// until the backward) -> y [T, H] (overwritten). The routing stays in <paramref name="s"/>. Returns the
+    /// device-level load-balance loss of this layer (0 unless <paramref name="options"/> turn it on).
+    /// </summary>
+    public double Forward(float[] x, float[] y, int t, MoeState s, LossOptions? options = null)
     {
         var c = _c;
-        int h = c.HiddenSize, k = c.MoeTopK, ne = c.NRoutedExperts;
-        var r = routing ?? Route(x, t);
-        Array.Clear(y, 0, t * h);
+        int hd = c.HiddenSize, ne = c.NumExpertsTotal, k = c.MoeTopK, nr = c.NRoutedExperts, inner = c.ExpertFfnHiddenSize;
+        s.X = x; s.Tokens = t; s.K = k;
+        var probs = Buffers.Ensure(ref s.Probs, (long)t * ne);
+        var w = Buffers.Ensure(ref s.W, (long)t * k);
+        var sel = Buffers.Ensure(ref s.Sel, (long)t * k);
+        var slotOrder = Buffers.Ensure(ref s.SlotOrder, (long)t * k);
 
-        // Group (token, slot) pairs by real expert with a stable counting sort.
-        var count = new int[ne + 1];
-        for (int i = 0; i < t * k; i++) { int e = r.Indices[i]; if (e < ne) count[e + 1]++; }
-        for (int e = 0; e < ne; e++) count[e + 1] += count[e];
-        var order = new int[count[ne]];
-        var fill = (int[])count.Clone();
-        for (int i = 0; i < t * k; i++) { int e = r.Indices[i]; if (e < ne) order[fill[e]++] = i; }
-
-        var xe = new float[Math.Max(1, MaxGroup(count, ne)) * h];
-        var ye = new float[xe.Length];
-        for (int e = 0; e < ne; e++)
+        // Route.
+        Gemm.MatMul(x, Classifier, probs, t);
+        float rsf = (float)c.RoutedScalingFactor;
+        var bias = Buffers.Ensure(ref s.Bias, ne);
+        ScoreCorrectionBias.CopyTo(bias);
+        var biasedAll = Buffers.Ensure(ref s.Biased, (long)((t + TokenGrain - 1) / TokenGrain) * ne);
+        Parallelism.ForRange(t, TokenGrain, (t0, t1) =>
         {
-            int n = count[e + 1] - count[e];
-            if (n == 0) continue;
-            for (int j = 0; j < n; j++)
-                Array.Copy(x, (order[count[e] + j] / k) * h, xe, j * h, h);
-            Experts[e].Forward(xe, ye, n);
-            for (int j = 0; j < n; j++)
+            var biased = biasedAll.AsSpan(t0 / TokenGrain * ne, ne);
+            for (int i = t0; i < t1; i++)
             {
-                int slot = order[count[e] + j];
-                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(ye.AsSpan(j * h, h), r.Weights[slot], y.AsSpan((slot / k) * h, h), y.AsSpan((slot / k) * h, h));
+                var si = sel.AsSpan(i * k, k);
+                RouteToken(probs.AsSpan(i * ne, ne), bias, biased, si, w.AsSpan(i * k, k), rsf, c.NormTopKProb);
+                // The token's slots in ascending expert order: the order outputs are combined in (like index_add_).
+                var so = slotOrder.AsSpan(i * k, k);
+                for (int j = 0; j < k; j++)
+                {
+                    int m = j;
+                    while (m > 0 && si[so[m - 1]] > si[j]) { so[m] = so[m - 1]; m--; }
+                    so[m] = j;
+                }
             }
-        }
-        // Zero-computation experts: one scaled add of x per token, with the summed weights of its zero slots.
-        for (int i = 0; i < t; i++)
+        });
+
+        // Dispatch: stable counting sort of the real-expert slots.
+        var start = Buffers.Ensure(ref s.Start, nr + 1);
+        Array.Clear(start, 0, nr + 1);
+        for (int i = 0; i < t * k; i++) if (sel[i] < nr) start[sel[i] + 1]++;
+        for (int e = 0; e < nr; e++) start[e + 1] += start[e];
+        int rows = s.Rows = start[nr];
+        var order = Buffers.Ensure(ref s.Order, rows);
+        var rowOfSlot = Buffers.Ensure(ref s.RowOfSlot, (long)t * k);
+        var fill = Buffers.Ensure(ref s.Fill, nr);
+        start.AsSpan(0, nr).CopyTo(fill);
+        for (int i = 0; i < t * k; i++)
         {
-            float wz = 0;
-            for (int j = 0; j < k; j++) if (r.Indices[i * k + j] >= ne) wz += r.Weights[i * k + j];
-            if (wz != 0) System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(x.AsSpan(i * h, h), wz, y.AsSpan(i * h, h), y.AsSpan(i * h, h));
+            if (sel[i] < nr) { int r = fill[sel[i]]++; order[r] = i; rowOfSlot[i] = r; }
+            else rowOfSlot[i] = -1;
         }
-        return r;
+        // Sized for the worst case (every slot a real expert), not this step's rows: the count moves from step to step,
+        // and buffers that grew with it would reallocate whenever it hit a new high.
+        var xe = Buffers.Ensure(ref s.Xe, (long)t * k * hd);
+        var ye = Buffers.Ensure(ref s.Ye, (long)t * k * hd);
+        for (int r = 0; r < rows; r++) Array.Copy(x, (long)(order[r] / k) * hd, xe, (long)r * hd, hd);
+
+        // Experts.
+        var acts = s.Experts;
+        acts.Ensure(t * k, inner);
+        for (int e = 0; e < nr; e++)
+        {
+            int r0 = start[e], n = start[e + 1] - r0;
+            if (n == 0) continue;
+            Experts[e].Forward(xe.AsSpan(r0 * hd, n * hd), ye.AsSpan(r0 * hd, n * hd), n, acts.G.AsSpan(r0 * inner, n * inner),
+                acts.U.AsSpan(r0 * inner, n * inner), acts.A.AsSpan(r0 * inner, n * inner));
+        }
+
+        // Combine.
+        Parallelism.ForRange(t, 64, (t0, t1) =>
+        {
+            for (int i = t0; i < t1; i++)
+            {
+                var yi = y.AsSpan(i * hd, hd);
+                yi.Clear();
+                for (int jj = 0; jj < k; jj++)
+                {
+                    int sl = i * k + slotOrder[i * k + jj];
+                    var src = rowOfSlot[sl] >= 0 ? ye.AsSpan(rowOfSlot[sl] * hd, hd) : x.AsSpan(i * hd, hd);
+                    TensorPrimitives.FusedMultiplyAdd(src, w[sl], yi, yi); // one rounding per element, as MathF.FusedMultiplyAdd
+                }
+            }
+        });
+
+        s.LoadBalanceActive = options is { LoadBalanceAlpha: > 0 };
+        return s.LoadBalanceActive ? LoadBalanceForward(s, t, options!) : 0;
     }
 
-    static int MaxGroup(int[] count, int ne)
+    /// <summary>
+    /// Device-level load-balance loss (spec section 4, Eq. 3-5): real experts in D contiguous groups, zero experts one
+    /// more group. L = α Σ_j f_j P_j with P_j = (1/T) Σ_t Σ_{i∈G_j} p_{t,i} and f_j = D / (K_e T) · n_j (real groups),
+    /// f_zero = n_zero / ((K - K_e) T), where n_j counts the (token, slot) selections that fall in group j. f is a
+    /// count (no gradient), so dL/dp_{t,i} = α f_{g(i)} / T, kept as one coefficient per group.
+    /// </summary>
+    double LoadBalanceForward(MoeState s, int t, LossOptions o)
     {
-        int m = 0;
-        for (int e = 0; e < ne; e++) m = Math.Max(m, count[e + 1] - count[e]);
-        return m;
+        var c = _c;
+        int nr = c.NRoutedExperts, ne = c.NumExpertsTotal, k = c.MoeTopK, groups = o.LoadBalanceGroups;
+        double ke = o.TargetRealExperts ?? LossOptions.DefaultTargetRealExperts(c);
+        int size = s.LbGroupSize = nr / groups;
+        bool zeroGroup = c.ZeroExpertNum > 0;
+        int ng = groups + (zeroGroup ? 1 : 0);
+        int Group(int e) => e < nr ? e / size : groups;
+        if (s.LbCounts is null || s.LbCounts.Length != ng) { s.LbCounts = new long[ng]; s.LbMass = new double[ng]; s.LbCoef = new float[ng]; }
+        var counts = s.LbCounts;
+        Array.Clear(counts);
+        for (int i = 0; i < t * k; i++) counts[Group(s.Sel![i])]++;
+        var mass = s.LbMass!;
+        Array.Clear(mass);
+        for (int i = 0; i < t; i++)
+            for (int e = 0; e < ne; e++) mass[Group(e)] += s.Probs![i * ne + e];
+        var coef = s.LbCoef!;
+        double loss = 0;
+        for (int j = 0; j < ng; j++)
+        {
+            double f = j < groups ? groups / (ke * t) * counts[j] : counts[j] / ((k - ke) * t);
+            loss += o.LoadBalanceAlpha * f * (mass[j] / t);
+            coef[j] = (float)(o.LoadBalanceAlpha * f / t);
+        }
+        return loss;
     }
+
+    /// <summary>dy [T, H] (gradient of the MoE output) -> dx [T, H] += gradient w.r.t. the MoE input, for the forward kept in <paramref name="s"/>.</summary>
+    public void Backward(float[] dy, float[] dx, MoeState s)
+    {
+        var c = _c;
+        int t = s.Tokens, hd = c.HiddenSize, ne = c.NumExpertsTotal, k = c.MoeTopK, nr = c.NRoutedExperts, inner = c.ExpertFfnHiddenSize;
+        float[] x = s.X, w = s.W!, ye = s.Ye!, xe = s.Xe!, probs = s.Probs!;
+        int[] sel = s.Sel!, slotOrder = s.SlotOrder!, rowOfSlot = s.RowOfSlot!, start = s.Start!;
+        var acts = s.Experts;
+        var dw = Buffers.Ensure(ref s.Dw, (long)t * k);
+        var dye = Buffers.Ensure(ref s.Dye, (long)t * k * hd);
+        var dxe = Buffers.Ensure(ref s.Dxe, (long)t * k * hd);
+        var dlogits = Buffers.Ensure(ref s.Dlogits, (long)t * ne);
+
+        // Combine backward: dw = dy · (expert output or x); the expert's output gradient is w · dy.
+        Parallelism.ForRange(t, 64, (t0, t1) =>
+        {
+            for (int i = t0; i < t1; i++)
+            {
+                var dyi = dy.AsSpan(i * hd, hd);
+                for (int j = 0; j < k; j++)
+                {
+                    int sl = i * k + j, r = rowOfSlot[sl];
+                    if (r >= 0)
+                    {
+                        dw[sl] = OpsGrad.Dot(dyi, ye.AsSpan(r * hd, hd));
+                        TensorPrimitives.Multiply(dyi, w[sl], dye.AsSpan(r * hd, hd));
+                    }
+                    else dw[sl] = OpsGrad.Dot(dyi, x.AsSpan(i * hd, hd));
+                }
+            }
+        });
+
+        // Experts backward, each on its own rows.
+        for (int e = 0; e < nr; e++)
+        {
+            int r0 = start[e], n = start[e + 1] - r0;
+            if (n == 0) continue;
+            var ni = n * inner;
+            Experts[e].Backward(dye.AsSpan(r0 * hd, n * hd), xe.AsSpan(r0 * hd, n * hd), acts.G.AsSpan(r0 * inner, ni), acts.U.AsSpan(r0 * inner, ni),
+                acts.A.AsSpan(r0 * inner, ni), dxe.AsSpan(r0 * hd, n * hd), n, accumulate: false,
+                acts.DA.AsSpan(r0 * inner, ni), acts.DG.AsSpan(r0 * inner, ni), acts.DU.AsSpan(r0 * inner, ni));
+        }
+
+        // Scatter back to the tokens (slots in ascending expert order, as in the forward) and route backward.
+        float rsf = (float)c.RoutedScalingFactor;
+        var coef = s.LoadBalanceActive ? s.LbCoef : null;
+        int groupSize = s.LbGroupSize;
+        var dpLm = Buffers.Ensure(ref s.DpLmPartial, (long)((t + TokenGrain - 1) / TokenGrain) * ne);
+        Parallelism.ForRange(t, TokenGrain, (t0, t1) =>
+        {
+            var dpSum = dpLm.AsSpan(t0 / TokenGrain * ne, ne);
+            dpSum.Clear();
+            for (int i = t0; i < t1; i++)
+            {
+                var dxi = dx.AsSpan(i * hd, hd);
+                var dyi = dy.AsSpan(i * hd, hd);
+                for (int jj = 0; jj < k; jj++)
+                {
+                    int sl = i * k + slotOrder[i * k + jj], r = rowOfSlot[sl];
+                    if (r >= 0) TensorPrimitives.Add(dxi, dxe.AsSpan(r * hd, hd), dxi);
+                    else TensorPrimitives.FusedMultiplyAdd(dyi, w[sl], dxi, dxi);
+                }
+                // dL/dp: the gathered probabilities (top-K is a selection: no gradient for the choice or the bias).
+                var p = probs.AsSpan(i * ne, ne);
+                var dp = dlogits.AsSpan(i * ne, ne);
+                dp.Clear();
+                if (c.NormTopKProb)
+                {
+                    // w_j = rsf · p_j / S, S = Σ_sel p: dp_j = rsf (dw_j - Σ_l dw_l p_l / S) / S.
+                    float sum = 0, dot = 0;
+                    for (int j = 0; j < k; j++) { sum += p[sel[i * k + j]]; dot += dw[i * k + j] * p[sel[i * k + j]]; }
+                    if (sum > 0)
+                        for (int j = 0; j < k; j++) dp[sel[i * k + j]] += rsf * (dw[i * k + j] - dot / sum) / sum;
+                }
+                else
+                    for (int j = 0; j < k; j++) dp[sel[i * k + j]] += rsf * dw[i * k + j];
+                for (int e = 0; e < ne; e++) dpSum[e] += dp[e];
+                if (coef is not null)
+                    for (int e = 0; e < ne; e++) dp[e] += coef[e < nr ? e / groupSize : coef.Length - 1];
+                OpsGrad.SoftmaxBackward(p, dp, dp);
+            }
+        });
+        // logits = x · W_routerᵀ
+        GemmGrad.WeightGrad(dlogits, x, _classifier.Grad, t, ne, hd);
+        GemmGrad.InputGrad(dlogits, _classifier.Values, dx, t, ne, hd, accumulate: true);
+    }
+
+    /// <summary>
+    /// Router monitor (spec section 4, R_g): adds this step's dL/dP to <paramref name="lm"/> and <paramref name="lb"/> [E+Z],
+    /// P the batch-mean probability vector, so dL/dP_i = Σ_t dL/dp_t,i. <paramref name="lm"/> gets the part from every
+    /// loss but the load balance (what reached p through the gathered weights), <paramref name="lb"/> the load-balance
+    /// part, α·f of the expert's group. Valid after <see cref="Backward"/>.
+    /// </summary>
+    public void AddRouterProbabilityGradients(MoeState s, Span<double> lm, Span<double> lb)
+    {
+        int ne = _c.NumExpertsTotal, nr = _c.NRoutedExperts, chunks = (s.Tokens + TokenGrain - 1) / TokenGrain;
+        var part = s.DpLmPartial!;
+        for (int ch = 0; ch < chunks; ch++)
+            for (int e = 0; e < ne; e++) lm[e] += part[ch * ne + e];
+        if (!s.LoadBalanceActive) return;
+        for (int e = 0; e < ne; e++) lb[e] += (double)s.LbCoef![e < nr ? e / s.LbGroupSize : s.LbCoef.Length - 1] * s.Tokens;
+    }
+}
+
+/// <summary>
+/// One MoE forward's state: the routing (probabilities, selection, weights), the dispatch, the experts' gathered rows
+/// and activations, which the backward reads, plus the backward's scratch. Buffers grow on demand and are reused.
+/// </summary>
+public sealed class MoeState
+{
+    internal float[] X = [];
+    internal int Tokens, K, Rows, LbGroupSize;
+    internal bool LoadBalanceActive;
+    internal float[]? Probs, W, Xe, Ye, LbCoef, Dw, Dye, Dxe, Dlogits, Bias, Biased;
+    internal int[]? Sel, SlotOrder, Start, Order, RowOfSlot, Fill;
+    internal long[]? LbCounts;
+    internal double[]? LbMass, DpLmPartial;
+    internal readonly FfnActivations Experts = new();
+
+    /// <summary>[T, K] expert indices of the last forward, in selection order.</summary>
+    public ReadOnlySpan<int> Selected => Sel.AsSpan(0, Tokens * K);
+
+    /// <summary>The last forward's routing as a new <see cref="Routing"/> (K slots per token, selection order).</summary>
+    public Routing ToRouting() => Routing.Copy(Sel, W, Tokens, K);
 }

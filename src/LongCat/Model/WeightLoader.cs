@@ -5,8 +5,12 @@ using LongCat.Kernels;
 namespace LongCat.Model;
 
 /// <summary>Reads named tensors from a checkpoint with the shapes the config implies, keeping stored dtypes.</summary>
-public sealed unsafe class WeightLoader(Checkpoint checkpoint, LongCatConfig config)
+public sealed unsafe class WeightLoader(Checkpoint checkpoint, LongCatConfig config) : IParameterSource
 {
+    bool IParameterSource.Contains(string name) => Checkpoint.Contains(name);
+    Param IParameterSource.Linear(string name, int rows, int cols) => new(Linear(name, rows, cols));
+    Param IParameterSource.Vector(string name, int length) => Param.Vector(name, Vector(name, length));
+
     public Checkpoint Checkpoint { get; } = checkpoint;
     public LongCatConfig Config { get; } = config;
 

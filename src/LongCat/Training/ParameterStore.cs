@@ -11,7 +11,7 @@ namespace LongCat.Training;
 /// over the table. The buffers are native, 64-byte aligned and never move, so <see cref="ParameterTensor.Weight"/>
 /// views can feed the GEMM kernels directly.
 /// </summary>
-public sealed unsafe class ParameterStore : IDisposable
+public sealed unsafe class ParameterStore : IDisposable, IParameterSource
 {
     float* _values, _grads;
     readonly Dictionary<string, ParameterTensor> _tensors = new(StringComparer.Ordinal);
@@ -47,6 +47,25 @@ public sealed unsafe class ParameterStore : IDisposable
     /// <summary>The named tensor's views.</summary>
     public ParameterTensor this[string name] =>
         _tensors.TryGetValue(name, out var t) ? t : throw new KeyNotFoundException($"the parameter layout has no tensor '{name}'");
+
+    public bool Contains(string name) => _tensors.ContainsKey(name);
+
+    /// <summary>The named tensor as a module parameter, its shape checked against what the module expects.</summary>
+    public Param Linear(string name, int rows, int cols)
+    {
+        var t = this[name];
+        if (t.Entry.Shape.Length != 2 || t.Rows != rows || t.Cols != cols)
+            throw new ModelFormatException($"parameter '{name}' has shape [{string.Join(", ", t.Entry.Shape)}], expected [{rows}, {cols}]");
+        return t.Param;
+    }
+
+    public Param Vector(string name, int length)
+    {
+        var t = this[name];
+        if (t.Entry.Shape.Length != 1 || t.Count != length)
+            throw new ModelFormatException($"parameter '{name}' has shape [{string.Join(", ", t.Entry.Shape)}], expected [{length}]");
+        return t.Param;
+    }
 
     /// <summary>Sets every gradient to zero (backward passes accumulate).</summary>
     public void ZeroGrads() => NativeMemory.Clear(Alive(_grads), (nuint)(Length * sizeof(float)));

@@ -1,5 +1,6 @@
 using LongCat.IO;
 using LongCat.Kernels;
+using LongCat.Model;
 
 namespace LongCat.Training;
 
@@ -17,7 +18,11 @@ public sealed unsafe class ParameterTensor
         _value = value;
         _grad = grad;
         Weight = new Weight(entry.Name, DType.F32, entry.Rows, entry.Cols, (byte*)value, owner: owner);
+        Param = new Param(Weight, grad);
     }
+
+    /// <summary>The tensor as a module parameter: values and gradient.</summary>
+    public Param Param { get; }
 
     public ParameterEntry Entry { get; }
     public string Name => Entry.Name;

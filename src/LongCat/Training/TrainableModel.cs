@@ -6,8 +6,9 @@ using LongCat.Model;
 namespace LongCat.Training;
 
 /// <summary>
-/// LongCat-Flash for training: the forward of <see cref="LongCatModel"/> over a flat fp32 <see cref="ParameterStore"/>,
-/// keeping what each module's backward needs, and an explicit backward per module (llm.c style):
+/// LongCat-Flash for training: the one network, <see cref="LongCatModel"/>, built over a flat fp32
+/// <see cref="ParameterStore"/> (values and gradients), run with one state per layer that keeps what each module's
+/// backward (beside its forward, llm.c style) needs, plus the training losses:
 /// <code>
 /// embedding -> num_layers × ScMoE (or interleaved) layer -> final norm -> lm_head -> cross-entropy   (+ MTP head, LB loss, z-loss)
 /// </code>
@@ -18,10 +19,8 @@ namespace LongCat.Training;
 /// </summary>
 public sealed class TrainableModel : IDisposable
 {
-    readonly ParameterTensor _embed, _finalNorm, _lmHead;
-    readonly TrainableLayer[] _layers;
-    readonly TrainableMtp? _mtp;
-    readonly Rope _rope;
+    readonly LayerState[] _layerStates;
+    readonly MtpState? _mtpState;
 
     int[]? _targets;
     float[]? _h, _hLast, _hf, _rstdF, _logits, _rowLoss, _dhf, _zLse;
@@ -29,6 +28,8 @@ public sealed class TrainableModel : IDisposable
 
     public LongCatConfig Config { get; }
     public ParameterStore Parameters { get; }
+    /// <summary>The network (the same modules inference runs) over <see cref="Parameters"/>.</summary>
+    public LongCatModel Network { get; }
 
     /// <summary>A model over <paramref name="parameters"/> (which it owns and disposes).</summary>
     public TrainableModel(ParameterStore parameters)
@@ -37,13 +38,10 @@ public sealed class TrainableModel : IDisposable
         if (c.AttentionDropout != 0)
             throw new ConfigException($"config: attention_dropout = {c.AttentionDropout}: training implements no dropout (the release uses 0.0)");
         Parameters = parameters;
-        _embed = parameters["model.embed_tokens.weight"];
-        _finalNorm = parameters["model.norm.weight"];
-        _lmHead = c.TieWordEmbeddings ? _embed : parameters["lm_head.weight"];
-        _layers = new TrainableLayer[c.NumLayers];
-        for (int l = 0; l < c.NumLayers; l++) _layers[l] = new TrainableLayer(parameters, l);
-        if (parameters.Table.HasMtp) _mtp = new TrainableMtp(parameters, _embed, _lmHead);
-        _rope = new Rope(c.QkRopeHeadDim, c.RopeTheta);
+        Network = new LongCatModel(parameters);
+        _layerStates = new LayerState[c.NumLayers];
+        for (int l = 0; l < c.NumLayers; l++) _layerStates[l] = new LayerState(forBackward: true);
+        if (Network.Mtp is not null) _mtpState = new MtpState(forBackward: true);
     }
 
     /// <summary>Loads a checkpoint folder (any stored dtype, widened to fp32).</summary>
@@ -60,7 +58,7 @@ public sealed class TrainableModel : IDisposable
     }
 
     /// <summary>True when the parameters include an MTP head (the MTP loss is available).</summary>
-    public bool HasMtp => _mtp is not null;
+    public bool HasMtp => Network.Mtp is not null;
 
     /// <summary>
     /// One training forward and backward over B sequences of S tokens (ids [B·S], positions 0..S-1): the loss of
@@ -75,18 +73,19 @@ public sealed class TrainableModel : IDisposable
         Run(ids, batch, seq, options ?? new LossOptions(), backward: false);
 
     /// <summary>The [B·S, K] experts <paramref name="layer"/> selected in the last forward (selection order), without a copy.</summary>
-    public ReadOnlySpan<int> LastSelected(int layer) => _layers[layer].Moe.Selected;
+    public ReadOnlySpan<int> LastSelected(int layer) => _layerStates[layer].Moe.Selected;
 
     /// <summary>The last forward's final-layer output before the final norm, [B·S, H] (where massive activations show).</summary>
     public ReadOnlySpan<float> LastHidden => _hLast.AsSpan(0, _lastTokens * Config.HiddenSize);
 
-    /// <summary>Adds the last backward's router dL/dP of <paramref name="layer"/> (see <see cref="TrainableMoE.AddRouterProbabilityGradients"/>).</summary>
-    internal void AddRouterProbabilityGradients(int layer, Span<double> lm, Span<double> lb) => _layers[layer].Moe.AddRouterProbabilityGradients(lm, lb);
+    /// <summary>Adds the last backward's router dL/dP of <paramref name="layer"/> (see <see cref="ShortcutMoE.AddRouterProbabilityGradients"/>).</summary>
+    internal void AddRouterProbabilityGradients(int layer, Span<double> lm, Span<double> lb) =>
+        Network.Layers[layer].Moe.AddRouterProbabilityGradients(_layerStates[layer].Moe, lm, lb);
 
     int _lastTokens;
 
     /// <summary>Per layer, the [B·S, K] experts the last forward selected (selection order).</summary>
-    public int[][] LastRouting() => _layers.Select(l => l.Moe.Selected.ToArray()).ToArray();
+    public int[][] LastRouting() => _layerStates.Select(l => l.Moe.Selected.ToArray()).ToArray();
 
     LossResult Run(ReadOnlySpan<int> ids, int batch, int seq, LossOptions options, bool backward)
     {
@@ -111,12 +110,15 @@ public sealed class TrainableModel : IDisposable
         var targets = Buffers.Ensure(ref _targets, t);
 
         // Forward.
-        for (int i = 0; i < t; i++) _embed.Value.Slice(ids[i] * hd, hd).CopyTo(h.AsSpan(i * hd, hd));
+        var net = Network;
+        net.Embed(ids, h);
+        var rope = net.Rope;
+        AttentionStep attend = (mla, _, x, y, st) => mla.Forward(x, y, batch, seq, rope, st);
         double lb = 0;
-        foreach (var layer in _layers) lb += layer.Forward(h, batch, seq, _rope, options);
+        for (int l = 0; l < _layerStates.Length; l++) lb += net.Layers[l].Forward(h, t, attend, _layerStates[l], options);
         Array.Copy(h, hLast, t * hd);
-        OpsGrad.RmsNormForward(hLast, _finalNorm.Value, hf, rstdF, t, hd, (float)c.RmsNormEps);
-        Gemm.MatMul(hf, _lmHead.Weight, logits, t);
+        net.FinalNorm(hLast, hf, rstdF, t);
+        net.LmHeadForward(hf, logits, t);
 
         int positions = batch * (seq - 1);
         for (int b = 0; b < batch; b++)
@@ -126,26 +128,20 @@ public sealed class TrainableModel : IDisposable
         for (int i = 0; i < t; i++) ce += rowLoss[i];
         ce /= positions;
 
-        double mtp = _mtp is not null && options.MtpWeight > 0 ? _mtp.Forward(hf, ids, batch, seq, _rope, options.MtpWeight) : 0;
+        bool mtpOn = net.Mtp is not null && options.MtpWeight > 0;
+        double mtp = mtpOn ? net.Mtp!.Forward(net, hf, ids, batch, seq, options.MtpWeight, _mtpState!) : 0;
         double z = options.HiddenZLossLambda > 0 ? HiddenZLossForward(hLast, t, options.HiddenZLossLambda) : 0;
         var result = new LossResult(ce + options.MtpWeight * mtp + lb + z, ce, mtp, lb, z);
         if (!backward) return result;
 
         // Backward. The logits buffer now holds d(loss)/d(logits).
         var dhf = Buffers.Ensure(ref _dhf, (long)t * hd);
-        GemmGrad.WeightGrad(logits, hf, _lmHead.Grad, t, v, hd);
-        GemmGrad.InputGrad(logits, _lmHead.Value, dhf, t, v, hd);
-        if (_mtp is not null && options.MtpWeight > 0) _mtp.Backward(dhf, seq);
-        OpsGrad.RmsNormBackward(dhf, hLast, _finalNorm.Value, rstdF, h, _finalNorm.Grad, t, hd, 1f, accumulate: false);
+        net.LmHeadBackward(logits, hf, dhf, t);
+        if (mtpOn) net.Mtp!.Backward(net, dhf, seq, _mtpState!);
+        net.FinalNormBackward(dhf, hLast, rstdF, h, t);
         if (options.HiddenZLossLambda > 0) HiddenZLossBackward(hLast, h, t);
-        for (int l = _layers.Length - 1; l >= 0; l--) _layers[l].Backward(h);
-        // Embedding rows: a scatter-add in token order.
-        var de = _embed.Grad;
-        for (int i = 0; i < t; i++)
-        {
-            var row = de.Slice(ids[i] * hd, hd);
-            TensorPrimitives.Add(row, h.AsSpan(i * hd, hd), row);
-        }
+        for (int l = _layerStates.Length - 1; l >= 0; l--) net.Layers[l].Backward(h, _layerStates[l]);
+        net.EmbedBackward(ids, h);
         return result;
     }
 

@@ -1,4 +1,4 @@
-namespace LongCat.Training;
+namespace LongCat.Model;
 
 /// <summary>Activation buffers sized once per shape and reused while the shape does not grow.</summary>
 internal static class Buffers
@@ -21,4 +21,15 @@ internal static class Buffers
         if (a is null || a.Length < n) a = new int[checked((int)Math.Max(1, n))];
         return a;
     }
+}
+
+/// <summary>
+/// Reusable run states (workspaces) of a model: a forward rents one, runs, and gives it back, so a steady state of
+/// decode steps allocates no activations, and concurrent callers never share one.
+/// </summary>
+internal sealed class WorkspacePool<T>(Func<T> create) where T : class
+{
+    readonly System.Collections.Concurrent.ConcurrentBag<T> _free = [];
+    public T Rent() => _free.TryTake(out var w) ? w : create();
+    public void Return(T w) => _free.Add(w);
 }
