@@ -56,6 +56,56 @@ static unsafe class GemmPack
         }
     }
 
+    /// <summary>
+    /// As <see cref="PackX"/> for an A given by columns, A(i, q) = src[q·ld + i] (dW's dyᵀ): each packed k step
+    /// is a contiguous copy of mr values.
+    /// </summary>
+    internal static void PackXT(float* src, long ld, int m, int k, int mr, int kcMax, int g0, int g1, int groups, float* dst)
+    {
+        for (int k0 = 0; k0 < k; k0 += kcMax)
+        {
+            int kc = Math.Min(kcMax, k - k0);
+            float* slab = dst + (long)groups * mr * k0;
+            for (int g = g0; g < g1; g++)
+            {
+                float* d = slab + (long)g * kc * mr;
+                int r0 = g * mr, rows = Math.Min(mr, m - r0);
+                float* s = src + (long)k0 * ld + r0;
+                if (rows == mr && mr == 12)
+                    for (int kk = 0; kk < kc; kk++, s += ld, d += 12)
+                    {
+                        Vector256.Store(Vector256.Load(s), d);
+                        Vector128.Store(Vector128.Load(s + 8), d + 8);
+                    }
+                else if (rows == mr && mr == 6)
+                    for (int kk = 0; kk < kc; kk++, s += ld, d += 6)
+                    {
+                        Vector128.Store(Vector128.Load(s), d);
+                        d[4] = s[4]; d[5] = s[5];
+                    }
+                else
+                    for (int kk = 0; kk < kc; kk++, s += ld, d += mr)
+                        for (int i = 0; i < mr; i++) d[i] = i < rows ? s[i] : 0f;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs an F32 panel B(q, j) = src[q·ld + j], q &lt; kc, j &lt; nc, into dst[q·nr + j] (columns past nc zero):
+    /// a contiguous copy per depth step (backward GEMMs, whose B operand is W or x in row-major order).
+    /// </summary>
+    internal static void PackB(float* src, long ld, int kc, int nc, int nr, float* dst)
+    {
+        if (nc == nr && (nr & 7) == 0)
+        {
+            for (int kk = 0; kk < kc; kk++, src += ld, dst += nr)
+                for (int j = 0; j < nr; j += 8) Vector256.Store(Vector256.Load(src + j), dst + j);
+            return;
+        }
+        for (int kk = 0; kk < kc; kk++, src += ld, dst += nr)
+            for (int j = 0; j < nr; j++) dst[j] = j < nc ? src[j] : 0f;
+    }
+
     /// <summary>6 rows: 8×8 transposes (two zero rows) with overlapping 8-wide stores 6 floats apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackX6(float* s, int k, int kc, float* d)
