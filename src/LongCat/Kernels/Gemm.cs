@@ -27,7 +27,13 @@ namespace LongCat.Kernels;
 /// </summary>
 public static unsafe partial class Gemm
 {
-    public const int PackedMinRows = 4;
+    public const int PackedMinRows = SmallMaxRows + 1;
+
+    /// <summary>
+    /// The most rows that take the GEMV-order path: decode (M = 1), MTP verification, batched serving and small
+    /// expert groups give every row the bits it gets alone (batch invariance across 1..SmallMaxRows).
+    /// </summary>
+    public const int SmallMaxRows = 64;
 
     /// <summary>GEMV problems below this many weight bytes run on the calling thread.</summary>
     const long SerialGemvBytes = 256L << 10;
@@ -111,12 +117,20 @@ public static unsafe partial class Gemm
     static void Gemv(float* x, Weight w, float* y, int m, bool accumulate)
     {
         int n = w.Rows, k = w.Cols;
+        nint xp = (nint)x, yp = (nint)y;
+        if (m > 1 && Isa != KernelIsa.Scalar)
+        {
+            // Small batch: each task converts its rows of W to F32 once and runs every x row against them.
+            int rows = RoundUp(Math.Clamp(ConvertFloats / k, 4, 1 << 20), 4), tasks = (n + rows - 1) / rows;
+            if (2.0 * m * n * k < SerialFlops || tasks == 1) GemvConverted(x, w, y, m, 0, n, accumulate);
+            else Parallelism.For(tasks, c => GemvConverted((float*)xp, w, (float*)yp, m, c * rows, Math.Min(n, (c + 1) * rows), accumulate));
+            return;
+        }
         long rowBytes = (long)k * DTypes.SizeOf(w.DType);
         var mode = ModeOf(w);
         // ~128 KiB of weight per task, whole groups of 4 rows.
         int grain = (int)Math.Clamp(RoundUp((int)Math.Min(int.MaxValue / 2, ((128L << 10) + rowBytes - 1) / rowBytes), 4), 4, 1 << 20);
         int chunks = (n + grain - 1) / grain;
-        nint xp = (nint)x, yp = (nint)y;
         if (rowBytes * n < SerialGemvBytes || chunks == 1) GemvRows(x, w, y, m, 0, n, accumulate, mode);
         else Parallelism.For(chunks, c => GemvRows((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate, mode));
     }
@@ -134,6 +148,7 @@ public static unsafe partial class Gemm
             t_f16 = null; // rented
             if (f16 == null || f16.Length < 4 * k) f16 = GC.AllocateUninitializedArray<float>(4 * k, pinned: true);
         }
+        bool wide = Isa == KernelIsa.Avx512;
         for (int r = r0; r < r1; r += 4)
         {
             int rows = Math.Min(4, r1 - r);
@@ -151,6 +166,11 @@ public static unsafe partial class Gemm
                 float* xi = x + (long)i * k;
                 switch (mode)
                 {
+                    case GemvMode.F32 when wide: Dot4x16<F32x16>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Bf16 when wide: Dot4x16<Bf16x16>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Fp8 when wide: Dot4x16<Fp8x16>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Fp8Nan when wide: Dot4x16<Fp8Nanx16>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.I8 when wide: Dot4x16<I8x16>(w, ra, rb, rc, rd, xi, o); break;
                     case GemvMode.F32: Dot4<F32Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
                     case GemvMode.Bf16: Dot4<Bf16Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
                     case GemvMode.F16:

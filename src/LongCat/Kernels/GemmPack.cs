@@ -340,6 +340,53 @@ static unsafe class GemmPack
         return true;
     }
 
+    // ---------------- whole rows ----------------
+
+    /// <summary>Row r of W dequantized into dst[0..Cols) (F32, exactly <see cref="Weight.DequantizeRow(int, Span{float})"/>).</summary>
+    internal static void DequantRow(Weight w, int r, float* dst)
+    {
+        int k = w.Cols, k8 = k & ~7, c = 0;
+        long off = (long)r * k;
+        if (Avx2.IsSupported)
+            switch (w.DType)
+            {
+                case DType.F32:
+                    new ReadOnlySpan<float>((float*)w.Data + off, k).CopyTo(new Span<float>(dst, k));
+                    return;
+                case DType.F16:
+                    System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((ushort*)w.Data + off, k), new Span<float>(dst, k));
+                    return;
+                case DType.BF16:
+                    for (ushort* s = (ushort*)w.Data + off; c < k8; c += 8) Bf16(s + c).Store(dst + c);
+                    break;
+                case DType.I8:
+                    {
+                        var sc = Vector256.Create(w.Scales[r]);
+                        for (sbyte* s = (sbyte*)w.Data + off; c < k8; c += 8) I8(s + c, sc).Store(dst + c);
+                        break;
+                    }
+                case DType.F8_E4M3 when w.BlockCols % 8 == 0:
+                    {
+                        float* srow = w.Scales + (long)(r / w.BlockRows) * w.ScaleCols;
+                        for (sbyte* s = (sbyte*)w.Data + off; c < k8; c += 8) Fp8(s + c, srow[c / w.BlockCols]).Store(dst + c);
+                        break;
+                    }
+            }
+        if (c < k) w.DequantizeRow(r, new Span<float>(dst, k)[c..], c);
+    }
+
+    /// <summary>16 INT8 values sign-extended to int32 (one instruction on AVX-512; two AVX2 ones otherwise).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<int> I8x16(sbyte* p) => Avx512F.IsSupported
+        ? Avx512F.ConvertToVector512Int32(Vector128.Load(p))
+        : Vector512.Create(Avx2.ConvertToVector256Int32(p), Avx2.ConvertToVector256Int32(p + 8));
+
+    /// <summary>16 UINT16 values zero-extended to int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<int> U16x16(ushort* p) => Avx512F.IsSupported
+        ? Avx512F.ConvertToVector512Int32(Vector256.Load(p))
+        : Vector512.Create(Avx2.ConvertToVector256Int32(p), Avx2.ConvertToVector256Int32(p + 8));
+
     // ---------------- in-register dequantization (8 values) ----------------
 
     /// <summary>8 BF16 values widened: bits &lt;&lt; 16.</summary>

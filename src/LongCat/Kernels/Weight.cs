@@ -67,27 +67,31 @@ public sealed unsafe class Weight
     public long Bytes => (long)Rows * Cols * DTypes.SizeOf(DType) + (Scales == null ? 0 : 4L * ((Rows + BlockRows - 1) / BlockRows) * ScaleCols);
 
     /// <summary>Dequantizes row <paramref name="r"/> into <paramref name="dst"/> (length Cols).</summary>
-    public void DequantizeRow(int r, Span<float> dst)
+    public void DequantizeRow(int r, Span<float> dst) => DequantizeRow(r, dst, 0);
+
+    /// <summary>Columns <paramref name="c0"/>..Cols-1 of row <paramref name="r"/> into dst[0..Cols-c0) (the definition every kernel matches).</summary>
+    internal void DequantizeRow(int r, Span<float> dst, int c0)
     {
         long off = (long)r * Cols;
+        int n = Cols - c0;
         switch (DType)
         {
-            case DType.F32: new ReadOnlySpan<float>((float*)Data + off, Cols).CopyTo(dst); break;
-            case DType.BF16: { var s = (ushort*)Data + off; for (int c = 0; c < Cols; c++) dst[c] = NumberFormats.BF16ToF32(s[c]); break; }
-            case DType.F16: { var s = (ushort*)Data + off; for (int c = 0; c < Cols; c++) dst[c] = NumberFormats.F16ToF32(s[c]); break; }
+            case DType.F32: new ReadOnlySpan<float>((float*)Data + off + c0, n).CopyTo(dst); break;
+            case DType.BF16: { var s = (ushort*)Data + off; for (int c = c0; c < Cols; c++) dst[c - c0] = NumberFormats.BF16ToF32(s[c]); break; }
+            case DType.F16: { var s = (ushort*)Data + off; for (int c = c0; c < Cols; c++) dst[c - c0] = NumberFormats.F16ToF32(s[c]); break; }
             case DType.F8_E4M3:
                 {
                     var s = Data + off;
                     var sc = Scales + (r / BlockRows) * ScaleCols;
                     var t = NumberFormats.Fp8E4M3Table;
-                    for (int c = 0; c < Cols; c++) dst[c] = t[s[c]] * sc[c / BlockCols];
+                    for (int c = c0; c < Cols; c++) dst[c - c0] = t[s[c]] * sc[c / BlockCols];
                     break;
                 }
             case DType.I8:
                 {
                     var s = (sbyte*)Data + off;
                     float sc = Scales[r];
-                    for (int c = 0; c < Cols; c++) dst[c] = s[c] * sc; // exact int -> float, one multiply
+                    for (int c = c0; c < Cols; c++) dst[c - c0] = s[c] * sc; // exact int -> float, one multiply
                     break;
                 }
         }
