@@ -118,19 +118,20 @@ public static unsafe partial class Gemm
     {
         int n = w.Rows, k = w.Cols;
         nint xp = (nint)x, yp = (nint)y;
-        if (m > 1 && Isa != KernelIsa.Scalar)
-        {
-            // Small batch: each task converts its rows of W to F32 once and runs every x row against them.
-            int rows = RoundUp(Math.Clamp(ConvertFloats / k, 4, 1 << 20), 4), tasks = (n + rows - 1) / rows;
-            if (2.0 * m * n * k < SerialFlops || tasks == 1) GemvConverted(x, w, y, m, 0, n, accumulate);
-            else Parallelism.For(tasks, c => GemvConverted((float*)xp, w, (float*)yp, m, c * rows, Math.Min(n, (c + 1) * rows), accumulate));
-            return;
-        }
         long rowBytes = (long)k * DTypes.SizeOf(w.DType);
         var mode = ModeOf(w);
         // ~128 KiB of weight per task, whole groups of 4 rows.
         int grain = (int)Math.Clamp(RoundUp((int)Math.Min(int.MaxValue / 2, ((128L << 10) + rowBytes - 1) / rowBytes), 4), 4, 1 << 20);
         int chunks = (n + grain - 1) / grain;
+        if (m > 1 && Isa != KernelIsa.Scalar)
+        {
+            // Small batch: the weight is read (and converted) once for all rows; ~128 KiB of weight per 4 x rows per task.
+            grain = Math.Max(4, RoundUp(grain / ((m + 3) / 4), 4));
+            chunks = (n + grain - 1) / grain;
+            if (2.0 * m * n * k < SerialFlops || chunks == 1) GemvSmall(x, w, y, m, 0, n, accumulate, mode);
+            else Parallelism.For(chunks, c => GemvSmall((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate, mode));
+            return;
+        }
         if (rowBytes * n < SerialGemvBytes || chunks == 1) GemvRows(x, w, y, m, 0, n, accumulate, mode);
         else Parallelism.For(chunks, c => GemvRows((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate, mode));
     }
