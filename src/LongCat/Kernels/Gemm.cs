@@ -90,7 +90,7 @@ public static unsafe partial class Gemm
     // ---------------- GEMV path ----------------
 
     /// <summary>How a GEMV reads its weight, decided once per call.</summary>
-    enum GemvMode { Portable, F32, Bf16, F16, Fp8, Fp8Nan, I8 }
+    internal enum GemvMode { Portable, F32, Bf16, F16, Fp8, Fp8Nan, I8 }
 
     static GemvMode ModeOf(Weight w)
     {
@@ -114,26 +114,44 @@ public static unsafe partial class Gemm
         }
     }
 
-    static void Gemv(float* x, Weight w, float* y, int m, bool accumulate)
+    /// <summary>One GEMV-order problem (M &lt; PackedMinRows) cut into tasks of whole groups of 4 weight rows.</summary>
+    internal sealed class GemvJob
+    {
+        public required Weight W;
+        public float* X, Y;
+        public int M, Grain, Tasks;
+        public bool Accumulate, Small, Serial;
+        public GemvMode Mode;
+    }
+
+    internal static GemvJob PlanGemv(float* x, Weight w, float* y, int m, bool accumulate)
     {
         int n = w.Rows, k = w.Cols;
-        nint xp = (nint)x, yp = (nint)y;
         long rowBytes = (long)k * DTypes.SizeOf(w.DType);
-        var mode = ModeOf(w);
-        // ~128 KiB of weight per task, whole groups of 4 rows.
+        // ~128 KiB of weight per task (per 4 x rows), whole groups of 4 rows.
         int grain = (int)Math.Clamp(RoundUp((int)Math.Min(int.MaxValue / 2, ((128L << 10) + rowBytes - 1) / rowBytes), 4), 4, 1 << 20);
-        int chunks = (n + grain - 1) / grain;
-        if (m > 1 && Isa != KernelIsa.Scalar)
+        bool small = m > 1 && Isa != KernelIsa.Scalar; // the weight is read (and converted) once for all rows
+        if (small) grain = Math.Max(4, RoundUp(grain / ((m + 3) / 4), 4));
+        int tasks = (n + grain - 1) / grain;
+        return new GemvJob
         {
-            // Small batch: the weight is read (and converted) once for all rows; ~128 KiB of weight per 4 x rows per task.
-            grain = Math.Max(4, RoundUp(grain / ((m + 3) / 4), 4));
-            chunks = (n + grain - 1) / grain;
-            if (2.0 * m * n * k < SerialFlops || chunks == 1) GemvSmall(x, w, y, m, 0, n, accumulate, mode);
-            else Parallelism.For(chunks, c => GemvSmall((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate, mode));
-            return;
-        }
-        if (rowBytes * n < SerialGemvBytes || chunks == 1) GemvRows(x, w, y, m, 0, n, accumulate, mode);
-        else Parallelism.For(chunks, c => GemvRows((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate, mode));
+            W = w, X = x, Y = y, M = m, Grain = grain, Tasks = tasks, Accumulate = accumulate, Small = small, Mode = ModeOf(w),
+            Serial = tasks == 1 || (small ? 2.0 * m * n * k < SerialFlops : rowBytes * n < SerialGemvBytes),
+        };
+    }
+
+    internal static void GemvTask(GemvJob j, int task)
+    {
+        int r0 = task * j.Grain, r1 = Math.Min(j.W.Rows, r0 + j.Grain);
+        if (j.Small) GemvSmall(j.X, j.W, j.Y, j.M, r0, r1, j.Accumulate, j.Mode);
+        else GemvRows(j.X, j.W, j.Y, j.M, r0, r1, j.Accumulate, j.Mode);
+    }
+
+    static void Gemv(float* x, Weight w, float* y, int m, bool accumulate)
+    {
+        var j = PlanGemv(x, w, y, m, accumulate);
+        if (j.Serial) for (int t = 0; t < j.Tasks; t++) GemvTask(j, t);
+        else Parallelism.For(j.Tasks, t => GemvTask(j, t));
     }
 
     [ThreadStatic] static float[]? t_f16;

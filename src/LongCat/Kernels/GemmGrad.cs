@@ -44,6 +44,69 @@ public static unsafe class GemmGrad
             Gemm.PackedF32(pa, n, aTransposed: true, pb, k, pc, n, k, m, accumulate: true);
     }
 
+    /// <summary>
+    /// Every problem's dX as one task set over (problem, row block, column block); each result is bitwise the one
+    /// <see cref="InputGrad"/> gives for that problem alone. Problems must not write overlapping Dx ranges.
+    /// </summary>
+    public static void InputGradGrouped(ReadOnlySpan<InputGradProblem> problems)
+    {
+        for (int i = 0; i < problems.Length; i++)
+        {
+            var p = problems[i];
+            CheckShape(p.M, p.N, p.K);
+            Check(p.Dy.Length, (long)p.M * p.N, $"problem {i}: Dy");
+            Check(p.W.Length, (long)p.N * p.K, $"problem {i}: W");
+            Check(p.Dx.Length, (long)p.M * p.K, $"problem {i}: Dx");
+        }
+        var pins = new List<System.Buffers.MemoryHandle>();
+        try
+        {
+            var jobs = new List<Gemm.PackedJob>();
+            foreach (var p in problems)
+            {
+                if (p.M == 0 || p.K == 0) continue;
+                var hc = p.Dx.Pin(); pins.Add(hc);
+                if (p.N == 0) { if (!p.Accumulate) new Span<float>(hc.Pointer, p.M * p.K).Clear(); continue; }
+                var ha = p.Dy.Pin(); pins.Add(ha);
+                var hb = p.W.Pin(); pins.Add(hb);
+                jobs.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, false, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.M, p.K, p.N, p.Accumulate));
+            }
+            Gemm.RunGroup(jobs, []);
+        }
+        finally { foreach (var h in pins) h.Dispose(); }
+    }
+
+    /// <summary>
+    /// Every problem's dW (+=) as one task set; each result is bitwise the one <see cref="WeightGrad"/> gives for
+    /// that problem alone. Problems must not write overlapping DW ranges.
+    /// </summary>
+    public static void WeightGradGrouped(ReadOnlySpan<WeightGradProblem> problems)
+    {
+        for (int i = 0; i < problems.Length; i++)
+        {
+            var p = problems[i];
+            CheckShape(p.M, p.N, p.K);
+            Check(p.Dy.Length, (long)p.M * p.N, $"problem {i}: Dy");
+            Check(p.X.Length, (long)p.M * p.K, $"problem {i}: X");
+            Check(p.DW.Length, (long)p.N * p.K, $"problem {i}: DW");
+        }
+        var pins = new List<System.Buffers.MemoryHandle>();
+        try
+        {
+            var jobs = new List<Gemm.PackedJob>();
+            foreach (var p in problems)
+            {
+                if (p.M == 0 || p.N == 0 || p.K == 0) continue;
+                var ha = p.Dy.Pin(); pins.Add(ha);
+                var hb = p.X.Pin(); pins.Add(hb);
+                var hc = p.DW.Pin(); pins.Add(hc);
+                jobs.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, true, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.N, p.K, p.M, true));
+            }
+            Gemm.RunGroup(jobs, []);
+        }
+        finally { foreach (var h in pins) h.Dispose(); }
+    }
+
     static void CheckShape(int m, int n, int k)
     {
         if (m < 0 || n < 0 || k < 0) throw new ArgumentOutOfRangeException(nameof(m), $"sizes must be >= 0 (m {m}, n {n}, k {k})");

@@ -76,11 +76,14 @@ public static unsafe partial class Gemm
     }
 
     /// <summary>C [m, n] (+)= A · B [depth, n] with B's rows contiguous (row stride ldb).</summary>
-    internal static void PackedF32(float* a, long lda, bool aTransposed, float* b, long ldb, float* c, int m, int n, int depth, bool accumulate)
+    internal static void PackedF32(float* a, long lda, bool aTransposed, float* b, long ldb, float* c, int m, int n, int depth, bool accumulate) =>
+        RunPacked(PlanPackedF32(a, lda, aTransposed, b, ldb, c, m, n, depth, accumulate));
+
+    internal static PackedJob PlanPackedF32(float* a, long lda, bool aTransposed, float* b, long ldb, float* c, int m, int n, int depth, bool accumulate)
     {
         var job = PlanPacked(m, n, depth, accumulate);
         job.B = b; job.Ldb = ldb; job.ASrc = a; job.LdA = lda; job.ATransposed = aTransposed; job.C = c;
-        RunPacked(job);
+        return job;
     }
 
     [ThreadStatic] static float[]? t_x;
