@@ -8,8 +8,9 @@ using LongCat.Kernels;
 namespace LongCat.Cli.Bench;
 
 /// <summary>One GEMM problem: y [M, N] = x [M, K] · W [N, K]ᵀ.</summary>
-public sealed record GemmShape(string Set, string Name, int M, int N, int K)
+public sealed record GemmShape(string Set, string Name, int M, int N, int K, int Experts = 0)
 {
+    /// <summary>Flops of one problem (per expert when <see cref="Experts"/> &gt; 0).</summary>
     public double Flops => 2.0 * M * N * K;
 }
 
@@ -33,7 +34,7 @@ public sealed class GemmBenchOptions
 /// </summary>
 public static class GemmBench
 {
-    public const string DefaultShapes = "square,bench-350m,release,smallm,decode";
+    public const string DefaultShapes = "square,bench-350m,release,smallm,decode,experts";
 
     /// <summary>Shapes with at most this many rows are reported as GEMV (GB/s of weight bytes), at 1 and N threads.</summary>
     public const int GemvMaxRows = 8;
@@ -86,7 +87,20 @@ public static class GemmBench
                 // up to Gemm.SmallMaxRows the GEMV-order path (weights converted once per call), then the packed one.
                 return new[] { 2, 4, 8, 16, 32, Gemm.SmallMaxRows, Gemm.PackedMinRows, 96 }
                     .Select(m => new GemmShape("smallm", "ffn_up", m, Bench350m.FfnHiddenSize, Bench350m.HiddenSize));
-            case "all": return Named("square").Concat(Named("bench-350m")).Concat(Named("release")).Concat(Named("smallm")).Concat(Named("decode"));
+            case "experts":
+                {
+                    // bench-350m's experts (32, up [512, 1024] and down [1024, 512]), rows per expert as routed
+                    // uniformly: prefill 512 tokens (96), 16 decode streams (3), one decode token over its 6 experts.
+                    var c = Bench350m;
+                    var list = new List<GemmShape>();
+                    foreach (var (label, rows, experts) in new[] { ("prefill-512", 96, c.NRoutedExperts), ("decode-16", 3, c.NRoutedExperts), ("decode-1", 1, c.MoeTopK) })
+                    {
+                        list.Add(new GemmShape("experts", $"{label} up", rows, c.ExpertFfnHiddenSize, c.HiddenSize, experts));
+                        list.Add(new GemmShape("experts", $"{label} down", rows, c.HiddenSize, c.ExpertFfnHiddenSize, experts));
+                    }
+                    return list;
+                }
+            case "all": return Named("square").Concat(Named("bench-350m")).Concat(Named("release")).Concat(Named("smallm")).Concat(Named("decode")).Concat(Named("experts"));
             default: return [];
         }
     }
@@ -107,7 +121,7 @@ public static class GemmBench
             if (p.Length != 3 || !int.TryParse(p[0], NumberStyles.None, CultureInfo.InvariantCulture, out int m) ||
                 !int.TryParse(p[1], NumberStyles.None, CultureInfo.InvariantCulture, out int n) ||
                 !int.TryParse(p[2], NumberStyles.None, CultureInfo.InvariantCulture, out int k) || m < 1 || n < 1 || k < 1)
-                throw new CliException($"--shapes: '{raw}' is not a set (square, bench-350m, release, smallm, decode, all) nor MxNxK with positive sizes");
+                throw new CliException($"--shapes: '{raw}' is not a set (square, bench-350m, release, smallm, decode, experts, all) nor MxNxK with positive sizes");
             list.Add(new GemmShape("custom", label, m, n, k));
         }
         if (list.Count == 0) throw new CliException("--shapes: no shapes given");
@@ -173,9 +187,34 @@ public static class GemmBench
             Warmup(o.WarmupSeconds);
             float[]? probe = o.Shapes.Any(x => x.M <= GemvMaxRows) ? ProbeBuffer() : null;
             var rows = new List<Row>();
-            bool tableHeaderDone = false, gemvHeaderDone = false;
+            bool tableHeaderDone = false, gemvHeaderDone = false, expertsHeaderDone = false;
             foreach (var shape in o.Shapes)
             {
+                if (shape.Experts > 0)
+                {
+                    var (seqFwd, grpFwd, seqDx, grpDx, seqDw, grpDw) = MeasureExperts(shape, o);
+                    if (o.Json)
+                        output.WriteLine(new JsonObject
+                        {
+                            ["bench"] = "experts", ["shape"] = shape.Name, ["experts"] = shape.Experts, ["m"] = shape.M, ["n"] = shape.N, ["k"] = shape.K,
+                            ["threads"] = Parallelism.Threads, ["dtype"] = "f32",
+                            ["sequential_gflops"] = BenchUtil.J(seqFwd), ["grouped_gflops"] = BenchUtil.J(grpFwd),
+                            ["sequential_dx_gflops"] = BenchUtil.J(seqDx), ["grouped_dx_gflops"] = BenchUtil.J(grpDx),
+                            ["sequential_dw_gflops"] = BenchUtil.J(seqDw), ["grouped_dw_gflops"] = BenchUtil.J(grpDw),
+                        }.ToJsonString(BenchUtil.JsonOptions));
+                    else
+                    {
+                        if (!expertsHeaderDone)
+                        {
+                            output.WriteLine();
+                            output.WriteLine($"{"experts (F32)",-20} {"E",3} {"M",3} {"N",5} {"K",5} {"seq",6} {"group",6} {"ratio",5} {"seqdX",6} {"grpdX",6} {"ratio",5} {"seqdW",6} {"grpdW",6} {"ratio",5}   (GFLOP/s: each expert one call after another vs one grouped call)");
+                            expertsHeaderDone = true;
+                        }
+                        output.WriteLine($"{shape.Name,-20} {shape.Experts,3} {shape.M,3} {shape.N,5} {shape.K,5} {BenchUtil.F(seqFwd),6} {BenchUtil.F(grpFwd),6} {BenchUtil.F(grpFwd / seqFwd, 2),5} " +
+                            $"{BenchUtil.F(seqDx),6} {BenchUtil.F(grpDx),6} {BenchUtil.F(grpDx / seqDx, 2),5} {BenchUtil.F(seqDw),6} {BenchUtil.F(grpDw),6} {BenchUtil.F(grpDw / seqDw, 2),5}");
+                    }
+                    continue;
+                }
                 if (shape.M > GemvMaxRows)
                 {
                     var row = Measure(shape, o, blas);
@@ -280,6 +319,45 @@ public static class GemmBench
         finally { Parallelism.Threads = saved; }
         GC.KeepAlive(weights);
         return row;
+    }
+
+    /// <summary>
+    /// Experts one call after another (as the model runs them today) against one grouped call, interleaved:
+    /// forward, dX and dW, F32 weights; GFLOP/s over all experts.
+    /// </summary>
+    static (double, double, double, double, double, double) MeasureExperts(GemmShape s, GemmBenchOptions o)
+    {
+        int e = s.Experts, m = s.M, n = s.N, k = s.K;
+        var ws = Enumerable.Range(0, e).Select(i => BenchUtil.RandomWeight(DType.F32, n, k, 300 + (ulong)i)).ToList();
+        var wf = ws.Select(w => new float[(long)n * k]).ToList();
+        for (int i = 0; i < e; i++) BenchUtil.FillUniform(wf[i], 0.05f, 400 + (ulong)i);
+        var x = new float[(long)e * m * k];
+        BenchUtil.FillUniform(x, 1f, 8);
+        var dy = new float[(long)e * m * n];
+        BenchUtil.FillUniform(dy, 1f, 9);
+        var y = new float[(long)e * m * n];
+        var dx = new float[(long)e * m * k];
+        var dw = ws.Select(_ => new float[(long)n * k]).ToList();
+        var fwd = Enumerable.Range(0, e).Select(i => new GemmProblem(ws[i], x.AsMemory(i * m * k, m * k), y.AsMemory(i * m * n, m * n), m)).ToArray();
+        var ig = Enumerable.Range(0, e).Select(i => new InputGradProblem(dy.AsMemory(i * m * n, m * n), wf[i], dx.AsMemory(i * m * k, m * k), m, n, k)).ToArray();
+        var wg = Enumerable.Range(0, e).Select(i => new WeightGradProblem(dy.AsMemory(i * m * n, m * n), x.AsMemory(i * m * k, m * k), dw[i], m, n, k)).ToArray();
+        void SeqFwd() { for (int i = 0; i < e; i++) Gemm.MatMul(x.AsSpan(i * m * k, m * k), ws[i], y.AsSpan(i * m * n, m * n), m); }
+        void SeqDx() { for (int i = 0; i < e; i++) GemmGrad.InputGrad(dy.AsSpan(i * m * n, m * n), wf[i], dx.AsSpan(i * m * k, m * k), m, n, k); }
+        void SeqDw() { for (int i = 0; i < e; i++) GemmGrad.WeightGrad(dy.AsSpan(i * m * n, m * n), x.AsSpan(i * m * k, m * k), dw[i], m, n, k); }
+        double flops = s.Flops * e;
+        var variants = new List<Func<double>>
+        {
+            () => BenchUtil.CallsPerSecond(SeqFwd, o.Seconds) * flops / 1e9,
+            () => BenchUtil.CallsPerSecond(() => Gemm.MatMulGrouped(fwd), o.Seconds) * flops / 1e9,
+            () => BenchUtil.CallsPerSecond(SeqDx, o.Seconds) * flops / 1e9,
+            () => BenchUtil.CallsPerSecond(() => GemmGrad.InputGradGrouped(ig), o.Seconds) * flops / 1e9,
+            () => BenchUtil.CallsPerSecond(SeqDw, o.Seconds) * flops / 1e9,
+            () => BenchUtil.CallsPerSecond(() => GemmGrad.WeightGradGrouped(wg), o.Seconds) * flops / 1e9,
+        };
+        SeqFwd(); Gemm.MatMulGrouped(fwd); SeqDx(); GemmGrad.InputGradGrouped(ig); SeqDw(); GemmGrad.WeightGradGrouped(wg);
+        var r = Interleave(variants, o.Repeats).Select(BenchUtil.Median).ToArray();
+        GC.KeepAlive(ws);
+        return (r[0], r[1], r[2], r[3], r[4], r[5]);
     }
 
     static List<List<double>> Interleave(List<Func<double>> variants, int repeats)
