@@ -370,6 +370,44 @@ public unsafe class GemmTests
         finally { Gemm.Isa = saved; }
     }
 
+    /// <summary>A pre-packed weight gives the bits of the on-the-fly packing, on every instruction set.</summary>
+    [Theory]
+    [MemberData(nameof(DTypesAll))]
+    public void PrepackedWeightGivesTheSameBits(DType dt)
+    {
+        var saved = Gemm.Isa;
+        try
+        {
+            foreach (var (m, n, k) in new[] { (70, 33, 300), (130, 70, 257), (65, 1, 1) })
+            {
+                var tw = Make(dt, n, k, m + n);
+                var x = RandomX(m, k, 3);
+                var y0 = RandomX(m, n, 4);
+                foreach (var isa in new[] { Gemm.KernelIsa.Scalar, Gemm.KernelIsa.Avx2, Gemm.KernelIsa.Avx512 })
+                {
+                    if (isa != Gemm.KernelIsa.Scalar && !System.Runtime.Intrinsics.X86.Avx2.IsSupported) continue;
+                    Gemm.Isa = isa;
+                    tw.W.DropPrepacked();
+                    var want = Run(x, tw.W, m);
+                    var wantAcc = Run(x, tw.W, m, y0);
+                    long bytes = tw.W.Prepack();
+                    Assert.True(bytes >= 4L * n * k, $"{dt} {isa}: {bytes} bytes pre-packed");
+                    AssertBitwise(want, Run(x, tw.W, m), $"{dt} prepacked [{m}x{n}x{k}] {isa}");
+                    AssertBitwise(wantAcc, Run(x, tw.W, m, y0), $"{dt} prepacked accumulate [{m}x{n}x{k}] {isa}");
+                }
+                Gemm.Isa = Gemm.KernelIsa.Scalar; // a pre-packing for another panel width is ignored
+                tw.W.DropPrepacked();
+                var s = Run(x, tw.W, m);
+                Gemm.Isa = saved;
+                tw.W.Prepack();
+                Gemm.Isa = saved == Gemm.KernelIsa.Avx512 ? Gemm.KernelIsa.Avx2 : Gemm.KernelIsa.Scalar;
+                AssertBitwise(s, Run(x, tw.W, m), $"{dt} prepacked for another width [{m}x{n}x{k}]");
+                tw.W.DropPrepacked();
+            }
+        }
+        finally { Gemm.Isa = saved; }
+    }
+
     [Fact]
     public void EmptyAndZeroDepth()
     {

@@ -146,6 +146,8 @@ public static class GemmBench
         public int Threads;
         public readonly Dictionary<DType, double> Gflops = [];
         public readonly Dictionary<DType, long> WeightBytes = [];
+        /// <summary>BF16 weights pre-packed at load (Weight.Prepack), GFLOP/s; NaN when BF16 is not measured.</summary>
+        public double Bf16Prepacked = double.NaN;
         public double Blas = double.NaN, Dx = double.NaN, Dw = double.NaN, BlasDx = double.NaN, BlasDw = double.NaN;
         /// <summary>GEMV rows: the read-bandwidth probe measured beside them at the same thread count (GB/s).</summary>
         public double Probe = double.NaN;
@@ -397,10 +399,19 @@ public static class GemmBench
             Gemm.MatMul(x, w, y, s.M); // warm (JIT, caches, page faults)
             variants.Add(() => BenchUtil.CallsPerSecond(() => Gemm.MatMul(x, w, y, s.M), o.Seconds) * s.Flops / 1e9);
         }
+        int bf = o.DTypes.IndexOf(DType.BF16);
+        Weight? pre = null;
+        if (bf >= 0)
+        {
+            pre = BenchUtil.RandomWeight(DType.BF16, s.N, s.K, 100 + (ulong)bf);
+            pre.Prepack();
+            Gemm.MatMul(x, pre, y, s.M);
+        }
         GemmGrad.InputGrad(dy, wf, dx, s.M, s.N, s.K);
         GemmGrad.WeightGrad(dy, x, dw, s.M, s.N, s.K);
         variants.Add(() => BenchUtil.CallsPerSecond(() => GemmGrad.InputGrad(dy, wf, dx, s.M, s.N, s.K), o.Seconds) * s.Flops / 1e9);
         variants.Add(() => BenchUtil.CallsPerSecond(() => GemmGrad.WeightGrad(dy, x, dw, s.M, s.N, s.K), o.Seconds) * s.Flops / 1e9);
+        if (pre != null) variants.Add(() => BenchUtil.CallsPerSecond(() => Gemm.MatMul(x, pre, y, s.M), o.Seconds) * s.Flops / 1e9);
         if (blas != null)
         {
             variants.Add(() => blas.Run(o.Seconds));
@@ -412,12 +423,15 @@ public static class GemmBench
         for (int i = 0; i < nw; i++) row.Gflops[o.DTypes[i]] = BenchUtil.Median(samples[i]);
         row.Dx = BenchUtil.Median(samples[nw]);
         row.Dw = BenchUtil.Median(samples[nw + 1]);
+        int next = nw + 2;
+        if (pre != null) row.Bf16Prepacked = BenchUtil.Median(samples[next++]);
         if (blas != null)
         {
-            row.Blas = BenchUtil.Median(samples[nw + 2]);
-            row.BlasDx = BenchUtil.Median(samples[nw + 3]);
-            row.BlasDw = BenchUtil.Median(samples[nw + 4]);
+            row.Blas = BenchUtil.Median(samples[next]);
+            row.BlasDx = BenchUtil.Median(samples[next + 1]);
+            row.BlasDw = BenchUtil.Median(samples[next + 2]);
         }
+        GC.KeepAlive(pre);
         GC.KeepAlive(weights);
         return row;
     }
@@ -444,6 +458,7 @@ public static class GemmBench
         {
             j["dx_gflops"] = BenchUtil.J(r.Dx);
             j["dw_gflops"] = BenchUtil.J(r.Dw);
+            j["bf16_prepacked_gflops"] = BenchUtil.J(r.Bf16Prepacked);
             j["openblas_gflops"] = BenchUtil.J(r.Blas);
             j["openblas_dx_gflops"] = BenchUtil.J(r.BlasDx);
             j["openblas_dw_gflops"] = BenchUtil.J(r.BlasDw);
@@ -456,6 +471,7 @@ public static class GemmBench
         w.WriteLine();
         w.Write($"{"set",-11} {"shape",-11} {"M",5} {"N",6} {"K",6}");
         foreach (var d in o.DTypes) w.Write($" {Label(d),7}");
+        if (o.DTypes.Contains(DType.BF16)) w.Write($" {"BF16pp",7}");
         w.Write($" {"dX",6} {"dW",6}");
         if (blas)
         {
@@ -463,7 +479,7 @@ public static class GemmBench
             foreach (var d in o.DTypes) w.Write($" {Label(d) + "/BL",7}");
             w.Write($" {"dX/BL",6} {"dW/BL",6}");
         }
-        w.WriteLine("   (GFLOP/s; dX, dW: F32 backward GEMMs of the same layer)");
+        w.WriteLine("   (GFLOP/s; BF16pp: BF16 pre-packed at load; dX, dW: F32 backward GEMMs of the same layer)");
     }
 
     static void PrintGemmRow(TextWriter w, Row r, GemmBenchOptions o, bool blas)
@@ -471,6 +487,7 @@ public static class GemmBench
         var s = r.Shape;
         w.Write($"{s.Set,-11} {s.Name,-11} {s.M,5} {s.N,6} {s.K,6}");
         foreach (var d in o.DTypes) w.Write($" {BenchUtil.F(r.Gflops[d]),7}");
+        if (o.DTypes.Contains(DType.BF16)) w.Write($" {BenchUtil.F(r.Bf16Prepacked),7}");
         w.Write($" {BenchUtil.F(r.Dx),6} {BenchUtil.F(r.Dw),6}");
         if (blas)
         {

@@ -86,6 +86,35 @@ public static unsafe partial class Gemm
         return job;
     }
 
+    /// <summary>
+    /// W dequantized into the panels <see cref="PackedTask"/> would pack: slice k0 (KC deep) at k0 · Npad, panel P
+    /// (columns P·nr ..) at P · kc · nr within it, k-major, columns past N zero. Null for an empty weight.
+    /// </summary>
+    internal static float[]? PrepackPanels(Weight w, out int nr)
+    {
+        var isa = Isa;
+        nr = isa == KernelIsa.Avx512 ? 32 : 16;
+        int n = w.Rows, k = w.Cols;
+        if (n == 0 || k == 0) return null;
+        if (w.Prepacked != null && w.PrepackedNr == nr) return w.Prepacked;
+        int panels = (n + nr - 1) / nr, pnr = nr;
+        long npad = (long)panels * nr;
+        var arr = GC.AllocateUninitializedArray<float>(checked((int)(npad * k)), pinned: true);
+        bool simd = isa != KernelIsa.Scalar;
+        bool noNan = w.DType == IO.DType.F8_E4M3 && simd && !GemmPack.Fp8HasNanCodes(w);
+        Parallelism.For(panels, p =>
+        {
+            var scratch = new float[8 * KC];
+            fixed (float* dst = arr, sc = scratch)
+                for (int k0 = 0; k0 < k; k0 += KC)
+                {
+                    int kc = Math.Min(KC, k - k0);
+                    GemmPack.PackW(w, p * pnr, k0, kc, pnr, dst + k0 * npad + (long)p * kc * pnr, sc, simd, noNan);
+                }
+        });
+        return arr;
+    }
+
     [ThreadStatic] static float[]? t_x;
     [ThreadStatic] static float[]? t_w;
 
@@ -161,9 +190,12 @@ public static unsafe partial class Gemm
         t_w = null;
         int need = panels * KC * nr + mr * nr + 8 * KC + 16;
         if (arr == null || arr.Length < need) arr = GC.AllocateUninitializedArray<float>(Math.Max(need, NBMax * KC + 32 * 12 + 8 * KC + 16), pinned: true);
+        // A pre-packed weight (Weight.Prepack) for this panel width: its panels are used in place.
+        var pre = j.W?.Prepacked is { } pa && j.W.PrepackedNr == nr ? pa : null;
+        long npad = j.W != null ? (long)(j.W.Rows + nr - 1) / nr * nr : 0;
         try
         {
-            fixed (float* buf = arr)
+            fixed (float* buf = arr, pp = pre)
             {
                 float* wp = Align64(buf), tile = wp + panels * KC * nr, scratch = tile + mr * nr;
                 float* y = j.C;
@@ -171,8 +203,9 @@ public static unsafe partial class Gemm
                 {
                     int kc = Math.Min(KC, k - k0);
                     bool acc = j.Accumulate || k0 > 0;
+                    if (pp != null) wp = pp + k0 * npad + (long)(c0 / nr) * kc * nr;
                     // This task's columns of B for the slice, packed once: panels of kc×nr, k-major.
-                    for (int p = 0; p < panels; p++)
+                    for (int p = 0; p < panels && pp == null; p++)
                     {
                         int cp0 = c0 + p * nr;
                         if (j.W != null)

@@ -63,6 +63,30 @@ public sealed unsafe class Weight
 
     static float* Unsafe(float[] pinned) => (float*)Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0);
 
+    /// <summary>
+    /// F32 copy of the weight in the packed GEMM's panel layout (see <see cref="Prepack"/>), or null; with the
+    /// panel width it was made for (a kernel of another width ignores it).
+    /// </summary>
+    internal float[]? Prepacked { get; private set; }
+    internal int PrepackedNr { get; private set; }
+
+    /// <summary>
+    /// Pre-packs the weight for the packed GEMM path (M &gt;= <see cref="Gemm.PackedMinRows"/>): its values
+    /// dequantized to F32 once, in the micro-kernel's panel layout, so prefill and training forwards skip the
+    /// per-call dequantize-and-transpose of every panel. Same bits (dequantization is exact). Costs 4 bytes per
+    /// parameter (columns padded to the panel width) on top of the stored weight, which the GEMV path keeps
+    /// reading. Returns the bytes added. Idempotent for the current instruction set.
+    /// </summary>
+    public long Prepack()
+    {
+        var p = Gemm.PrepackPanels(this, out int nr);
+        if (p != null) { Prepacked = p; PrepackedNr = nr; }
+        return Prepacked == null ? 0 : 4L * Prepacked.Length;
+    }
+
+    /// <summary>Drops the pre-packed copy (see <see cref="Prepack"/>).</summary>
+    public void DropPrepacked() { Prepacked = null; PrepackedNr = 0; }
+
     /// <summary>Bytes of weight data (plus scales) in memory.</summary>
     public long Bytes => (long)Rows * Cols * DTypes.SizeOf(DType) + (Scales == null ? 0 : 4L * ((Rows + BlockRows - 1) / BlockRows) * ScaleCols);
 
