@@ -130,6 +130,53 @@ public class GemmGradTests
         finally { Gemm.Isa = saved; }
     }
 
+    /// <summary>
+    /// Problems whose packed A exceeds the engine's buffer cap run in row chunks: still one ascending FMA chain
+    /// per element, bit for bit (dX with a deep reduction, dW with many rows, a forward with a long K).
+    /// </summary>
+    [Fact]
+    public void LargeProblemsCutIntoRowChunksKeepTheChain()
+    {
+        {
+            int m = 2000, n = 2100, k = 16;
+            var dy = Rand(m * n, 21);
+            var w = Rand(n * k, 22);
+            var x = Rand(m * k, 23);
+            var dx = new float[m * k];
+            GemmGrad.InputGrad(dy, w, dx, m, n, k);
+            var dw = new float[n * k];
+            GemmGrad.WeightGrad(dy, x, dw, m, n, k);
+            for (int i = 0; i < m; i += 37)
+                for (int j = 0; j < k; j++)
+                {
+                    float s = 0f;
+                    for (int q = 0; q < n; q++) s = MathF.FusedMultiplyAdd(dy[i * n + q], w[q * k + j], s);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(s), BitConverter.SingleToInt32Bits(dx[i * k + j]));
+                }
+            for (int i = 0; i < n; i += 41)
+                for (int j = 0; j < k; j++)
+                {
+                    float s = 0f;
+                    for (int q = 0; q < m; q++) s = MathF.FusedMultiplyAdd(dy[q * n + i], x[q * k + j], s);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(s), BitConverter.SingleToInt32Bits(dw[i * k + j]));
+                }
+        }
+        {
+            int m = 300, n = 20, k = 14000;
+            var x = Rand(m * k, 24);
+            var wv = Rand(n * k, 25);
+            var y = new float[m * n];
+            Gemm.MatMul(x, Weight.FromFloats("w", wv, n, k), y, m);
+            for (int i = 0; i < m; i += 29)
+                for (int j = 0; j < n; j++)
+                {
+                    float s = 0f;
+                    for (int q = 0; q < k; q++) s = MathF.FusedMultiplyAdd(x[i * k + q], wv[j * k + q], s);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(s), BitConverter.SingleToInt32Bits(y[i * n + j]));
+                }
+        }
+    }
+
     [Fact]
     public void DotDoesNotDependOnAlignment()
     {

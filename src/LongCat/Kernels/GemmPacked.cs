@@ -118,7 +118,33 @@ public static unsafe partial class Gemm
     [ThreadStatic] static float[]? t_x;
     [ThreadStatic] static float[]? t_w;
 
+    /// <summary>At most this many floats of packed A per call (16 MiB): larger problems run in row chunks.</summary>
+    const long ACapFloats = 4L << 20;
+
     static void RunPacked(PackedJob job)
+    {
+        if (job.APackFloats > ACapFloats && job.M > job.MR)
+        {
+            // Rows of C are independent and each element's FMA chain runs over the depth alone, so cutting the
+            // rows into chunks (each packed and tiled on its own) cannot change a bit; it bounds A's buffer
+            // (e.g. lm_head's dX and dW in training would otherwise pack 1024 × 32000 floats).
+            int rows = (int)Math.Max(job.MR, ACapFloats / job.K / job.MR * job.MR);
+            for (int r0 = 0; r0 < job.M; r0 += rows)
+            {
+                int mc = Math.Min(rows, job.M - r0);
+                var part = PlanPacked(mc, job.N, job.K, job.Accumulate);
+                part.W = job.W; part.B = job.B; part.Ldb = job.Ldb; part.Fp8NoNan = job.Fp8NoNan; part.LdA = job.LdA;
+                part.ATransposed = job.ATransposed;
+                part.ASrc = job.ATransposed ? job.ASrc + r0 : job.ASrc + r0 * job.LdA;
+                part.C = job.C + (long)r0 * job.N;
+                RunPackedChunk(part);
+            }
+            return;
+        }
+        RunPackedChunk(job);
+    }
+
+    static void RunPackedChunk(PackedJob job)
     {
         // Rent the caller's A buffer (a nested call on this thread gets a fresh one).
         var xArr = t_x;
