@@ -10,6 +10,8 @@ Two modes, both printing one JSON object per line:
   * server:    openblas_gemm.py --serve   (used by `longcat bench gemm` to interleave repeats with its own)
                stdin lines:  {"op": "prepare", "m": M, "n": N, "k": K}
                              {"op": "run", "seconds": S}      -> {"gflops": G, "calls": C, "seconds": T}
+                             {"op": "run", "seconds": S, "variant": "dx"|"dw"}: the backward GEMMs of the
+                               same layer, dx = dy @ W and dw = dy.T @ x (dy [M, N]), same flop count
                              {"op": "bandwidth", "mib": 512, "seconds": S} -> {"gbps": G}
                              {"op": "quit"}
 The first line printed is always an "info" object (numpy/OpenBLAS version, kernel, threads).
@@ -73,15 +75,30 @@ class Gemm:
         self.y = np.empty((m, n), dtype=np.float32)
         self.flops = 2.0 * m * n * k
         self.wt = self.w.T  # F-contiguous view: sgemm with a transposed operand, no copy
+        self.m, self.n, self.k = m, n, k
+        self.dy = None
 
-    def run(self, seconds):
+    def run(self, seconds, variant="fwd"):
         import numpy as np
         import time
-        x, wt, y = self.x, self.wt, self.y
+        if variant == "fwd":
+            a, b, out = self.x, self.wt, self.y
+        else:
+            if self.dy is None:
+                rng = np.random.default_rng(2)
+                self.dy = rng.standard_normal((self.m, self.n), dtype=np.float32)
+                self.dx = np.empty((self.m, self.k), dtype=np.float32)
+                self.dw = np.empty((self.n, self.k), dtype=np.float32)
+            if variant == "dx":
+                a, b, out = self.dy, self.w, self.dx
+            elif variant == "dw":
+                a, b, out = self.dy.T, self.x, self.dw
+            else:
+                raise ValueError(f"unknown variant {variant!r}")
         calls = 0
         t0 = time.perf_counter()
         while True:
-            np.matmul(x, wt, out=y)
+            np.matmul(a, b, out=out)
             calls += 1
             t = time.perf_counter() - t0
             if t >= seconds:
@@ -138,7 +155,7 @@ def main():
                     g.run(0)
                     out = {"ok": True}
                 elif op == "run":
-                    out = g.run(float(req.get("seconds", 0.3)))
+                    out = g.run(float(req.get("seconds", 0.3)), req.get("variant", "fwd"))
                 elif op == "bandwidth":
                     out = _bandwidth(int(req.get("mib", 512)), float(req.get("seconds", 0.5)))
                 else:

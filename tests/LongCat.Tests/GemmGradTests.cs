@@ -3,6 +3,7 @@ using LongCat.Kernels;
 namespace LongCat.Tests;
 
 /// <summary>The backward GEMMs and the fixed-order dot against naive double-precision references, on odd sizes.</summary>
+[Collection(nameof(GemmGlobalState))]
 public class GemmGradTests
 {
     static readonly int[] Sizes = [1, 7, 63, 65, 129];
@@ -79,6 +80,101 @@ public class GemmGradTests
             }
         }
         finally { Parallelism.Threads = saved; }
+    }
+
+    /// <summary>
+    /// The determinism contract, bit for bit: every output is one float FMA chain in ascending depth from its old
+    /// value (or +0), on every instruction set (scalar, AVX2, AVX-512 emulated if need be) and with edge tiles.
+    /// </summary>
+    [Fact]
+    public void GradsAreOneAscendingFmaChainOnEveryInstructionSet()
+    {
+        var saved = Gemm.Isa;
+        try
+        {
+            foreach (var (m, n, k) in new[] { (1, 1, 1), (13, 33, 70), (40, 300, 65), (7, 520, 33) })
+            {
+                var dy = Rand(m * n, m + n);
+                var w = Rand(n * k, n + k);
+                var x = Rand(m * k, m + k);
+                var old = Rand(n * k, 9);
+                var dxWant = new float[m * k];
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < k; j++)
+                    {
+                        float s = 0f;
+                        for (int q = 0; q < n; q++) s = MathF.FusedMultiplyAdd(dy[i * n + q], w[q * k + j], s);
+                        dxWant[i * k + j] = s;
+                    }
+                var dwWant = (float[])old.Clone();
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < k; j++)
+                    {
+                        float s = old[i * k + j];
+                        for (int q = 0; q < m; q++) s = MathF.FusedMultiplyAdd(dy[q * n + i], x[q * k + j], s);
+                        dwWant[i * k + j] = s;
+                    }
+                foreach (var isa in new[] { Gemm.KernelIsa.Scalar, Gemm.KernelIsa.Avx2, Gemm.KernelIsa.Avx512 })
+                {
+                    if (isa != Gemm.KernelIsa.Scalar && !System.Runtime.Intrinsics.X86.Avx2.IsSupported) continue;
+                    Gemm.Isa = isa;
+                    var dx = new float[m * k];
+                    GemmGrad.InputGrad(dy, w, dx, m, n, k);
+                    var dw = (float[])old.Clone();
+                    GemmGrad.WeightGrad(dy, x, dw, m, n, k);
+                    Assert.True(dxWant.AsSpan().SequenceEqual(dx), $"dX [{m}x{n}x{k}] {isa}");
+                    Assert.True(dwWant.AsSpan().SequenceEqual(dw), $"dW [{m}x{n}x{k}] {isa}");
+                }
+            }
+        }
+        finally { Gemm.Isa = saved; }
+    }
+
+    /// <summary>
+    /// Problems whose packed A exceeds the engine's buffer cap run in row chunks: still one ascending FMA chain
+    /// per element, bit for bit (dX with a deep reduction, dW with many rows, a forward with a long K).
+    /// </summary>
+    [Fact]
+    public void LargeProblemsCutIntoRowChunksKeepTheChain()
+    {
+        {
+            int m = 2000, n = 2100, k = 16;
+            var dy = Rand(m * n, 21);
+            var w = Rand(n * k, 22);
+            var x = Rand(m * k, 23);
+            var dx = new float[m * k];
+            GemmGrad.InputGrad(dy, w, dx, m, n, k);
+            var dw = new float[n * k];
+            GemmGrad.WeightGrad(dy, x, dw, m, n, k);
+            for (int i = 0; i < m; i += 37)
+                for (int j = 0; j < k; j++)
+                {
+                    float s = 0f;
+                    for (int q = 0; q < n; q++) s = MathF.FusedMultiplyAdd(dy[i * n + q], w[q * k + j], s);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(s), BitConverter.SingleToInt32Bits(dx[i * k + j]));
+                }
+            for (int i = 0; i < n; i += 41)
+                for (int j = 0; j < k; j++)
+                {
+                    float s = 0f;
+                    for (int q = 0; q < m; q++) s = MathF.FusedMultiplyAdd(dy[q * n + i], x[q * k + j], s);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(s), BitConverter.SingleToInt32Bits(dw[i * k + j]));
+                }
+        }
+        {
+            int m = 300, n = 20, k = 14000;
+            var x = Rand(m * k, 24);
+            var wv = Rand(n * k, 25);
+            var y = new float[m * n];
+            Gemm.MatMul(x, Weight.FromFloats("w", wv, n, k), y, m);
+            for (int i = 0; i < m; i += 29)
+                for (int j = 0; j < n; j++)
+                {
+                    float s = 0f;
+                    for (int q = 0; q < k; q++) s = MathF.FusedMultiplyAdd(x[i * k + q], wv[j * k + q], s);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(s), BitConverter.SingleToInt32Bits(y[i * n + j]));
+                }
+        }
     }
 
     [Fact]

@@ -125,7 +125,7 @@ public unsafe class GemmTests
     [
         (1, 1, 1), (1, 7, 63), (2, 65, 7), (3, 63, 129), (3, 9, 17), (1, 40, 300),
         (4, 1, 1), (4, 7, 65), (5, 63, 7), (6, 16, 256), (7, 65, 129), (13, 129, 63), (12, 32, 257),
-        (65, 17, 300), (20, 70, 520),
+        (65, 17, 300), (20, 70, 520), (64, 33, 129), (66, 40, 71), (130, 37, 300),
     ];
 
     [Theory]
@@ -213,6 +213,10 @@ public unsafe class GemmTests
                 var x4 = new float[4 * 256];
                 for (int i = 0; i < 4; i++) x4[i * 256 + c] = 1f;
                 float packed = Run(x4, w, 4)[3];
+                var xp = new float[Gemm.PackedMinRows * 256];
+                for (int i = 0; i < Gemm.PackedMinRows; i++) xp[i * 256 + c] = 1f;
+                float packedBig = Run(xp, w, Gemm.PackedMinRows)[5];
+                Assert.True(float.IsNaN(expect) ? float.IsNaN(packedBig) : BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(packedBig), $"packed byte {c:X2}: {packedBig:R} != {expect:R}");
                 if (float.IsNaN(expect)) { Assert.True(float.IsNaN(gemv) && float.IsNaN(packed), $"byte {c:X2} must be NaN"); continue; }
                 Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(gemv), $"GEMV byte {c:X2}: {gemv:R} != {expect:R}");
                 Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(packed), $"packed byte {c:X2}: {packed:R} != {expect:R}");
@@ -235,12 +239,16 @@ public unsafe class GemmTests
             var x4 = new float[4 * 256];
             for (int i = 0; i < 4; i++) x4[i * 256 + c] = 1f;
             var gemv = Run(x, w, 1);
-            var packed = Run(x4, w, 4);
+            var small = Run(x4, w, 4);
+            var xp = new float[Gemm.PackedMinRows * 256];
+            for (int i = 0; i < Gemm.PackedMinRows; i++) xp[i * 256 + c] = 1f;
+            var packed = Run(xp, w, Gemm.PackedMinRows);
             for (int r = 0; r < 2; r++)
             {
                 float expect = q[r * 256 + c] * s[r] + 0f;
                 Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(gemv[r]), $"GEMV code {q[r * 256 + c]} row {r}");
-                Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(packed[3 * 2 + r]), $"packed code {q[r * 256 + c]} row {r}");
+                Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(small[3 * 2 + r]), $"small-batch code {q[r * 256 + c]} row {r}");
+                Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(packed[5 * 2 + r]), $"packed code {q[r * 256 + c]} row {r}");
             }
         }
     }
@@ -253,7 +261,7 @@ public unsafe class GemmTests
         int saved = Parallelism.Threads;
         try
         {
-            foreach (var (m, n, k) in new[] { (70, 300, 290), (2, 700, 300), (1, 1000, 130), (200, 520, 64) })
+            foreach (var (m, n, k) in new[] { (70, 300, 290), (2, 700, 300), (1, 1000, 130), (200, 520, 64), (40, 700, 300) })
             {
                 var tw = Make(dt, n, k, m + n);
                 var x = RandomX(m, k, k);
@@ -273,17 +281,18 @@ public unsafe class GemmTests
     }
 
     /// <summary>
-    /// Packed path (M &gt;= 4): a row's result does not depend on the other rows of the batch, nor on its position.
+    /// Packed path (M &gt;= PackedMinRows): a row's result does not depend on the other rows of the batch, nor on
+    /// its position.
     /// </summary>
     [Theory]
     [MemberData(nameof(DTypesAll))]
     public void PackedRowsAreBatchInvariant(DType dt)
     {
-        int n = 150, k = 300, m = 200;
+        int n = 150, k = 300, m = 300;
         var tw = Make(dt, n, k, 11);
         var x = RandomX(m, k, 12);
         var all = Run(x, tw.W, m);
-        foreach (var (start, len) in new[] { (0, 4), (5, 4), (37, 7), (100, 13), (190, 10), (3, 97) })
+        foreach (var (start, len) in new[] { (0, 65), (5, 66), (37, 77), (100, 130), (190, 110), (3, 297) })
         {
             var part = x.AsSpan(start * k, len * k).ToArray();
             var y = Run(part, tw.W, len);
@@ -291,18 +300,46 @@ public unsafe class GemmTests
         }
     }
 
-    /// <summary>GEMV path (M &lt; 4): a row's result does not depend on M or on the other rows.</summary>
-    [Fact]
-    public void GemvRowsAreBatchInvariant()
+    /// <summary>
+    /// GEMV-order path (M &lt;= SmallMaxRows: decode, MTP verification, batched serving, small expert groups): a
+    /// row's result is bitwise the one it gets alone (M = 1), whatever M, its position and the other rows, for every
+    /// weight dtype and instruction set, with and without accumulation, for K with and without 16/8-wide tails.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DTypesAll))]
+    public void SmallBatchRowsEqualSingleRows(DType dt)
     {
-        foreach (var dt in new[] { DType.F32, DType.BF16, DType.F16, DType.F8_E4M3, DType.I8 })
+        var saved = Gemm.Isa;
+        try
         {
-            var tw = Make(dt, 37, 203, 3);
-            var x = RandomX(3, 203, 4);
-            var y3 = Run(x, tw.W, 3);
-            for (int i = 0; i < 3; i++)
-                AssertBitwise(y3.AsSpan(i * 37, 37).ToArray(), Run(x.AsSpan(i * 203, 203).ToArray(), tw.W, 1), $"{dt} GEMV row {i}");
+            foreach (var (n, k) in new[] { (37, 203), (70, 256), (9, 24) })
+            {
+                var tw = Make(dt, n, k, 3 + n);
+                int mMax = Gemm.SmallMaxRows;
+                var x = RandomX(mMax, k, 4);
+                var y0 = RandomX(mMax, n, 5);
+                foreach (var isa in new[] { Gemm.KernelIsa.Scalar, Gemm.KernelIsa.Avx2, Gemm.KernelIsa.Avx512 })
+                {
+                    if (isa != Gemm.KernelIsa.Scalar && !System.Runtime.Intrinsics.X86.Avx2.IsSupported) continue;
+                    Gemm.Isa = isa;
+                    var single = new float[mMax * n];
+                    var singleAcc = new float[mMax * n];
+                    for (int i = 0; i < mMax; i++)
+                    {
+                        Run(x.AsSpan(i * k, k).ToArray(), tw.W, 1).CopyTo(single, i * n);
+                        Run(x.AsSpan(i * k, k).ToArray(), tw.W, 1, y0.AsSpan(i * n, n).ToArray()).CopyTo(singleAcc, i * n);
+                    }
+                    foreach (var (start, m) in new[] { (0, 2), (1, 3), (5, 4), (3, 5), (10, 17), (0, mMax) })
+                    {
+                        var xs = x.AsSpan(start * k, m * k).ToArray();
+                        AssertBitwise(single.AsSpan(start * n, m * n).ToArray(), Run(xs, tw.W, m), $"{dt} {isa} rows {start}..{start + m} [{n}x{k}]");
+                        AssertBitwise(singleAcc.AsSpan(start * n, m * n).ToArray(), Run(xs, tw.W, m, y0.AsSpan(start * n, m * n).ToArray()),
+                            $"{dt} {isa} accumulate rows {start}..{start + m} [{n}x{k}]");
+                    }
+                }
+            }
         }
+        finally { Gemm.Isa = saved; }
     }
 
     /// <summary>Scalar, AVX2 and (emulated if need be) AVX-512 kernels produce the same bits.</summary>
@@ -313,7 +350,7 @@ public unsafe class GemmTests
         var saved = Gemm.Isa;
         try
         {
-            foreach (var (m, n, k) in new[] { (1, 33, 300), (3, 20, 41), (4, 33, 40), (13, 70, 300), (25, 40, 24) })
+            foreach (var (m, n, k) in new[] { (1, 33, 300), (3, 20, 41), (4, 33, 40), (13, 70, 300), (25, 40, 24), (70, 40, 300) })
             {
                 var tw = Make(dt, n, k, m * 3 + n);
                 var x = RandomX(m, k, 9);
@@ -328,6 +365,44 @@ public unsafe class GemmTests
                     AssertBitwise(rs, Run(x, tw.W, m), $"{dt} [{m}x{n}x{k}] {isa}");
                     AssertBitwise(ra, Run(x, tw.W, m, y0), $"{dt} accumulate [{m}x{n}x{k}] {isa}");
                 }
+            }
+        }
+        finally { Gemm.Isa = saved; }
+    }
+
+    /// <summary>A pre-packed weight gives the bits of the on-the-fly packing, on every instruction set.</summary>
+    [Theory]
+    [MemberData(nameof(DTypesAll))]
+    public void PrepackedWeightGivesTheSameBits(DType dt)
+    {
+        var saved = Gemm.Isa;
+        try
+        {
+            foreach (var (m, n, k) in new[] { (70, 33, 300), (130, 70, 257), (65, 1, 1) })
+            {
+                var tw = Make(dt, n, k, m + n);
+                var x = RandomX(m, k, 3);
+                var y0 = RandomX(m, n, 4);
+                foreach (var isa in new[] { Gemm.KernelIsa.Scalar, Gemm.KernelIsa.Avx2, Gemm.KernelIsa.Avx512 })
+                {
+                    if (isa != Gemm.KernelIsa.Scalar && !System.Runtime.Intrinsics.X86.Avx2.IsSupported) continue;
+                    Gemm.Isa = isa;
+                    tw.W.DropPrepacked();
+                    var want = Run(x, tw.W, m);
+                    var wantAcc = Run(x, tw.W, m, y0);
+                    long bytes = tw.W.Prepack();
+                    Assert.True(bytes >= 4L * n * k, $"{dt} {isa}: {bytes} bytes pre-packed");
+                    AssertBitwise(want, Run(x, tw.W, m), $"{dt} prepacked [{m}x{n}x{k}] {isa}");
+                    AssertBitwise(wantAcc, Run(x, tw.W, m, y0), $"{dt} prepacked accumulate [{m}x{n}x{k}] {isa}");
+                }
+                Gemm.Isa = Gemm.KernelIsa.Scalar; // a pre-packing for another panel width is ignored
+                tw.W.DropPrepacked();
+                var s = Run(x, tw.W, m);
+                Gemm.Isa = saved;
+                tw.W.Prepack();
+                Gemm.Isa = saved == Gemm.KernelIsa.Avx512 ? Gemm.KernelIsa.Avx2 : Gemm.KernelIsa.Scalar;
+                AssertBitwise(s, Run(x, tw.W, m), $"{dt} prepacked for another width [{m}x{n}x{k}]");
+                tw.W.DropPrepacked();
             }
         }
         finally { Gemm.Isa = saved; }

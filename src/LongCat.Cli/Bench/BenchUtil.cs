@@ -105,6 +105,24 @@ public static unsafe class BenchUtil
                     return new Weight("bench.fp8", DType.F8_E4M3, n, k, (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(q, 0),
                         (float*)Marshal.UnsafeAddrOfPinnedArrayElement(scales, 0), 128, 128, owner: (q, scales));
                 }
+            case DType.I8:
+                {
+                    var q = GC.AllocateUninitializedArray<sbyte>(checked((int)count), pinned: true);
+                    var scales = GC.AllocateUninitializedArray<float>(n, pinned: true);
+                    FillUniform(scales, 1f, seed);
+                    for (int i = 0; i < n; i++) scales[i] = 4e-4f * (1.5f + scales[i]);
+                    Parallel.For(0, chunks, c =>
+                    {
+                        int r0 = c * rowsPerChunk, r1 = Math.Min(n, r0 + rowsPerChunk);
+                        var tmp = new float[k];
+                        for (int r = r0; r < r1; r++)
+                        {
+                            FillUniform(tmp, 127f, seed + (ulong)r * 31);
+                            for (int i = 0; i < k; i++) q[(long)r * k + i] = (sbyte)MathF.Round(tmp[i]);
+                        }
+                    });
+                    return Weight.FromInt8("bench.i8", q, scales, n, k);
+                }
             default:
                 throw new ArgumentException($"no random weights for {dt}");
         }

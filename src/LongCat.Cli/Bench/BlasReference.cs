@@ -124,6 +124,10 @@ public sealed class BlasReference : IDisposable
     /// <summary>Runs np.matmul(x, W.T) for at least <paramref name="seconds"/>; returns GFLOP/s.</summary>
     public double Run(double seconds) => Call(new JsonObject { ["op"] = "run", ["seconds"] = seconds })["gflops"]!.GetValue<double>();
 
+    /// <summary>The same layer's backward GEMMs: "dx" (dy @ W) or "dw" (dy.T @ x); GFLOP/s.</summary>
+    public double RunGrad(string variant, double seconds) =>
+        Call(new JsonObject { ["op"] = "run", ["seconds"] = seconds, ["variant"] = variant })["gflops"]!.GetValue<double>();
+
     /// <summary>numpy's single-threaded sum over a large array (a memory read bandwidth probe), GB/s.</summary>
     public double Bandwidth(int mib, double seconds) =>
         Call(new JsonObject { ["op"] = "bandwidth", ["mib"] = mib, ["seconds"] = seconds })["gbps"]!.GetValue<double>();

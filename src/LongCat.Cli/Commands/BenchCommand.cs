@@ -26,14 +26,14 @@ public static class BenchCommand
             Description = "Comma-separated sets (square, bench-350m, release, decode, all) and/or MxNxK shapes (x [M,K] · W[N,K]ᵀ).",
             DefaultValueFactory = _ => GemmBench.DefaultShapes,
         };
-        var dtypes = new Option<string>("--dtypes") { Description = "Weight dtypes: f32, bf16, f16, fp8.", DefaultValueFactory = _ => "f32,bf16,fp8" };
+        var dtypes = new Option<string>("--dtypes") { Description = "Weight dtypes: f32, bf16, f16, fp8, int8.", DefaultValueFactory = _ => "f32,bf16,fp8,int8" };
         var seconds = new Option<double>("--seconds") { Description = "Seconds per repeat of each variant.", DefaultValueFactory = _ => 0.25 };
         var repeats = new Option<int>("--repeats") { Description = "Interleaved repeats (the median is reported).", DefaultValueFactory = _ => 5 };
         var warmup = new Option<double>("--warmup") { Description = "Seconds of sustained load before measuring.", DefaultValueFactory = _ => 3.0 };
         var noBlas = new Option<bool>("--no-blas") { Description = "Skip the OpenBLAS reference." };
         var python = new Option<string>("--python") { Description = "Python with numpy linked to OpenBLAS (Debian's).", DefaultValueFactory = _ => "/usr/bin/python3" };
         var script = new Option<string?>("--blas-script") { Description = "Path of bench/openblas_gemm.py (found from the repository by default)." };
-        var cmd = new Command("gemm", "GEMM GFLOP/s (F32, BF16, FP8 weights) on the model's shapes vs OpenBLAS sgemm, and decode GEMV GB/s.")
+        var cmd = new Command("gemm", "GEMM GFLOP/s (F32, BF16, FP8, INT8 weights; F32 dX and dW) on the model's shapes vs OpenBLAS sgemm, and decode GEMV GB/s vs a read-bandwidth probe.")
         {
             json, shapes, dtypes, seconds, repeats, warmup, noBlas, python, script,
         };

@@ -25,23 +25,18 @@ namespace LongCat.Kernels;
 /// Weights are never expanded in memory: at most KC × 256 values per thread (256 KiB) are dequantized at a time.
 /// </para>
 /// </summary>
-public static unsafe class Gemm
+public static unsafe partial class Gemm
 {
-    public const int PackedMinRows = 4;
-
-    /// <summary>Depth of one packed slice: a 256×16 F32 panel is 16 KiB (L1), a 6×256 x micro-panel 6 KiB.</summary>
-    internal const int KC = 256;
+    public const int PackedMinRows = SmallMaxRows + 1;
 
     /// <summary>
-    /// Task and cache blocking (shape-only; they never change results). A task owns at most NBMax columns: their
-    /// KC-deep slice of W is dequantized once into a per-thread buffer (NBMax·KC floats = 256 KiB); rows are swept
-    /// MC at a time so the x slice (MC×KC, 192 KiB) stays in L2 while each 16-column panel (16 KiB) sits in L1.
-    /// TargetTasks/MinTasks keep both cores busy on small shapes.
+    /// The most rows that take the GEMV-order path: decode (M = 1), MTP verification, batched serving and small
+    /// expert groups give every row the bits it gets alone (batch invariance across 1..SmallMaxRows).
     /// </summary>
-    const int MC = 192, NBMax = 256, TargetTasks = 16, MinTasks = 8, MinCols = 64;
+    public const int SmallMaxRows = 64;
 
-    /// <summary>Problems below this many flops (packed) or weight bytes (GEMV) run on the calling thread.</summary>
-    const long SerialFlops = 4L << 20, SerialGemvBytes = 256L << 10;
+    /// <summary>GEMV problems below this many weight bytes run on the calling thread.</summary>
+    const long SerialGemvBytes = 256L << 10;
 
     internal enum KernelIsa { Scalar, Avx2, Avx512 }
 
@@ -92,162 +87,10 @@ public static unsafe class Gemm
     /// </summary>
     public static Action<Weight, int, long>? Observer { get; set; }
 
-    // ---------------- packed path ----------------
-
-    sealed class PackedJob
-    {
-        public required Weight W;
-        public float* X;        // packed x (see GemmPack.PackX)
-        public float* Y;
-        public int M, N, K, MR, NR, MB, NB, NBlocks, Groups;
-        public bool Accumulate, Fp8NoNan;
-        public KernelIsa Isa;
-    }
-
-    [ThreadStatic] static float[]? t_x;
-    [ThreadStatic] static float[]? t_w;
-
-    static void Packed(float* x, Weight w, float* y, int m, bool accumulate)
-    {
-        int n = w.Rows, k = w.Cols;
-        var isa = Isa;
-        int mr = isa == KernelIsa.Avx512 ? 12 : 6, nr = isa == KernelIsa.Avx512 ? 32 : 16;
-        int groups = (m + mr - 1) / mr;
-        bool serial = 2.0 * m * n * k < SerialFlops;
-
-        // Rent the caller's x buffer (a nested MatMul on this thread gets a fresh one).
-        var xArr = t_x;
-        t_x = null;
-        long need = (long)groups * mr * k + 16 + 16; // + alignment + slack for PackX's overlapping stores
-        if (xArr == null || xArr.Length < need) xArr = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
-        try
-        {
-            fixed (float* xbuf = xArr)
-            {
-                float* xp = (float*)(((nint)xbuf + 63) & ~(nint)63);
-                // Pack x: 16 groups per chunk (a copy: chunking cannot change results).
-                const int groupsPerChunk = 16;
-                int chunks = (groups + groupsPerChunk - 1) / groupsPerChunk;
-                nint xsrc = (nint)x, xdst = (nint)xp;
-                if (serial || chunks == 1 || (long)m * k < 1 << 16) GemmPack.PackX(x, m, k, mr, KC, 0, groups, groups, xp);
-                else
-                    Parallelism.For(chunks, c => GemmPack.PackX((float*)xsrc, m, k, mr, KC, c * groupsPerChunk,
-                        Math.Min(groups, (c + 1) * groupsPerChunk), groups, (float*)xdst));
-
-                Blocks(m, n, mr, nr, out int mb, out int nb);
-                int mBlocks = (m + mb - 1) / mb, nBlocks = (n + nb - 1) / nb;
-                var job = new PackedJob
-                {
-                    W = w, X = xp, Y = y, M = m, N = n, K = k, MR = mr, NR = nr, Groups = groups,
-                    MB = mb, NB = nb, NBlocks = nBlocks, Accumulate = accumulate, Isa = isa,
-                    Fp8NoNan = w.DType == DType.F8_E4M3 && isa != KernelIsa.Scalar && !GemmPack.Fp8HasNanCodes(w),
-                };
-                int tasks = mBlocks * nBlocks;
-                if (serial) for (int t = 0; t < tasks; t++) PackedTask(job, t);
-                else Parallelism.For(tasks, t => PackedTask(job, t));
-            }
-        }
-        finally { t_x = xArr; }
-    }
-
-    /// <summary>
-    /// Task blocks from the shape alone. Columns first (each task dequantizes its columns of W once per K slice
-    /// and sweeps all its rows), NBMax at most, split evenly into at least TargetTasks when columns allow (64+
-    /// per task); rows are split only when the columns cannot give MinTasks tasks (a row split re-dequantizes W).
-    /// </summary>
-    static void Blocks(int m, int n, int mr, int nr, out int mb, out int nb)
-    {
-        int nBlocks = (n + NBMax - 1) / NBMax, mBlocks = 1;
-        while (nBlocks < TargetTasks && n / (nBlocks + 1) >= MinCols) nBlocks++;
-        while ((long)mBlocks * nBlocks < MinTasks && m / (mBlocks + 1) >= 8 * mr) mBlocks++;
-        mb = RoundUp((m + mBlocks - 1) / mBlocks, mr);
-        nb = RoundUp((n + nBlocks - 1) / nBlocks, nr);
-    }
-
-    static int RoundUp(int v, int to) => (v + to - 1) / to * to;
-
-    static void PackedTask(PackedJob j, int task)
-    {
-        int mr = j.MR, nr = j.NR, m = j.M, n = j.N, k = j.K;
-        int r0 = task / j.NBlocks * j.MB, r1 = Math.Min(m, r0 + j.MB);
-        int c0 = task % j.NBlocks * j.NB, c1 = Math.Min(n, c0 + j.NB);
-        int panels = (c1 - c0 + nr - 1) / nr;
-        var isa = j.Isa;
-        bool simd = isa != KernelIsa.Scalar;
-
-        var arr = t_w;
-        t_w = null;
-        int need = panels * KC * nr + mr * nr + 8 * KC + 16;
-        if (arr == null || arr.Length < need) arr = GC.AllocateUninitializedArray<float>(Math.Max(need, NBMax * KC + 32 * 12 + 8 * KC + 16), pinned: true);
-        try
-        {
-            fixed (float* buf = arr)
-            {
-                float* wp = (float*)(((nint)buf + 63) & ~(nint)63), tile = wp + panels * KC * nr, scratch = tile + mr * nr;
-                float* y = j.Y;
-                for (int k0 = 0; k0 < k; k0 += KC)
-                {
-                    int kc = Math.Min(KC, k - k0);
-                    bool acc = j.Accumulate || k0 > 0;
-                    // This task's columns of W for the slice, dequantized once: panels of kc×nr, k-major.
-                    for (int p = 0; p < panels; p++)
-                    {
-                        if (p + 1 < panels) GemmPack.PrefetchPanel(j.W, c0 + (p + 1) * nr, k0, kc, nr);
-                        GemmPack.PackW(j.W, c0 + p * nr, k0, kc, nr, wp + p * kc * nr, scratch, simd, j.Fp8NoNan);
-                    }
-                    // The x slice of this K block: groups of mr rows, kc×mr each, contiguous.
-                    float* slab = j.X + (long)j.Groups * mr * k0;
-                    for (int ms = r0; ms < r1; ms += MC)
-                    {
-                        int me = Math.Min(r1, ms + MC);
-                        for (int p = 0; p < panels; p++)
-                        {
-                            int c = c0 + p * nr, nc = Math.Min(nr, n - c);
-                            float* b = wp + p * kc * nr;
-                            for (int r = ms; r < me; r += mr)
-                            {
-                                float* a = slab + (long)(r / mr) * kc * mr;
-                                int mrr = Math.Min(mr, m - r);
-                                float* cp = y + (long)r * n + c;
-                                if (Sse.IsSupported && r + mr < me)
-                                {
-                                    // The next tile's rows of y into L2: the kernel loads them first thing.
-                                    float* cn = cp + (long)mr * n;
-                                    for (int i = 0; i < mr; i++) { Sse.Prefetch1(cn + (long)i * n); Sse.Prefetch1(cn + (long)i * n + nr - 1); }
-                                }
-                                if (mrr == mr && nc == nr)
-                                {
-                                    Kernel(isa, a, b, cp, n, kc, acc, mr, nr);
-                                    continue;
-                                }
-                                // Edge tile: run the full kernel on a scratch tile, copy the valid part.
-                                for (int i = 0; i < mr; i++)
-                                    for (int jj = 0; jj < nr; jj++)
-                                        tile[i * nr + jj] = acc && i < mrr && jj < nc ? cp[(long)i * n + jj] : 0f;
-                                Kernel(isa, a, b, tile, nr, kc, true, mr, nr);
-                                for (int i = 0; i < mrr; i++)
-                                    new ReadOnlySpan<float>(tile + i * nr, nc).CopyTo(new Span<float>(cp + (long)i * n, nc));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        finally { t_w = arr; }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Kernel(KernelIsa isa, float* a, float* b, float* c, nint ldc, int kc, bool acc, int mr, int nr)
-    {
-        if (isa == KernelIsa.Avx2) GemmKernels.Kernel6x16(a, b, c, ldc, kc, acc);
-        else if (isa == KernelIsa.Avx512) GemmKernels.Kernel12x32(a, b, c, ldc, kc, acc);
-        else GemmKernels.KernelScalar(a, mr, b, nr, c, ldc, kc, acc);
-    }
-
     // ---------------- GEMV path ----------------
 
     /// <summary>How a GEMV reads its weight, decided once per call.</summary>
-    enum GemvMode { Portable, F32, Bf16, F16, Fp8, Fp8Nan, I8 }
+    internal enum GemvMode { Portable, F32, Bf16, F16, Fp8, Fp8Nan, I8 }
 
     static GemvMode ModeOf(Weight w)
     {
@@ -271,17 +114,44 @@ public static unsafe class Gemm
         }
     }
 
-    static void Gemv(float* x, Weight w, float* y, int m, bool accumulate)
+    /// <summary>One GEMV-order problem (M &lt; PackedMinRows) cut into tasks of whole groups of 4 weight rows.</summary>
+    internal sealed class GemvJob
+    {
+        public required Weight W;
+        public float* X, Y;
+        public int M, Grain, Tasks;
+        public bool Accumulate, Small, Serial;
+        public GemvMode Mode;
+    }
+
+    internal static GemvJob PlanGemv(float* x, Weight w, float* y, int m, bool accumulate)
     {
         int n = w.Rows, k = w.Cols;
         long rowBytes = (long)k * DTypes.SizeOf(w.DType);
-        var mode = ModeOf(w);
-        // ~128 KiB of weight per task, whole groups of 4 rows.
+        // ~128 KiB of weight per task (per 4 x rows), whole groups of 4 rows.
         int grain = (int)Math.Clamp(RoundUp((int)Math.Min(int.MaxValue / 2, ((128L << 10) + rowBytes - 1) / rowBytes), 4), 4, 1 << 20);
-        int chunks = (n + grain - 1) / grain;
-        nint xp = (nint)x, yp = (nint)y;
-        if (rowBytes * n < SerialGemvBytes || chunks == 1) GemvRows(x, w, y, m, 0, n, accumulate, mode);
-        else Parallelism.For(chunks, c => GemvRows((float*)xp, w, (float*)yp, m, c * grain, Math.Min(n, (c + 1) * grain), accumulate, mode));
+        bool small = m > 1 && Isa != KernelIsa.Scalar; // the weight is read (and converted) once for all rows
+        if (small) grain = Math.Max(4, RoundUp(grain / ((m + 3) / 4), 4));
+        int tasks = (n + grain - 1) / grain;
+        return new GemvJob
+        {
+            W = w, X = x, Y = y, M = m, Grain = grain, Tasks = tasks, Accumulate = accumulate, Small = small, Mode = ModeOf(w),
+            Serial = tasks == 1 || (small ? 2.0 * m * n * k < SerialFlops : rowBytes * n < SerialGemvBytes),
+        };
+    }
+
+    internal static void GemvTask(GemvJob j, int task)
+    {
+        int r0 = task * j.Grain, r1 = Math.Min(j.W.Rows, r0 + j.Grain);
+        if (j.Small) GemvSmall(j.X, j.W, j.Y, j.M, r0, r1, j.Accumulate, j.Mode);
+        else GemvRows(j.X, j.W, j.Y, j.M, r0, r1, j.Accumulate, j.Mode);
+    }
+
+    static void Gemv(float* x, Weight w, float* y, int m, bool accumulate)
+    {
+        var j = PlanGemv(x, w, y, m, accumulate);
+        if (j.Serial) for (int t = 0; t < j.Tasks; t++) GemvTask(j, t);
+        else Parallelism.For(j.Tasks, t => GemvTask(j, t));
     }
 
     [ThreadStatic] static float[]? t_f16;
@@ -297,6 +167,7 @@ public static unsafe class Gemm
             t_f16 = null; // rented
             if (f16 == null || f16.Length < 4 * k) f16 = GC.AllocateUninitializedArray<float>(4 * k, pinned: true);
         }
+        bool wide = Isa == KernelIsa.Avx512;
         for (int r = r0; r < r1; r += 4)
         {
             int rows = Math.Min(4, r1 - r);
@@ -314,6 +185,11 @@ public static unsafe class Gemm
                 float* xi = x + (long)i * k;
                 switch (mode)
                 {
+                    case GemvMode.F32 when wide: Dot4x16<F32x16>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Bf16 when wide: Dot4x16<Bf16x16>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Fp8 when wide: Dot4x16<Fp8x16>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.Fp8Nan when wide: Dot4x16<Fp8Nanx16>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.I8 when wide: Dot4x16<I8x16>(w, ra, rb, rc, rd, xi, o); break;
                     case GemvMode.F32: Dot4<F32Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
                     case GemvMode.Bf16: Dot4<Bf16Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
                     case GemvMode.F16:

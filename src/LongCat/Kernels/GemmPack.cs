@@ -56,6 +56,56 @@ static unsafe class GemmPack
         }
     }
 
+    /// <summary>
+    /// As <see cref="PackX"/> for an A given by columns, A(i, q) = src[q·ld + i] (dW's dyᵀ): each packed k step
+    /// is a contiguous copy of mr values.
+    /// </summary>
+    internal static void PackXT(float* src, long ld, int m, int k, int mr, int kcMax, int g0, int g1, int groups, float* dst)
+    {
+        for (int k0 = 0; k0 < k; k0 += kcMax)
+        {
+            int kc = Math.Min(kcMax, k - k0);
+            float* slab = dst + (long)groups * mr * k0;
+            for (int g = g0; g < g1; g++)
+            {
+                float* d = slab + (long)g * kc * mr;
+                int r0 = g * mr, rows = Math.Min(mr, m - r0);
+                float* s = src + (long)k0 * ld + r0;
+                if (rows == mr && mr == 12)
+                    for (int kk = 0; kk < kc; kk++, s += ld, d += 12)
+                    {
+                        Vector256.Store(Vector256.Load(s), d);
+                        Vector128.Store(Vector128.Load(s + 8), d + 8);
+                    }
+                else if (rows == mr && mr == 6)
+                    for (int kk = 0; kk < kc; kk++, s += ld, d += 6)
+                    {
+                        Vector128.Store(Vector128.Load(s), d);
+                        d[4] = s[4]; d[5] = s[5];
+                    }
+                else
+                    for (int kk = 0; kk < kc; kk++, s += ld, d += mr)
+                        for (int i = 0; i < mr; i++) d[i] = i < rows ? s[i] : 0f;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs an F32 panel B(q, j) = src[q·ld + j], q &lt; kc, j &lt; nc, into dst[q·nr + j] (columns past nc zero):
+    /// a contiguous copy per depth step (backward GEMMs, whose B operand is W or x in row-major order).
+    /// </summary>
+    internal static void PackB(float* src, long ld, int kc, int nc, int nr, float* dst)
+    {
+        if (nc == nr && (nr & 7) == 0)
+        {
+            for (int kk = 0; kk < kc; kk++, src += ld, dst += nr)
+                for (int j = 0; j < nr; j += 8) Vector256.Store(Vector256.Load(src + j), dst + j);
+            return;
+        }
+        for (int kk = 0; kk < kc; kk++, src += ld, dst += nr)
+            for (int j = 0; j < nr; j++) dst[j] = j < nc ? src[j] : 0f;
+    }
+
     /// <summary>6 rows: 8×8 transposes (two zero rows) with overlapping 8-wide stores 6 floats apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackX6(float* s, int k, int kc, float* d)
@@ -289,6 +339,53 @@ static unsafe class GemmPack
         if (kv < kc) PackWScalar(w, r0, 8, k0 + kv, kc - kv, nr, dst + kv * nr);
         return true;
     }
+
+    // ---------------- whole rows ----------------
+
+    /// <summary>Row r of W dequantized into dst[0..Cols) (F32, exactly <see cref="Weight.DequantizeRow(int, Span{float})"/>).</summary>
+    internal static void DequantRow(Weight w, int r, float* dst)
+    {
+        int k = w.Cols, k8 = k & ~7, c = 0;
+        long off = (long)r * k;
+        if (Avx2.IsSupported)
+            switch (w.DType)
+            {
+                case DType.F32:
+                    new ReadOnlySpan<float>((float*)w.Data + off, k).CopyTo(new Span<float>(dst, k));
+                    return;
+                case DType.F16:
+                    System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((ushort*)w.Data + off, k), new Span<float>(dst, k));
+                    return;
+                case DType.BF16:
+                    for (ushort* s = (ushort*)w.Data + off; c < k8; c += 8) Bf16(s + c).Store(dst + c);
+                    break;
+                case DType.I8:
+                    {
+                        var sc = Vector256.Create(w.Scales[r]);
+                        for (sbyte* s = (sbyte*)w.Data + off; c < k8; c += 8) I8(s + c, sc).Store(dst + c);
+                        break;
+                    }
+                case DType.F8_E4M3 when w.BlockCols % 8 == 0:
+                    {
+                        float* srow = w.Scales + (long)(r / w.BlockRows) * w.ScaleCols;
+                        for (sbyte* s = (sbyte*)w.Data + off; c < k8; c += 8) Fp8(s + c, srow[c / w.BlockCols]).Store(dst + c);
+                        break;
+                    }
+            }
+        if (c < k) w.DequantizeRow(r, new Span<float>(dst, k)[c..], c);
+    }
+
+    /// <summary>16 INT8 values sign-extended to int32 (one instruction on AVX-512; two AVX2 ones otherwise).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<int> I8x16(sbyte* p) => Avx512F.IsSupported
+        ? Avx512F.ConvertToVector512Int32(Vector128.Load(p))
+        : Vector512.Create(Avx2.ConvertToVector256Int32(p), Avx2.ConvertToVector256Int32(p + 8));
+
+    /// <summary>16 UINT16 values zero-extended to int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<int> U16x16(ushort* p) => Avx512F.IsSupported
+        ? Avx512F.ConvertToVector512Int32(Vector256.Load(p))
+        : Vector512.Create(Avx2.ConvertToVector256Int32(p), Avx2.ConvertToVector256Int32(p + 8));
 
     // ---------------- in-register dequantization (8 values) ----------------
 

@@ -63,31 +63,59 @@ public sealed unsafe class Weight
 
     static float* Unsafe(float[] pinned) => (float*)Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0);
 
+    /// <summary>
+    /// F32 copy of the weight in the packed GEMM's panel layout (see <see cref="Prepack"/>), or null; with the
+    /// panel width it was made for (a kernel of another width ignores it).
+    /// </summary>
+    internal float[]? Prepacked { get; private set; }
+    internal int PrepackedNr { get; private set; }
+
+    /// <summary>
+    /// Pre-packs the weight for the packed GEMM path (M &gt;= <see cref="Gemm.PackedMinRows"/>): its values
+    /// dequantized to F32 once, in the micro-kernel's panel layout, so prefill and training forwards skip the
+    /// per-call dequantize-and-transpose of every panel. Same bits (dequantization is exact). Costs 4 bytes per
+    /// parameter (columns padded to the panel width) on top of the stored weight, which the GEMV path keeps
+    /// reading. Returns the bytes added. Idempotent for the current instruction set.
+    /// </summary>
+    public long Prepack()
+    {
+        var p = Gemm.PrepackPanels(this, out int nr);
+        if (p != null) { Prepacked = p; PrepackedNr = nr; }
+        return Prepacked == null ? 0 : 4L * Prepacked.Length;
+    }
+
+    /// <summary>Drops the pre-packed copy (see <see cref="Prepack"/>).</summary>
+    public void DropPrepacked() { Prepacked = null; PrepackedNr = 0; }
+
     /// <summary>Bytes of weight data (plus scales) in memory.</summary>
     public long Bytes => (long)Rows * Cols * DTypes.SizeOf(DType) + (Scales == null ? 0 : 4L * ((Rows + BlockRows - 1) / BlockRows) * ScaleCols);
 
     /// <summary>Dequantizes row <paramref name="r"/> into <paramref name="dst"/> (length Cols).</summary>
-    public void DequantizeRow(int r, Span<float> dst)
+    public void DequantizeRow(int r, Span<float> dst) => DequantizeRow(r, dst, 0);
+
+    /// <summary>Columns <paramref name="c0"/>..Cols-1 of row <paramref name="r"/> into dst[0..Cols-c0) (the definition every kernel matches).</summary>
+    internal void DequantizeRow(int r, Span<float> dst, int c0)
     {
         long off = (long)r * Cols;
+        int n = Cols - c0;
         switch (DType)
         {
-            case DType.F32: new ReadOnlySpan<float>((float*)Data + off, Cols).CopyTo(dst); break;
-            case DType.BF16: { var s = (ushort*)Data + off; for (int c = 0; c < Cols; c++) dst[c] = NumberFormats.BF16ToF32(s[c]); break; }
-            case DType.F16: { var s = (ushort*)Data + off; for (int c = 0; c < Cols; c++) dst[c] = NumberFormats.F16ToF32(s[c]); break; }
+            case DType.F32: new ReadOnlySpan<float>((float*)Data + off + c0, n).CopyTo(dst); break;
+            case DType.BF16: { var s = (ushort*)Data + off; for (int c = c0; c < Cols; c++) dst[c - c0] = NumberFormats.BF16ToF32(s[c]); break; }
+            case DType.F16: { var s = (ushort*)Data + off; for (int c = c0; c < Cols; c++) dst[c - c0] = NumberFormats.F16ToF32(s[c]); break; }
             case DType.F8_E4M3:
                 {
                     var s = Data + off;
                     var sc = Scales + (r / BlockRows) * ScaleCols;
                     var t = NumberFormats.Fp8E4M3Table;
-                    for (int c = 0; c < Cols; c++) dst[c] = t[s[c]] * sc[c / BlockCols];
+                    for (int c = c0; c < Cols; c++) dst[c - c0] = t[s[c]] * sc[c / BlockCols];
                     break;
                 }
             case DType.I8:
                 {
                     var s = (sbyte*)Data + off;
                     float sc = Scales[r];
-                    for (int c = 0; c < Cols; c++) dst[c] = s[c] * sc; // exact int -> float, one multiply
+                    for (int c = c0; c < Cols; c++) dst[c - c0] = s[c] * sc; // exact int -> float, one multiply
                     break;
                 }
         }
