@@ -23,6 +23,8 @@ public sealed class Mla
     public float[] KvANorm { get; }    // [r_kv]
     public Weight KvBProj { get; }     // [nh·(dn+dv), r_kv]
     public Weight OProj { get; }       // [H, nh·dv]
+    /// <summary>kv_b_proj prepared once for absorbed decode (fp32 W_UK and W_UVᵀ; <see cref="AbsorbedKvB.Bytes"/>).</summary>
+    public AbsorbedKvB KvBAbsorbed { get; }
 
     public Mla(WeightLoader l, string prefix)
     {
@@ -35,6 +37,7 @@ public sealed class Mla
         KvANorm = l.Vector(prefix + "kv_a_layernorm.weight", c.KvLoraRank);
         KvBProj = l.Linear(prefix + "kv_b_proj.weight", nh * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
         OProj = l.Linear(prefix + "o_proj.weight", c.HiddenSize, nh * c.VHeadDim);
+        KvBAbsorbed = AbsorbedKvB.Prepare(KvBProj, nh, c.QkNopeHeadDim, c.VHeadDim);
     }
 
     public IEnumerable<Weight> Linears => [QAProj, QBProj, KvAProj, KvBProj, OProj];
@@ -109,13 +112,9 @@ public sealed class Mla
 
         var attn = new float[n * nh * dv];
         if (absorbed ?? UseAbsorbed(n, total))
-            Attention.Absorbed(q, latent, ropeKey, KvBProj, attn, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
+            Attention.Absorbed(q, latent, ropeKey, KvBAbsorbed, attn, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
         else
-        {
-            var kvb = new float[total * nh * (dn + dv)];
-            Gemm.MatMul(latent.AsSpan(0, total * rkv), KvBProj, kvb, total);
-            Attention.Causal(q, kvb, ropeKey, attn, 1, n, total, start, nh, dn, dr, dv, c.SoftmaxScale);
-        }
+            Attention.CausalLatent(q, latent, ropeKey, KvBProj, attn, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
         Gemm.MatMul(attn, OProj, y, n);
     }
 
@@ -156,13 +155,9 @@ public sealed class Mla
             var qi = q.AsSpan(first[i] * nh * qd, n * nh * qd).ToArray();
             var oi = new float[n * nh * dv];
             if (UseAbsorbed(n, total))
-                Attention.Absorbed(qi, latent, ropeKey, KvBProj, oi, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
+                Attention.Absorbed(qi, latent, ropeKey, KvBAbsorbed, oi, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
             else
-            {
-                var kvb = new float[total * nh * (dn + dv)];
-                Gemm.MatMul(latent.AsSpan(0, total * rkv), KvBProj, kvb, total);
-                Attention.Causal(qi, kvb, ropeKey, oi, 1, n, total, start, nh, dn, dr, dv, c.SoftmaxScale);
-            }
+                Attention.CausalLatent(qi, latent, ropeKey, KvBProj, oi, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
             oi.CopyTo(attn, first[i] * nh * dv);
         }
         Gemm.MatMul(attn, OProj, y, t);

@@ -30,7 +30,7 @@ internal sealed class TrainableMla
     float[] _x = [];
     int _batch, _seq;
     Rope? _rope;
-    float[]? _cqRaw, _rstdQ, _cq, _q, _kv, _kvLat, _rstdKv, _ckv, _krope, _kvb, _o;
+    float[]? _cqRaw, _rstdQ, _cq, _q, _kv, _kvLat, _rstdKv, _ckv, _krope, _kvb, _o, _attnStats;
     // Backward scratch.
     float[]? _dO, _dq, _dkvb, _dkrope, _dkropeHeads, _dcq, _dcqRaw, _dckv, _dkvLat, _dkv;
 
@@ -88,7 +88,7 @@ internal sealed class TrainableMla
             for (int h = 0; h < nh; h++) Ops.RopeInterleaved(q.AsSpan((i * nh + h) * qd + dn, dr), rope.Cos(pos), rope.Sin(pos));
         }
         Gemm.MatMul(ckv, KvBProj.Weight, kvb, t);
-        AttentionGrad.Forward(q, kvb, krope, o, batch, seq, nh, dn, dr, dv, c.SoftmaxScale);
+        AttentionGrad.Forward(q, kvb, krope, o, Buffers.Ensure(ref _attnStats, 2L * t * nh), batch, seq, nh, dn, dr, dv, c.SoftmaxScale);
         Gemm.MatMul(o, OProj.Weight, y, t);
     }
 
@@ -117,7 +117,7 @@ internal sealed class TrainableMla
         GemmGrad.WeightGrad(dy, _o, OProj.Grad, t, hd, nh * dv);
         GemmGrad.InputGrad(dy, OProj.Value, dO, t, hd, nh * dv);
         // attention -> gradients w.r.t. the rotated, scaled q and the rotated shared key
-        AttentionGrad.Backward(_q!, _kvb!, _krope!, dO, dq, dkvb, dkrope, dkropeHeads, batch, seq, nh, dn, dr, dv, c.SoftmaxScale);
+        AttentionGrad.Backward(_q!, _kvb!, _krope!, _o!, _attnStats!, dO, dq, dkvb, dkrope, dkropeHeads, batch, seq, nh, dn, dr, dv, c.SoftmaxScale);
         for (int i = 0; i < t; i++)
         {
             int pos = i % seq;
