@@ -205,7 +205,7 @@ public static unsafe class Attention
         int block = KeyBlockOverride ?? (int)Math.Max(KeyTile, MaxKeyBlockBytes / (4L * nh * kvbw) / KeyTile * KeyTile);
         if (block % KeyTile != 0) throw new InvalidOperationException($"key block {block} is not a multiple of {KeyTile}");
         block = Math.Min(block, (total + KeyTile - 1) / KeyTile * KeyTile);
-        var kvbBuf = Scratch(ref t_kvb, (long)(block + 3) * nh * kvbw);
+        var kvbBuf = Scratch(ref t_kvb, (long)Math.Max(block + 3, PackedMinRows) * nh * kvbw);
         var state = total > block ? Scratch(ref t_state, 2L * n * nh) : null;
         var isa = Gemm.Isa;
         float c = scale * Log2E;
@@ -216,9 +216,17 @@ public static unsafe class Attention
             for (int kb0 = 0; kb0 < total; kb0 += block)
             {
                 int kb1 = Math.Min(total, kb0 + block);
-                // Expand at least 4 rows (the GEMM's batch-invariant path), starting up to 3 keys early.
+                // Expand at least 4 rows, so every key goes through the GEMM's batch-invariant packed path: start up to
+                // 3 keys early, or (a context of under 4 keys) pad with zero latents.
                 int e0 = Math.Max(0, Math.Min(kb0, kb1 - PackedMinRows));
-                Gemm.MatMul(new ReadOnlySpan<float>(plat + (long)e0 * rkv, (kb1 - e0) * rkv), kvB, kvbBuf, kb1 - e0);
+                if (kb1 - e0 >= PackedMinRows)
+                    Gemm.MatMul(new ReadOnlySpan<float>(plat + (long)e0 * rkv, (kb1 - e0) * rkv), kvB, kvbBuf, kb1 - e0);
+                else
+                {
+                    var few = new float[PackedMinRows * rkv];
+                    new ReadOnlySpan<float>(plat, kb1 * rkv).CopyTo(few);
+                    Gemm.MatMul(few, kvB, kvbBuf, PackedMinRows);
+                }
                 long t0 = Stopwatch.GetTimestamp();
                 int first = Math.Max(0, kb0 - start); // rows whose last key is before kb0 are finished
                 int firstTile = first / QueryTile, count = (tiles - firstTile) * nh;
