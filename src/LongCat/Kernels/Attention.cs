@@ -1,85 +1,359 @@
-using System.Numerics.Tensors;
+using System.Diagnostics;
+using static LongCat.Kernels.AttentionKernels;
+using static LongCat.Kernels.Gemm;
 
 namespace LongCat.Kernels;
 
-/// <summary>Causal multi-head attention over MLA keys (per-head k_nope, shared k_rope), full and absorbed forms.</summary>
-public static class Attention
+/// <summary>
+/// Causal multi-head latent attention: one flash-attention style forward serving inference prefill (full form: per-head
+/// keys from kv_b_proj), the training forward (<see cref="AttentionGrad"/>, whose backward sits beside it) and decode
+/// over the latent cache (absorbed form: the heads share 576-wide latent keys).
+/// <para>The forward core takes a tile of up to <see cref="QueryTile"/> query rows, packs them transposed (a vector lane
+/// is a query row), and sweeps key tiles of <see cref="KeyTile"/> keys anchored at absolute key 0: scores Sᵀ = K·Qᵀ and
+/// the output accumulator Oᵀ += Vᵀ·P are strided matrix multiply-accumulates (<see cref="AttentionKernels.Mac"/>,
+/// AVX-512 or AVX2 register tiles), the softmax is online (running max and sum per row, rescaling Oᵀ when the max moves)
+/// with a vectorised exp2. Scratch is per thread and bounded by the tile sizes: no [T, T] scores, and the inference
+/// entry points never expand more than a bounded block of keys at a time.</para>
+/// <para>Determinism: a row's result is one fixed sequence of fp32 operations that depends only on its query, its keys
+/// and its last visible key, never on the tile it shares, the instruction set, the thread count or the batch. So the
+/// training forward and inference prefill give the same bits, a prompt prefilled in chunks gives the same bits as in
+/// one call, and a decode step gives the same bits whether it verifies one token or several.</para>
+/// </summary>
+public static unsafe class Attention
 {
+    /// <summary>Query rows per task (columns of the packed Qᵀ).</summary>
+    internal const int QueryTile = 64;
+
+    /// <summary>Keys per online-softmax step. Tiles start at multiples of it from key 0, so changing it changes low bits.</summary>
+    internal const int KeyTile = 64;
+
+    /// <summary>The expanded keys of <see cref="CausalLatent"/> are made at most this many bytes at a time.</summary>
+    const long MaxKeyBlockBytes = 32L << 20;
+
+    /// <summary>Tests: expand at most this many keys per block in <see cref="CausalLatent"/> (a multiple of <see cref="KeyTile"/>).</summary>
+    internal static int? KeyBlockOverride { get; set; }
+
+    /// <summary>Absorbed-form projections below this many multiply-adds run on the calling thread.</summary>
+    const long SerialMacs = 1L << 18;
+
+    /// <summary>Optional profiling hook (benchmarks): called after every attention call with the elapsed Stopwatch ticks.</summary>
+    public static Action<long>? Observer { get; set; }
+
+    const float Log2E = 1.4426950408889634f;
+
+    // ---------------- the forward core ----------------
+
+    /// <summary>Query rows of one task group: row r has its query at Q + r·QStride ([D1 + D2] floats), its output at
+    /// O + r·OStride ([Dv]), optional softmax statistics at M/L + r·StatStride, and sees keys 0..Limit0 + r / PerLimit.</summary>
+    internal struct RowSet
+    {
+        public float* Q; public nint QStride;
+        public float* O; public nint OStride;
+        public float* M, L; public nint StatStride;
+        public int Limit0, PerLimit;
+        public readonly int Limit(int r) => Limit0 + r / PerLimit;
+    }
+
+    /// <summary>Keys: key j is [K1 + j·S1 (D1 floats)] ++ [K2 + j·S2 (D2 floats)], its value V + j·SV (Dv floats); absolute
+    /// indices, of which [Begin, End) are available in this pass (Begin a multiple of <see cref="KeyTile"/>).</summary>
+    internal struct KeySet
+    {
+        public float* K1; public nint S1; public int D1;
+        public float* K2; public nint S2; public int D2;
+        public float* V; public nint SV; public int Dv;
+        public int Begin, End;
+    }
+
+    [ThreadStatic] static float[]? t_tile;
+
+    internal static float[] Scratch(ref float[]? a, long n) =>
+        a is not null && a.Length >= n ? a : a = GC.AllocateUninitializedArray<float>((int)Math.Max(n, 1024), pinned: true);
+
+    /// <summary>
+    /// Rows [r0, r1) of <paramref name="rows"/> (every one with Limit ≥ keys.Begin) against keys [keys.Begin, keys.End).
+    /// keys.Begin = 0 starts the softmax state; otherwise it is resumed from O (unnormalised), M and L. A row whose last
+    /// key lies in this pass is finished (O normalised; M, L = its max score and sum, if kept); the others keep state.
+    /// </summary>
+    internal static void ForwardTile(KernelIsa isa, in RowSet rows, int r0, int r1, in KeySet keys, float c)
+    {
+        int nr = r1 - r0, cols = (nr + 15) & ~15, d1 = keys.D1, dq = keys.D1 + keys.D2, dv = keys.Dv;
+        bool simd = isa != KernelIsa.Scalar, resume = keys.Begin > 0;
+        var buf = Scratch(ref t_tile, (long)cols * (dq + KeyTile + dv + 4));
+        fixed (float* pb = buf)
+        {
+            float* qt = pb, s = qt + dq * cols, ot = s + KeyTile * cols, m = ot + dv * cols, l = m + cols, alpha = l + cols, lim = alpha + cols;
+            for (int i = 0; i < cols; i++)
+            {
+                bool valid = i < nr;
+                int r = r0 + (valid ? i : nr - 1);
+                lim[i] = rows.Limit(r);
+                float* q = rows.Q + r * rows.QStride;
+                for (int d = 0; d < dq; d++) qt[d * cols + i] = valid ? q[d] : 0f;
+                if (resume && valid)
+                {
+                    m[i] = rows.M[r * rows.StatStride];
+                    l[i] = rows.L[r * rows.StatStride];
+                    float* o = rows.O + r * rows.OStride;
+                    for (int d = 0; d < dv; d++) ot[d * cols + i] = o[d];
+                }
+                else
+                {
+                    m[i] = float.NegativeInfinity; l[i] = 0f;
+                    for (int d = 0; d < dv; d++) ot[d * cols + i] = 0f;
+                }
+            }
+            int end = Math.Min(keys.End, rows.Limit(r1 - 1) + 1);
+            for (int j0 = keys.Begin; j0 < end; j0 += KeyTile)
+            {
+                int nk = Math.Min(KeyTile, end - j0);
+                Mac(isa, keys.K1 + j0 * keys.S1, keys.S1, 1, qt, cols, s, cols, nk, d1, cols, acc: false);
+                Mac(isa, keys.K2 + j0 * keys.S2, keys.S2, 1, qt + d1 * cols, cols, s, cols, nk, keys.D2, cols, acc: true);
+                if (lim[0] < j0 + nk - 1) Mask(simd, s, nk, cols, cols, j0, lim);
+                if (OnlineSoftmax(simd, s, nk, cols, cols, m, l, alpha, c)) Rescale(simd, ot, dv, cols, cols, alpha);
+                Mac(isa, keys.V + j0 * keys.SV, 1, keys.SV, s, cols, ot, cols, dv, nk, cols, acc: true);
+            }
+            for (int i = 0; i < nr; i++)
+            {
+                int r = r0 + i;
+                float* o = rows.O + r * rows.OStride;
+                if (lim[i] < keys.End) { float li = l[i]; for (int d = 0; d < dv; d++) o[d] = ot[d * cols + i] / li; }
+                else for (int d = 0; d < dv; d++) o[d] = ot[d * cols + i];
+                if (rows.M != null) { rows.M[r * rows.StatStride] = m[i]; rows.L[r * rows.StatStride] = l[i]; }
+            }
+        }
+    }
+
+    // ---------------- full form (per-head keys) ----------------
+
     /// <summary>
     /// Full form. For each of B sequences: q [qLen, nh, dn+dr] (queries at positions qStart..qStart+qLen-1),
     /// kvb [kvLen, nh, dn+dv] (k_nope then v), krope [kvLen, dr] -> out [qLen, nh, dv]. Query i attends to keys
-    /// 0..qStart+i. Softmax in fp32, max-subtracted. One task per (sequence, head): deterministic for any thread count.
+    /// 0..qStart+i: softmax((q_nope·k_nope + q_rope·k_rope)·scale)·v.
     /// </summary>
-    public static void Causal(float[] q, float[] kvb, float[] krope, float[] output, int batch, int qLen, int kvLen, int qStart,
-        int nh, int dn, int dr, int dv, float scale)
+    public static void Causal(ReadOnlySpan<float> q, ReadOnlySpan<float> kvb, ReadOnlySpan<float> krope, Span<float> output, int batch, int qLen, int kvLen, int qStart,
+        int nh, int dn, int dr, int dv, float scale) =>
+        Causal(q, kvb, krope, output, default, batch, qLen, kvLen, qStart, nh, dn, dr, dv, scale);
+
+    /// <summary><see cref="Causal(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, int, int, int, int, int, int, int, int, float)"/>,
+    /// also keeping each row's max score and softmax sum in <paramref name="stats"/> ([2, B·qLen, nh]) when it is not empty.</summary>
+    internal static void Causal(ReadOnlySpan<float> q, ReadOnlySpan<float> kvb, ReadOnlySpan<float> krope, Span<float> output, Span<float> stats,
+        int batch, int qLen, int kvLen, int qStart, int nh, int dn, int dr, int dv, float scale)
     {
         int qd = dn + dr, kvbw = dn + dv;
-        Parallelism.For(batch * nh, task =>
+        if (batch < 0 || qLen < 0 || nh < 1 || dn < 0 || dr < 0 || dv < 1) throw new ArgumentException("attention: bad shape");
+        if (qStart < 0 || qStart + qLen > kvLen) throw new ArgumentException($"attention: queries at {qStart}..{qStart + qLen - 1} need keys beyond kvLen {kvLen}");
+        long tq = (long)batch * qLen, tk = (long)batch * kvLen;
+        Need(q, tq * nh * qd, "q", "[B·qLen, nh, dn+dr]");
+        Need(kvb, tk * nh * kvbw, "kvb", "[B·kvLen, nh, dn+dv]");
+        Need(krope, tk * dr, "krope", "[B·kvLen, dr]");
+        Need(output, tq * nh * dv, "the output", "[B·qLen, nh, dv]");
+        if (!stats.IsEmpty) Need(stats, 2 * tq * nh, "stats", "[2, B·qLen, nh]");
+        if (tq == 0) return;
+        long t0 = Stopwatch.GetTimestamp();
+        var isa = Gemm.Isa;
+        float c = scale * Log2E;
+        int tiles = (qLen + QueryTile - 1) / QueryTile, groups = batch * nh;
+        fixed (float* pq = q, pkv = kvb, pkr = krope, po = output, ps = stats)
         {
-            int b = task / nh, h = task % nh;
-            var scores = new float[kvLen];
-            for (int i = 0; i < qLen; i++)
+            float* fq = pq, fkv = pkv, fkr = pkr, fo = po, fs = ps;
+            // Heaviest (last) query tiles first, so the causal imbalance does not leave a thread idle at the end.
+            Parallelism.For(tiles * groups, task =>
             {
-                int ti = b * qLen + i, last = qStart + i;
-                var qn = q.AsSpan((ti * nh + h) * qd, dn);
-                var qr = q.AsSpan((ti * nh + h) * qd + dn, dr);
-                for (int j = 0; j <= last; j++)
+                int tile = tiles - 1 - task / groups, g = task % groups, b = g / nh, h = g % nh;
+                long row0 = (long)b * qLen * nh + h, key0 = (long)b * kvLen;
+                var rows = new RowSet
                 {
-                    int tj = b * kvLen + j;
-                    float s = TensorPrimitives.Dot(qn, kvb.AsSpan((tj * nh + h) * kvbw, dn))
-                            + TensorPrimitives.Dot(qr, krope.AsSpan(tj * dr, dr));
-                    scores[j] = s * scale;
-                }
-                var sc = scores.AsSpan(0, last + 1);
-                Ops.Softmax(sc);
-                var o = output.AsSpan((ti * nh + h) * dv, dv);
-                o.Clear();
-                for (int j = 0; j <= last; j++)
+                    Q = fq + row0 * qd, QStride = nh * qd, O = fo + row0 * dv, OStride = nh * dv,
+                    M = fs == null ? null : fs + row0, L = fs == null ? null : fs + tq * nh + row0, StatStride = nh,
+                    Limit0 = qStart, PerLimit = 1,
+                };
+                var keys = new KeySet
                 {
-                    int tj = b * kvLen + j;
-                    TensorPrimitives.MultiplyAdd(kvb.AsSpan((tj * nh + h) * kvbw + dn, dv), sc[j], o, o);
-                }
-            }
-        });
+                    K1 = fkv + (key0 * nh + h) * kvbw, S1 = nh * kvbw, D1 = dn,
+                    K2 = fkr + key0 * dr, S2 = dr, D2 = dr,
+                    V = fkv + (key0 * nh + h) * kvbw + dn, SV = nh * kvbw, Dv = dv,
+                    Begin = 0, End = kvLen,
+                };
+                ForwardTile(isa, rows, tile * QueryTile, Math.Min(qLen, (tile + 1) * QueryTile), keys, c);
+            });
+        }
+        Observer?.Invoke(Stopwatch.GetTimestamp() - t0);
     }
+
+    [ThreadStatic] static float[]? t_kvb;
+    [ThreadStatic] static float[]? t_state;
+
+    /// <summary>
+    /// Full form straight from the latent cache of one sequence: q [n, nh, dn+dr] at positions start..start+n-1 attend to
+    /// latent [≥start+n, r_kv] / ropeKey [≥start+n, dr] (the new tokens' already written) -> out [n, nh, dv]. The cached
+    /// latents are expanded through kv_b_proj a bounded block of keys at a time (at most 32 MiB, reused), with the
+    /// online softmax carried across blocks, so a long context never allocates [T, nh, dn+dv]. Same bits as
+    /// <see cref="Causal(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, int, int, int, int, int, int, int, int, float)"/>
+    /// over the expanded keys, whatever the block size.
+    /// </summary>
+    public static void CausalLatent(ReadOnlySpan<float> q, ReadOnlySpan<float> latent, ReadOnlySpan<float> ropeKey, Weight kvB, Span<float> output,
+        int n, int start, int nh, int dn, int dr, int dv, int rkv, float scale)
+    {
+        int qd = dn + dr, kvbw = dn + dv, total = start + n;
+        if (n < 0 || start < 0 || nh < 1 || dv < 1) throw new ArgumentException("attention: bad shape");
+        if (kvB.Rows != nh * kvbw || kvB.Cols != rkv) throw new ArgumentException($"kv_b_proj is [{kvB.Rows}, {kvB.Cols}], expected [{nh * kvbw}, {rkv}]", nameof(kvB));
+        Need(q, (long)n * nh * qd, "q", "[n, nh, dn+dr]");
+        Need(latent, (long)total * rkv, "latent", "[start+n, r_kv]");
+        Need(ropeKey, (long)total * dr, "ropeKey", "[start+n, dr]");
+        Need(output, (long)n * nh * dv, "the output", "[n, nh, dv]");
+        if (n == 0) return;
+        int block = KeyBlockOverride ?? (int)Math.Max(KeyTile, MaxKeyBlockBytes / (4L * nh * kvbw) / KeyTile * KeyTile);
+        if (block % KeyTile != 0) throw new InvalidOperationException($"key block {block} is not a multiple of {KeyTile}");
+        block = Math.Min(block, (total + KeyTile - 1) / KeyTile * KeyTile);
+        var kvbBuf = Scratch(ref t_kvb, (long)Math.Max(block + 3, PackedMinRows) * nh * kvbw);
+        var state = total > block ? Scratch(ref t_state, 2L * n * nh) : null;
+        var isa = Gemm.Isa;
+        float c = scale * Log2E;
+        int tiles = (n + QueryTile - 1) / QueryTile;
+        fixed (float* pq = q, plat = latent, prk = ropeKey, po = output, pkv = kvbBuf, pst = state)
+        {
+            float* fq = pq, frk = prk, fo = po, fkv = pkv, fst = pst;
+            for (int kb0 = 0; kb0 < total; kb0 += block)
+            {
+                int kb1 = Math.Min(total, kb0 + block);
+                // Expand at least 4 rows, so every key goes through the GEMM's batch-invariant packed path: start up to
+                // 3 keys early, or (a context of under 4 keys) pad with zero latents.
+                int e0 = Math.Max(0, Math.Min(kb0, kb1 - PackedMinRows));
+                if (kb1 - e0 >= PackedMinRows)
+                    Gemm.MatMul(new ReadOnlySpan<float>(plat + (long)e0 * rkv, (kb1 - e0) * rkv), kvB, kvbBuf, kb1 - e0);
+                else
+                {
+                    var few = new float[PackedMinRows * rkv];
+                    new ReadOnlySpan<float>(plat, kb1 * rkv).CopyTo(few);
+                    Gemm.MatMul(few, kvB, kvbBuf, PackedMinRows);
+                }
+                long t0 = Stopwatch.GetTimestamp();
+                int first = Math.Max(0, kb0 - start); // rows whose last key is before kb0 are finished
+                int firstTile = first / QueryTile, count = (tiles - firstTile) * nh;
+                Parallelism.For(count, task =>
+                {
+                    int tile = tiles - 1 - task / nh, h = task % nh;
+                    var rows = new RowSet
+                    {
+                        Q = fq + h * qd, QStride = nh * qd, O = fo + h * dv, OStride = nh * dv,
+                        M = fst == null ? null : fst + h, L = fst == null ? null : fst + (long)n * nh + h, StatStride = nh,
+                        Limit0 = start, PerLimit = 1,
+                    };
+                    float* kbase = fkv + ((long)-e0 * nh + h) * kvbw;
+                    var keys = new KeySet
+                    {
+                        K1 = kbase, S1 = nh * kvbw, D1 = dn, K2 = frk, S2 = dr, D2 = dr,
+                        V = kbase + dn, SV = nh * kvbw, Dv = dv, Begin = kb0, End = kb1,
+                    };
+                    ForwardTile(isa, rows, Math.Max(first, tile * QueryTile), Math.Min(n, (tile + 1) * QueryTile), keys, c);
+                });
+                Observer?.Invoke(Stopwatch.GetTimestamp() - t0);
+            }
+        }
+    }
+
+    // ---------------- absorbed form (over the latent cache) ----------------
+
+    [ThreadStatic] static float[]? t_qabs;
+    [ThreadStatic] static float[]? t_olat;
 
     /// <summary>
     /// Absorbed form over the latent cache of one sequence. q [n, nh, dn+dr] at positions start..start+n-1;
-    /// latent [≥start+n, r_kv], ropeKey [≥start+n, dr]; kvB = kv_b_proj [nh·(dn+dv), r_kv] -> out [n, nh, dv].
-    /// Per head: q_lat = W_UKᵀ q_nope, score_j = (q_lat·c_kv_j + q_rope·k_rope_j)·scale, o_lat = Σ p_j c_kv_j,
-    /// out = W_UV o_lat. Attention runs as multi-query attention over (r_kv + dr)-wide keys.
+    /// latent [≥start+n, r_kv], ropeKey [≥start+n, dr]; <paramref name="kvB"/> = kv_b_proj prepared once
+    /// (<see cref="AbsorbedKvB.Prepare"/>) -> out [n, nh, dv]. Per head: q_lat = W_UKᵀ q_nope, then all n·nh rows attend
+    /// as multi-query attention over the shared (r_kv + dr)-wide keys [c_kv | k_rope] with values c_kv (the same forward
+    /// core as the full form), out = W_UV o_lat.
     /// </summary>
-    public static void Absorbed(float[] q, float[] latent, float[] ropeKey, Weight kvB, float[] output, int n, int start,
-        int nh, int dn, int dr, int dv, int rkv, float scale)
+    public static void Absorbed(ReadOnlySpan<float> q, ReadOnlySpan<float> latent, ReadOnlySpan<float> ropeKey, AbsorbedKvB kvB, Span<float> output,
+        int n, int start, int nh, int dn, int dr, int dv, int rkv, float scale)
     {
-        int qd = dn + dr, total = start + n;
-        Parallelism.For(nh, h =>
+        int qd = dn + dr, qaw = rkv + dr, total = start + n, rowCount = n * nh;
+        if (n < 0 || start < 0) throw new ArgumentException("attention: bad shape");
+        if (kvB.Heads != nh || kvB.NopeDim != dn || kvB.ValueDim != dv || kvB.Rank != rkv)
+            throw new ArgumentException($"absorbed kv_b_proj is for {kvB.Heads} heads, dn {kvB.NopeDim}, dv {kvB.ValueDim}, r_kv {kvB.Rank}; " +
+                $"the call has {nh}, {dn}, {dv}, {rkv}", nameof(kvB));
+        Need(q, (long)n * nh * qd, "q", "[n, nh, dn+dr]");
+        Need(latent, (long)total * rkv, "latent", "[start+n, r_kv]");
+        Need(ropeKey, (long)total * dr, "ropeKey", "[start+n, dr]");
+        Need(output, (long)n * nh * dv, "the output", "[n, nh, dv]");
+        if (n == 0) return;
+        long t0 = Stopwatch.GetTimestamp();
+        var isa = Gemm.Isa;
+        float c = scale * Log2E;
+        var qa = Scratch(ref t_qabs, (long)rowCount * qaw);
+        var olat = Scratch(ref t_olat, (long)rowCount * rkv);
+        bool parallel = (long)n * nh * rkv * Math.Max(dn, dv) >= SerialMacs;
+        fixed (float* pq = q, plat = latent, prk = ropeKey, po = output, pqa = qa, pol = olat, puk = kvB.Uk, puv = kvB.UvT)
         {
-            // This head's W_UK [dn, r_kv] and W_UV [dv, r_kv] rows, dequantized once per call.
-            var wuk = new float[dn * rkv];
-            var wuv = new float[dv * rkv];
-            int row0 = h * (dn + dv);
-            for (int d = 0; d < dn; d++) kvB.DequantizeRow(row0 + d, wuk.AsSpan(d * rkv, rkv));
-            for (int d = 0; d < dv; d++) kvB.DequantizeRow(row0 + dn + d, wuv.AsSpan(d * rkv, rkv));
-            var qlat = new float[rkv];
-            var olat = new float[rkv];
-            var scores = new float[total];
-            for (int i = 0; i < n; i++)
+            float* fq = pq, flat = plat, frk = prk, fo = po, fqa = pqa, fol = pol, fuk = puk, fuv = puv;
+            // q_lat[i, h] = Σ_d q_nope[i, h, d] · W_UK[h][d, :]; the rope part is copied next to it.
+            Action<int> absorb = h =>
             {
-                var qn = q.AsSpan((i * nh + h) * qd, dn);
-                var qr = q.AsSpan((i * nh + h) * qd + dn, dr);
-                Array.Clear(qlat);
-                for (int d = 0; d < dn; d++) TensorPrimitives.MultiplyAdd(wuk.AsSpan(d * rkv, rkv), qn[d], qlat, qlat);
-                int last = start + i;
-                for (int j = 0; j <= last; j++)
-                    scores[j] = (TensorPrimitives.Dot(qlat, latent.AsSpan(j * rkv, rkv)) + TensorPrimitives.Dot(qr, ropeKey.AsSpan(j * dr, dr))) * scale;
-                var sc = scores.AsSpan(0, last + 1);
-                Ops.Softmax(sc);
-                Array.Clear(olat);
-                for (int j = 0; j <= last; j++) TensorPrimitives.MultiplyAdd(latent.AsSpan(j * rkv, rkv), sc[j], olat, olat);
-                var o = output.AsSpan((i * nh + h) * dv, dv);
-                for (int d = 0; d < dv; d++) o[d] = TensorPrimitives.Dot(wuv.AsSpan(d * rkv, rkv), olat);
+                Mac(isa, fq + h * qd, nh * qd, 1, fuk + (long)h * dn * rkv, rkv, fqa + h * qaw, nh * qaw, n, dn, rkv, acc: false);
+                for (int i = 0; i < n; i++)
+                    new ReadOnlySpan<float>(fq + ((long)i * nh + h) * qd + dn, dr).CopyTo(new Span<float>(fqa + ((long)i * nh + h) * qaw + rkv, dr));
+            };
+            if (parallel) Parallelism.For(nh, absorb); else for (int h = 0; h < nh; h++) absorb(h);
+
+            var rows = new RowSet { Q = fqa, QStride = qaw, O = fol, OStride = rkv, Limit0 = start, PerLimit = nh };
+            var keys = new KeySet { K1 = flat, S1 = rkv, D1 = rkv, K2 = frk, S2 = dr, D2 = dr, V = flat, SV = rkv, Dv = rkv, Begin = 0, End = total };
+            int tiles = (rowCount + QueryTile - 1) / QueryTile;
+            Parallelism.For(tiles, tile => ForwardTile(isa, rows, tile * QueryTile, Math.Min(rowCount, (tile + 1) * QueryTile), keys, c));
+
+            // out[i, h] = W_UV[h] · o_lat[i, h], as Σ_r o_lat[r] · W_UVᵀ[h][r, :].
+            Action<int> expand = h => Mac(isa, fol + h * rkv, nh * rkv, 1, fuv + (long)h * rkv * dv, dv, fo + h * dv, nh * dv, n, rkv, dv, acc: false);
+            if (parallel) Parallelism.For(nh, expand); else for (int h = 0; h < nh; h++) expand(h);
+        }
+        Observer?.Invoke(Stopwatch.GetTimestamp() - t0);
+    }
+
+    static void Need(ReadOnlySpan<float> a, long n, string name, string shape)
+    {
+        if (a.Length < n) throw new ArgumentException($"attention: {name} has {a.Length} values, {shape} needs {n}", name);
+    }
+}
+
+/// <summary>
+/// kv_b_proj [nh·(dn+dv), r_kv] prepared once (at load) for absorbed attention: W_UK [nh, dn, r_kv] as stored and
+/// W_UVᵀ [nh, r_kv, dv] transposed, both fp32, so decode neither dequantizes nor transposes per call. Costs
+/// 4·nh·(dn+dv)·r_kv bytes (<see cref="Bytes"/>) per attention sublayer, next to kv_b_proj itself.
+/// </summary>
+public sealed class AbsorbedKvB
+{
+    internal float[] Uk { get; }
+    internal float[] UvT { get; }
+    public int Heads { get; }
+    public int NopeDim { get; }
+    public int ValueDim { get; }
+    public int Rank { get; }
+
+    /// <summary>Bytes held by the prepared copies.</summary>
+    public long Bytes => 4L * (Uk.Length + UvT.Length);
+
+    AbsorbedKvB(float[] uk, float[] uvT, int nh, int dn, int dv, int rkv)
+    {
+        Uk = uk; UvT = uvT; Heads = nh; NopeDim = dn; ValueDim = dv; Rank = rkv;
+    }
+
+    /// <summary>Dequantizes and lays out <paramref name="kvB"/> ([nh·(dn+dv), r_kv], rows k_nope then v per head).</summary>
+    public static AbsorbedKvB Prepare(Weight kvB, int nh, int dn, int dv)
+    {
+        int rkv = kvB.Cols;
+        if (nh < 1 || dn < 0 || dv < 1 || kvB.Rows != nh * (dn + dv))
+            throw new ArgumentException($"{kvB.Name}: [{kvB.Rows}, {kvB.Cols}] is not [nh·(dn+dv), r_kv] for nh {nh}, dn {dn}, dv {dv}", nameof(kvB));
+        var uk = GC.AllocateUninitializedArray<float>(nh * dn * rkv, pinned: true);
+        var uvT = GC.AllocateUninitializedArray<float>(nh * rkv * dv, pinned: true);
+        var row = new float[rkv];
+        for (int h = 0; h < nh; h++)
+        {
+            int row0 = h * (dn + dv);
+            for (int d = 0; d < dn; d++) kvB.DequantizeRow(row0 + d, uk.AsSpan((h * dn + d) * rkv, rkv));
+            for (int d = 0; d < dv; d++)
+            {
+                kvB.DequantizeRow(row0 + dn + d, row);
+                for (int r = 0; r < rkv; r++) uvT[(h * rkv + r) * dv + d] = row[r];
             }
-        });
+        }
+        return new AbsorbedKvB(uk, uvT, nh, dn, dv, rkv);
     }
 }

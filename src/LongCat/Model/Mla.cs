@@ -27,6 +27,15 @@ public sealed class Mla
     public Weight KvAProj => _kva.Weight;   // [r_kv+dr, H]
     public Weight KvBProj => _kvb.Weight;   // [nh·(dn+dv), r_kv]
     public Weight OProj => _o.Weight;       // [H, nh·dv]
+    AbsorbedKvB? _absorbed;
+
+    /// <summary>
+    /// kv_b_proj prepared for absorbed decode (fp32 W_UK and W_UVᵀ, <see cref="AbsorbedKvB.Bytes"/>): once, on first
+    /// use, for a checkpoint's fixed weights; afresh on every call for training's parameters, which change each step.
+    /// </summary>
+    public AbsorbedKvB KvBAbsorbed => _kvb.HasGrad
+        ? AbsorbedKvB.Prepare(KvBProj, _c.NumAttentionHeads, _c.QkNopeHeadDim, _c.VHeadDim)
+        : _absorbed ??= AbsorbedKvB.Prepare(KvBProj, _c.NumAttentionHeads, _c.QkNopeHeadDim, _c.VHeadDim);
 
     public Mla(IParameterSource p, string prefix)
     {
@@ -101,7 +110,7 @@ public sealed class Mla
         var o = Buffers.Ensure(ref s.O, (long)t * nh * dv);
         Project(x, t, i => i % seq, rope, q, ckv, krope, s);
         Gemm.MatMul(ckv, KvBProj, kvb, t);
-        if (s.ForBackward) AttentionGrad.Forward(q, kvb, krope, o, batch, seq, nh, dn, dr, dv, c.SoftmaxScale);
+        if (s.ForBackward) AttentionGrad.Forward(q, kvb, krope, o, Buffers.Ensure(ref s.AttnStats, 2L * t * nh), batch, seq, nh, dn, dr, dv, c.SoftmaxScale);
         else Attention.Causal(q, kvb, krope, o, batch, seq, seq, 0, nh, dn, dr, dv, c.SoftmaxScale);
         Gemm.MatMul(o, OProj, y, t);
     }
@@ -131,7 +140,7 @@ public sealed class Mla
         GemmGrad.WeightGrad(dy, s.O, _o.Grad, t, hd, nh * dv);
         GemmGrad.InputGrad(dy, _o.Values, dO, t, hd, nh * dv);
         // attention -> gradients w.r.t. the rotated, scaled q and the rotated shared key
-        AttentionGrad.Backward(s.Q!, s.Kvb!, s.Krope!, dO, dq, dkvb, dkrope, dkropeHeads, batch, seq, nh, dn, dr, dv, c.SoftmaxScale);
+        AttentionGrad.Backward(s.Q!, s.Kvb!, s.Krope!, s.O!, s.AttnStats!, dO, dq, dkvb, dkrope, dkropeHeads, batch, seq, nh, dn, dr, dv, c.SoftmaxScale);
         for (int i = 0; i < t; i++)
         {
             int pos = i % seq;
@@ -176,13 +185,9 @@ public sealed class Mla
 
         var attn = Buffers.Ensure(ref s.O, (long)n * nh * dv);
         if (absorbed ?? UseAbsorbed(n, total))
-            Attention.Absorbed(q, latent, ropeKey, KvBProj, attn, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
+            Attention.Absorbed(q, latent, ropeKey, KvBAbsorbed, attn, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
         else
-        {
-            var kvb = Buffers.Ensure(ref s.Kvb, (long)total * nh * (dn + dv));
-            Gemm.MatMul(latent.AsSpan(0, total * rkv), KvBProj, kvb, total);
-            Attention.Causal(q, kvb, ropeKey, attn, 1, n, total, start, nh, dn, dr, dv, c.SoftmaxScale);
-        }
+            Attention.CausalLatent(q, latent, ropeKey, KvBProj, attn, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
         Gemm.MatMul(attn, OProj, y, n);
     }
 
@@ -225,13 +230,9 @@ public sealed class Mla
             var oi = Buffers.Ensure(ref s.SeqO, (long)n * nh * dv);
             q.AsSpan(first[i] * nh * qd, n * nh * qd).CopyTo(qi);
             if (UseAbsorbed(n, total))
-                Attention.Absorbed(qi, latent, ropeKey, KvBProj, oi, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
+                Attention.Absorbed(qi, latent, ropeKey, KvBAbsorbed, oi, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
             else
-            {
-                var kvb = Buffers.Ensure(ref s.Kvb, (long)total * nh * (dn + dv));
-                Gemm.MatMul(latent.AsSpan(0, total * rkv), KvBProj, kvb, total);
-                Attention.Causal(qi, kvb, ropeKey, oi, 1, n, total, start, nh, dn, dr, dv, c.SoftmaxScale);
-            }
+                Attention.CausalLatent(qi, latent, ropeKey, KvBProj, oi, n, start, nh, dn, dr, dv, rkv, c.SoftmaxScale);
             oi.AsSpan(0, n * nh * dv).CopyTo(attn.AsSpan(first[i] * nh * dv));
         }
         Gemm.MatMul(attn, OProj, y, t);
@@ -260,7 +261,7 @@ public sealed class MlaState(bool forBackward)
     internal float[] X = [];
     internal int Batch, Seq;
     internal Rope? Rope;
-    internal float[]? CqRaw, RstdQ, Cq, Q, Kv, KvLat, RstdKv, Ckv, Krope, Kvb, O;
+    internal float[]? CqRaw, RstdQ, Cq, Q, Kv, KvLat, RstdKv, Ckv, Krope, Kvb, O, AttnStats;
     internal float[]? SeqQ, SeqO;
     internal int[]? First, Owner;
     internal float[]? DO, Dq, Dkvb, Dkrope, DkropeHeads, Dcq, DcqRaw, Dckv, DkvLat, Dkv;
