@@ -61,6 +61,100 @@ public sealed class Ffn(Param gate, Param up, Param down)
         GemmGrad.InputGrad(dg, _gate.Values, dx, n, inner, h, accumulate);
         GemmGrad.InputGrad(du, _up.Values, dx, n, inner, h, accumulate: true);
     }
+
+    /// <summary>
+    /// The experts of an MoE layer as one task set: expert e runs on rows [start[e], start[e+1]) of x [rows, H] ->
+    /// y [rows, H], its activations in the same rows of <paramref name="act"/> (sized by the caller). Each GEMM stage
+    /// (gate and up of every expert, then down of every expert) is one grouped call, so small expert groups keep every
+    /// core busy; every expert's result is bitwise its own <see cref="Forward(ReadOnlySpan{float}, Span{float}, int, Span{float}, Span{float}, Span{float})"/>.
+    /// </summary>
+    public static void ForwardGroup(Ffn[] experts, int[] start, float[] x, float[] y, FfnActivations act, FfnGroupJobs jobs)
+    {
+        int h = experts[0].Hidden, inner = experts[0].Inner;
+        var p = jobs.Forward(2 * experts.Length);
+        int n = 0;
+        for (int e = 0; e < experts.Length; e++)
+        {
+            int r0 = start[e], m = start[e + 1] - r0;
+            if (m == 0) continue;
+            var xe = x.AsMemory(r0 * h, m * h);
+            p[n++] = new GemmProblem(experts[e].Gate, xe, act.G.AsMemory(r0 * inner, m * inner), m);
+            p[n++] = new GemmProblem(experts[e].Up, xe, act.U.AsMemory(r0 * inner, m * inner), m);
+        }
+        Gemm.MatMulGrouped(p.AsSpan(0, n));
+        n = 0;
+        for (int e = 0; e < experts.Length; e++)
+        {
+            int r0 = start[e], m = start[e + 1] - r0;
+            if (m == 0) continue;
+            int a0 = r0 * inner, ni = m * inner;
+            Ops.SiluMul(act.G.AsSpan(a0, ni), act.U.AsSpan(a0, ni), act.A.AsSpan(a0, ni));
+            p[n++] = new GemmProblem(experts[e].Down, act.A.AsMemory(a0, ni), y.AsMemory(r0 * h, m * h), m);
+        }
+        Gemm.MatMulGrouped(p.AsSpan(0, n));
+    }
+
+    /// <summary>
+    /// Backward of <see cref="ForwardGroup"/>: dy [rows, H] -> dx [rows, H] (written); every expert's weight gradients
+    /// accumulate. The same stages as <see cref="Backward(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, int, bool, Span{float}, Span{float}, Span{float})"/>,
+    /// each one grouped call over the experts, so every gradient is bitwise the per-expert result.
+    /// </summary>
+    public static void BackwardGroup(Ffn[] experts, int[] start, float[] dy, float[] x, float[] dx, FfnActivations act, FfnGroupJobs jobs)
+    {
+        int h = experts[0].Hidden, inner = experts[0].Inner;
+        float[] g = act.G, u = act.U, a = act.A, da = act.DA, dg = act.DG, du = act.DU;
+        var (wg, ig) = jobs.Backward(2 * experts.Length);
+        int nw = 0, ni = 0;
+        for (int e = 0; e < experts.Length; e++)
+        {
+            int r0 = start[e], m = start[e + 1] - r0;
+            if (m == 0) continue;
+            var f = experts[e];
+            var dye = dy.AsMemory(r0 * h, m * h);
+            wg[nw++] = new WeightGradProblem(dye, a.AsMemory(r0 * inner, m * inner), f._down.GradMemory, m, h, inner);
+            ig[ni++] = new InputGradProblem(dye, f._down.ValuesMemory, da.AsMemory(r0 * inner, m * inner), m, h, inner);
+        }
+        GemmGrad.WeightGradGrouped(wg.AsSpan(0, nw));
+        GemmGrad.InputGradGrouped(ig.AsSpan(0, ni));
+        nw = 0; ni = 0;
+        for (int e = 0; e < experts.Length; e++)
+        {
+            int r0 = start[e], m = start[e + 1] - r0;
+            if (m == 0) continue;
+            var f = experts[e];
+            int a0 = r0 * inner, n = m * inner;
+            OpsGrad.SiluMulBackward(da.AsSpan(a0, n), g.AsSpan(a0, n), u.AsSpan(a0, n), dg.AsSpan(a0, n), du.AsSpan(a0, n));
+            var xe = x.AsMemory(r0 * h, m * h);
+            wg[nw++] = new WeightGradProblem(dg.AsMemory(a0, n), xe, f._gate.GradMemory, m, inner, h);
+            wg[nw++] = new WeightGradProblem(du.AsMemory(a0, n), xe, f._up.GradMemory, m, inner, h);
+            ig[ni++] = new InputGradProblem(dg.AsMemory(a0, n), f._gate.ValuesMemory, dx.AsMemory(r0 * h, m * h), m, inner, h);
+        }
+        GemmGrad.WeightGradGrouped(wg.AsSpan(0, nw));
+        GemmGrad.InputGradGrouped(ig.AsSpan(0, ni));
+        // dx += du · W_up: after the gate's dx of the same rows is written (one problem per expert, disjoint rows).
+        ni = 0;
+        for (int e = 0; e < experts.Length; e++)
+        {
+            int r0 = start[e], m = start[e + 1] - r0;
+            if (m == 0) continue;
+            ig[ni++] = new InputGradProblem(du.AsMemory(r0 * inner, m * inner), experts[e]._up.ValuesMemory, dx.AsMemory(r0 * h, m * h), m, inner, h, Accumulate: true);
+        }
+        GemmGrad.InputGradGrouped(ig.AsSpan(0, ni));
+    }
+}
+
+/// <summary>Reused problem lists for <see cref="Ffn.ForwardGroup"/> and <see cref="Ffn.BackwardGroup"/> (no allocation per step).</summary>
+public sealed class FfnGroupJobs
+{
+    GemmProblem[] _f = [];
+    WeightGradProblem[] _w = [];
+    InputGradProblem[] _i = [];
+    internal GemmProblem[] Forward(int n) => _f.Length >= n ? _f : _f = new GemmProblem[n];
+    internal (WeightGradProblem[], InputGradProblem[]) Backward(int n)
+    {
+        if (_w.Length < n) { _w = new WeightGradProblem[n]; _i = new InputGradProblem[n]; }
+        return (_w, _i);
+    }
 }
 
 /// <summary>

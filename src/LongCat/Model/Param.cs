@@ -11,6 +11,7 @@ namespace LongCat.Model;
 public sealed unsafe class Param
 {
     readonly float* _grad;
+    UnmanagedMemory? _gradMemory;
 
     public Param(Weight weight, float* grad = null)
     {
@@ -39,4 +40,24 @@ public sealed unsafe class Param
     public Span<float> Grad => _grad != null
         ? new Span<float>(_grad, Count)
         : throw new InvalidOperationException($"parameter '{Name}' has no gradient: the model was built for inference, not training");
+
+    /// <summary>The gradient as <see cref="Memory{T}"/>, for the grouped GEMM kernels (one wrapper, made on first use).</summary>
+    public Memory<float> GradMemory => _grad != null
+        ? (_gradMemory ??= new UnmanagedMemory(_grad, Count)).Memory
+        : throw new InvalidOperationException($"parameter '{Name}' has no gradient: the model was built for inference, not training");
+
+    /// <summary>The values as <see cref="ReadOnlyMemory{T}"/> (F32 only, as <see cref="Values"/>).</summary>
+    public ReadOnlyMemory<float> ValuesMemory => Weight.DType == DType.F32
+        ? (_valuesMemory ??= new UnmanagedMemory((float*)Weight.Data, Count)).Memory
+        : throw new InvalidOperationException($"parameter '{Name}' is stored as {Weight.DType}; only F32 parameters expose their values");
+    UnmanagedMemory? _valuesMemory;
+
+    /// <summary>Memory over native fp32 storage that outlives every use (the training store, a mapped checkpoint).</summary>
+    sealed class UnmanagedMemory(float* p, int length) : System.Buffers.MemoryManager<float>
+    {
+        public override Span<float> GetSpan() => new(p, length);
+        public override System.Buffers.MemoryHandle Pin(int elementIndex = 0) => new(p + elementIndex);
+        public override void Unpin() { }
+        protected override void Dispose(bool disposing) { }
+    }
 }

@@ -157,16 +157,10 @@ public sealed class ShortcutMoE
         var ye = Buffers.Ensure(ref s.Ye, (long)t * k * hd);
         for (int r = 0; r < rows; r++) Array.Copy(x, (long)(order[r] / k) * hd, xe, (long)r * hd, hd);
 
-        // Experts.
+        // Experts: one task set for all of them (grouped GEMM), each bitwise what it computes alone.
         var acts = s.Experts;
         acts.Ensure(t * k, inner);
-        for (int e = 0; e < nr; e++)
-        {
-            int r0 = start[e], n = start[e + 1] - r0;
-            if (n == 0) continue;
-            Experts[e].Forward(xe.AsSpan(r0 * hd, n * hd), ye.AsSpan(r0 * hd, n * hd), n, acts.G.AsSpan(r0 * inner, n * inner),
-                acts.U.AsSpan(r0 * inner, n * inner), acts.A.AsSpan(r0 * inner, n * inner));
-        }
+        Ffn.ForwardGroup(Experts, start, xe, ye, acts, s.Jobs);
 
         // Combine.
         Parallelism.ForRange(t, 64, (t0, t1) =>
@@ -255,15 +249,7 @@ public sealed class ShortcutMoE
         });
 
         // Experts backward, each on its own rows.
-        for (int e = 0; e < nr; e++)
-        {
-            int r0 = start[e], n = start[e + 1] - r0;
-            if (n == 0) continue;
-            var ni = n * inner;
-            Experts[e].Backward(dye.AsSpan(r0 * hd, n * hd), xe.AsSpan(r0 * hd, n * hd), acts.G.AsSpan(r0 * inner, ni), acts.U.AsSpan(r0 * inner, ni),
-                acts.A.AsSpan(r0 * inner, ni), dxe.AsSpan(r0 * hd, n * hd), n, accumulate: false,
-                acts.DA.AsSpan(r0 * inner, ni), acts.DG.AsSpan(r0 * inner, ni), acts.DU.AsSpan(r0 * inner, ni));
-        }
+        Ffn.BackwardGroup(Experts, start, dye, xe, dxe, acts, s.Jobs);
 
         // Scatter back to the tokens (slots in ascending expert order, as in the forward) and route backward.
         float rsf = (float)c.RoutedScalingFactor;
@@ -340,6 +326,7 @@ public sealed class MoeState
     internal long[]? LbCounts;
     internal double[]? LbMass, DpLmPartial;
     internal readonly FfnActivations Experts = new();
+    internal readonly FfnGroupJobs Jobs = new();
 
     /// <summary>[T, K] expert indices of the last forward, in selection order.</summary>
     public ReadOnlySpan<int> Selected => Sel.AsSpan(0, Tokens * K);
