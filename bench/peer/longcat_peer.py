@@ -148,7 +148,10 @@ class Config:
 # Modules
 
 def rms_norm(x, w, eps):
-    return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    """w * (x * rsqrt(mean(x^2) + eps)), the normalization in float32 whatever the compute dtype."""
+    y = x.float()
+    y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps)
+    return w * y.to(w.dtype)
 
 
 class Rope:
@@ -171,7 +174,7 @@ class Rope:
         cos, sin = self.tables(pos0 + s)
         cos, sin = cos[pos0:pos0 + s, None, :], sin[pos0:pos0 + s, None, :]
         x1, x2 = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2).to(x.dtype)
 
 
 class Mla(nn.Module):
@@ -215,7 +218,7 @@ class Mla(nn.Module):
         k = torch.cat((k_nope, k_rope[:, :, None, :].expand(b, s, c.num_heads, c.qk_rope)), -1).transpose(1, 2)
         scores = torch.matmul(q, k.transpose(-1, -2)) * c.softmax_scale
         mask = torch.full((s, s), float("-inf")).triu_(1)
-        p = torch.softmax(scores + mask, dim=-1)
+        p = torch.softmax(scores.float() + mask, dim=-1).to(v.dtype)
         o = torch.matmul(p, v.transpose(1, 2)).transpose(1, 2).reshape(b, s, c.num_heads * c.v_dim)
         return F.linear(o, self.o_proj)
 
@@ -244,16 +247,16 @@ class Mla(nn.Module):
             t = cache.length
             mask = torch.full((n, t), float("-inf")).triu_(t - n + 1)
             scores = scores + mask
-        p = torch.softmax(scores, dim=-1)
+        p = torch.softmax(scores.float(), dim=-1).to(C.dtype)
         o_lat = torch.matmul(p, C[:, None])                                            # [B, nh, n, r]
         o = torch.einsum("bhnr,hvr->bnhv", o_lat, w_uv).reshape(x.shape[0], n, c.num_heads * c.v_dim)
         return F.linear(o, self.o_proj)
 
 
 class LatentCache:
-    def __init__(self, c, batch, capacity):
-        self.ckv = torch.zeros(batch, capacity, c.kv_lora_rank)
-        self.krope = torch.zeros(batch, capacity, c.qk_rope)
+    def __init__(self, c, batch, capacity, dtype=torch.float32):
+        self.ckv = torch.zeros(batch, capacity, c.kv_lora_rank, dtype=dtype)
+        self.krope = torch.zeros(batch, capacity, c.qk_rope, dtype=dtype)
         self.length = 0
 
     def append(self, ckv, krope):
@@ -288,7 +291,7 @@ class Moe(nn.Module):
 
     def route(self, x):
         c = self.c
-        p = torch.softmax(F.linear(x, self.classifier), dim=-1)
+        p = torch.softmax(F.linear(x.float(), self.classifier), dim=-1)      # router in float32 (as released)
         sel = torch.topk(p.detach() + self.bias, c.topk, dim=-1).indices
         return sel, p.gather(-1, sel) * c.scale
 
@@ -303,7 +306,7 @@ class Moe(nn.Module):
         experts, order = torch.sort(flat, stable=True)
         tokens = order // c.topk
         counts = torch.bincount(experts, minlength=c.n_experts + c.zero_experts).tolist()
-        wflat = w.flatten()[order]
+        wflat = w.flatten()[order].to(x.dtype)
         start = 0
         for e in range(c.n_experts):                       # grouped: one matmul per expert over its tokens
             n = counts[e]
@@ -314,7 +317,7 @@ class Moe(nn.Module):
             start += n
         if c.zero_experts:                                   # identity experts: weight * x, no FLOPs beyond the scale
             zw = (w * (sel >= c.n_experts)).sum(-1, keepdim=True)
-            out = out + zw * x
+            out = out + zw.to(x.dtype) * x
         return out.reshape(shape)
 
 
@@ -406,7 +409,20 @@ class LongCatPeer(nn.Module):
         return F.linear(hf, self.head_weight()), hf
 
     def new_caches(self, batch, capacity):
-        return [[LatentCache(self.c, batch, capacity) for _ in range(2)] for _ in range(self.c.num_layers)]
+        return [[LatentCache(self.c, batch, capacity, self.embed.dtype) for _ in range(2)] for _ in range(self.c.num_layers)]
+
+    def to_compute_dtype(self, dtype):
+        """Casts every weight to dtype (bfloat16: PyTorch's bf16 inference) except the router, kept float32."""
+        with torch.no_grad():
+            for name, t, kind in self.named_tensors():
+                if kind != "buffer" and ".mlp.router." not in name and t.dtype != dtype:
+                    t.data = t.data.to(dtype)
+        for L in self.layers:
+            for a in L.attn:
+                a._absorbed = None
+        if self.mtp is not None:
+            self.mtp.attn._absorbed = None
+        return self
 
     # -- checkpoint names ----------------------------------------------------------------------------------------
     def named_tensors(self):
@@ -523,7 +539,7 @@ def generate(model, prompt, max_tokens, mtp=False):
             tok = int(logits[0, -1].argmax())
             out.append(tok)
     else:
-        mcache = LatentCache(c, 1, cap)
+        mcache = LatentCache(c, 1, cap, model.embed.dtype)
         # The head pairs h_t with token_{t+1}: feed all prompt positions to fill its cache, draft after the last.
         nxt = torch.cat((ids[:, 1:], torch.tensor([[tok]])), 1)
         d = model.mtp(hf, nxt, model.embed, model.head_weight(), model.rope, mcache)
@@ -576,7 +592,12 @@ def _serve(threads):
                 model = None
                 train = None
                 model = LongCatPeer.load(req["model"])
-                out = {"ok": True, "params": model.parameter_count(), "mtp": model.mtp is not None}
+                dtype = req.get("dtype", "float32")
+                if dtype not in ("float32", "bfloat16"):
+                    raise PeerError(f"dtype {dtype!r}: the peer computes in float32 or bfloat16")
+                if dtype == "bfloat16":
+                    model.to_compute_dtype(torch.bfloat16)
+                out = {"ok": True, "params": model.parameter_count(), "mtp": model.mtp is not None, "dtype": dtype}
             elif model is None:
                 out = {"error": "no model loaded"}
             elif op == "forward":

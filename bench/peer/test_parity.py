@@ -90,6 +90,48 @@ def main():
         cont = [int(t) for t in np.array(exp["greedy_continuation"])]
         toks, _, _, _ = lp.generate(model, prompt, len(cont))
         check(f"{name}: greedy (latent KV cache)", toks == cont, "identical" if toks == cont else f"{toks} vs {cont}")
+        if name == "tiny-bf16":
+            bf = lp.LongCatPeer.load(d).to_compute_dtype(torch.bfloat16)
+            with torch.no_grad():
+                lg, _, _ = bf(ids)
+            err = float((lg.float() - torch.from_numpy(np.array(exp["logits"]))).abs().max())
+            toks, _, _, _ = lp.generate(bf, prompt, len(cont))
+            check(f"{name}: bfloat16 compute (the peer's bf16 mode)", err <= 2e-2 and toks == cont, f"logits max |diff| {err:.2e}, greedy {'identical' if toks == cont else 'differs'}")
+
+    # MTP speculative decoding must not change the output: a random model with an MTP head (no fixture has one).
+    c = lp.Config.load(os.path.join(root, "tiny"))
+    torch.manual_seed(5)
+    m = lp.LongCatPeer(c, mtp=True)
+    with torch.no_grad():
+        for _, t, kind in m.named_tensors():
+            if kind != "buffer":
+                t.normal_(0, 0.3) if t.dim() > 1 else t.normal_(1, 0.1)
+    prompt = [1, 17, 42, 99, 5]
+    plain, _, _, _ = lp.generate(m, prompt, 24)
+    spec, _, _, acc = lp.generate(m, prompt, 24, mtp=True)
+    check("MTP speculative decoding (random model with an MTP head)", spec == plain,
+          f"same 24 tokens as plain greedy, acceptance {acc:.2f}" if spec == plain else f"{spec} vs {plain}")
+
+    # ... and with a draft head that is right two times in three (an oracle over the plain greedy sequence, wrong at
+    # every third draft), so that both the accept and the reject paths of the verifier run.
+    seq = prompt + plain + [0, 0]
+
+    class Oracle(torch.nn.Module):
+        calls = 0
+
+        def forward(self, main_hidden, next_tokens, main_embed, lm_head, rope, cache):
+            n = next_tokens.shape[1]
+            cache.length += n
+            Oracle.calls += 1
+            logits = torch.zeros(1, n, c.vocab_size)
+            target = seq[cache.length + 1]
+            logits[0, -1, (target + (1 if Oracle.calls % 3 == 0 else 0)) % c.vocab_size] = 1
+            return logits
+
+    m.mtp = Oracle()
+    spec, _, _, acc = lp.generate(m, prompt, 24, mtp=True)
+    check("MTP speculative decoding (oracle draft head, 2 of 3 right)", spec == plain and 0.4 < acc < 0.9,
+          f"same 24 tokens as plain greedy, acceptance {acc:.2f}" if spec == plain else f"{spec} vs {plain}")
     print(f"{'PASS' if not failures else 'FAIL'}: {len(failures)} failed checks", flush=True)
     return 0 if not failures else 1
 
