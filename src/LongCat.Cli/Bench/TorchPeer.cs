@@ -76,9 +76,10 @@ public sealed class TorchPeer : IDisposable
         return new TorchPeer(p, threads);
     }
 
-    /// <summary>Loads a checkpoint folder (F32 or BF16 weights); returns its parameter count.</summary>
-    public long Load(string folder) =>
-        _p.Call(new JsonObject { ["op"] = "load", ["model"] = Path.GetFullPath(folder) }, Who)["params"]!.GetValue<long>();
+    /// <summary>Loads a checkpoint folder (F32 or BF16 weights) to compute in <paramref name="dtype"/> (float32 or
+    /// bfloat16, the router staying float32); returns its parameter count.</summary>
+    public long Load(string folder, string dtype = "float32") =>
+        _p.Call(new JsonObject { ["op"] = "load", ["model"] = Path.GetFullPath(folder), ["dtype"] = dtype }, Who)["params"]!.GetValue<long>();
 
     /// <summary>One forward of one sequence (batch 1); returns its seconds (measured inside the peer).</summary>
     public double Forward(IReadOnlyList<int> ids, bool allLogits) =>
