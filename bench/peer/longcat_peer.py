@@ -31,10 +31,27 @@ import struct
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+def _reexec_with_openblas_kernel():
+    """PyTorch's float32 matmul goes through libblas (OpenBLAS on Debian), which misdetects some virtualised Xeons as
+    "Prescott" (SSE3); name the kernel of the CPU's instruction set before torch loads it (see bench/openblas_gemm.py)."""
+    if "OPENBLAS_CORETYPE" in os.environ or os.environ.get("_LONGCAT_PEER_REEXEC") == "1":
+        return
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from openblas_gemm import openblas_coretype
+    core = openblas_coretype()
+    if core:
+        env = dict(os.environ, OPENBLAS_CORETYPE=core, _LONGCAT_PEER_REEXEC="1")
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+if __name__ == "__main__":
+    _reexec_with_openblas_kernel()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -574,7 +591,7 @@ def generate(model, prompt, max_tokens, mtp=False):
 def _serve(threads):
     torch.set_num_threads(threads)
     info = {"type": "info", "torch": torch.__version__, "numpy": np.__version__, "threads": torch.get_num_threads(),
-            "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_",
+            "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "MALLOC_MMAP_THRESHOLD_",
                                                     "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_") if k in os.environ}}
     print(json.dumps(info), flush=True)
     model = None

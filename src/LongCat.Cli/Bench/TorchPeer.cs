@@ -40,7 +40,9 @@ public sealed class TorchPeer : IDisposable
         Description = $"PyTorch {p.Info["torch"]} ({p.Info["threads"]} threads)";
         EnvironmentNote = $"peer: bench/peer/longcat_peer.py on {Description}, float32 compute; its process runs with " +
             string.Join(" ", Environment(threads).Select(kv => $"{kv.Key}={kv.Value}")) +
-            " (OpenMP workers sleep between calls; glibc malloc keeps large buffers instead of unmapping them every step)";
+            (p.Info["env"]?["OPENBLAS_CORETYPE"] is { } core ? $" OPENBLAS_CORETYPE={core}" : "") +
+            " (OpenMP workers sleep between calls; glibc malloc keeps large buffers instead of unmapping them every step;" +
+            " the OpenBLAS kernel behind torch's float32 matmul is named from the CPU's flags, as for the sgemm peak)";
     }
 
     /// <summary>Parses --peer: null (none) or "torch"; anything else is refused by name.</summary>
