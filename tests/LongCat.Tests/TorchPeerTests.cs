@@ -28,6 +28,49 @@ public class TorchPeerTests(ITestOutputHelper output)
         }
         Assert.Contains("ok   small-fp8: refused", stdout);
     }
+
+    [TorchPeerFact]
+    public void BenchGenerateRunsThePeerOnTheSameCheckpoint()
+    {
+        // tiny's greedy margins are wide (fixture README), so the peer's tokens must equal ours exactly.
+        var (rc, stdout, err) = CliProcess.Run("bench", "generate", "--model", Fixtures.Reference("tiny"), "--formats", "f32,bf16,int8", "--json",
+            "--prompt-tokens", "8", "--decode-tokens", "6", "--repeats", "1", "--peer", "torch", "--threads", "1");
+        Assert.True(rc == 0, err);
+        var rows = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).ToList();
+        Assert.Equal(3, rows.Count);
+        Assert.True((bool)rows[0]["peer"]!["ran"]!);
+        Assert.True((bool)rows[0]["peer"]!["same_tokens"]!, "the peer's greedy tokens differ from ours on tiny (f32)");
+        Assert.True((double)rows[0]["peer"]!["decode_ratio"]! > 0);
+        Assert.True((bool)rows[1]["peer"]!["ran"]!);
+        Assert.False((bool)rows[2]["peer"]!["ran"]!);
+        Assert.Contains("F32 and BF16 weights only", (string?)rows[2]["peer"]!["note"]);
+    }
+
+    [TorchPeerFact]
+    public void BenchTrainAndForwardRunThePeer()
+    {
+        var (rc, stdout, err) = CliProcess.Run("bench", "train", "--config", Path.Combine(Fixtures.Reference("tiny"), "config.json"),
+            "--seq", "8", "--batch", "2", "--steps", "2", "--peer", "torch", "--threads", "1");
+        Assert.True(rc == 0, err);
+        Assert.Contains("MALLOC_MMAP_THRESHOLD_=4294967296", stdout);
+        Assert.Contains("vs torch", stdout);
+        Assert.DoesNotContain("did not run", stdout);
+        (rc, stdout, err) = CliProcess.Run("bench", "forward", "--model", Fixtures.Reference("tiny"), "--tokens", "9", "--repeats", "2", "--peer", "torch", "--threads", "1");
+        Assert.True(rc == 0, err);
+        Assert.Contains("LongCat.NET / PyTorch = ", stdout);
+        (rc, stdout, err) = CliProcess.Run("bench", "forward", "--model", Fixtures.Reference("small-fp8"), "--tokens", "9", "--repeats", "1", "--peer", "torch", "--threads", "1");
+        Assert.True(rc == 0, err);
+        Assert.Contains("PyTorch peer: the PyTorch reference did not run:", stdout);
+        Assert.DoesNotContain("LongCat.NET / PyTorch", stdout);
+    }
+
+    [Fact]
+    public void UnknownPeerIsRefusedByName()
+    {
+        var (rc, _, err) = CliProcess.Run("bench", "forward", "--model", Fixtures.Reference("tiny"), "--peer", "jax");
+        Assert.Equal(1, rc);
+        Assert.StartsWith("longcat: error: --peer: 'jax'", err);
+    }
 }
 
 /// <summary>A fact that runs only where /usr/bin/python3 imports torch and numpy; otherwise skipped with the reason.</summary>

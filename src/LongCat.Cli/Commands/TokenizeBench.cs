@@ -128,7 +128,7 @@ public static class TokenizeBench
                 + (reference != null ? string.Create(inv, $" {r.HfMBps,8:F2} {r.HfCpuMBps,11:F2} {r.MBps / r.HfMBps,6:F2}x {r.CpuMBps / r.HfCpuMBps,8:F2}x") : ""));
         foreach (var r in rows.Where(r => reference != null && r.HfTokens != r.Tokens))
             Console.Out.WriteLine($"note: {r.Mode}: HF produced {r.HfTokens} tokens, we produced {r.Tokens} (the tokenizations differ)");
-        Console.Out.WriteLine("MB/s is wall-clock; MB/cpu-s is per second of CPU time, all threads together (steadier on a busy machine); vs HF = ours / HF.");
+        Console.Out.WriteLine("MB/s is wall-clock; MB/cpu-s is per second of CPU time, all threads together (steadier on a busy machine)" + (reference != null ? "; vs HF = ours / HF." : "."));
         return 0;
     }
 }
