@@ -530,6 +530,14 @@ class LongCatPeer(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # Losses, generation
 
+def check_ids(c, ids):
+    """Token ids must lie in the vocabulary (an out-of-range id is named, not an IndexError deep in torch)."""
+    bad = [i for i in ids if not 0 <= int(i) < c.vocab_size]
+    if bad:
+        raise PeerError(f"token id {bad[0]} is outside the vocabulary (0..{c.vocab_size - 1})")
+    return ids
+
+
 def next_token_loss(logits, ids):
     v = logits.shape[-1]
     return F.cross_entropy(logits[:, :-1].reshape(-1, v), ids[:, 1:].reshape(-1))
@@ -540,6 +548,9 @@ def generate(model, prompt, max_tokens, mtp=False):
     """Greedy decoding of one sequence with the latent KV cache (absorbed decode); with mtp, the MTP head drafts one
     token per step and the main model verifies it (output identical to plain greedy). Returns (tokens, times, stats)."""
     c = model.c
+    check_ids(c, prompt)
+    if not prompt or max_tokens < 1:
+        raise PeerError("generate needs a non-empty prompt and max_tokens >= 1")
     cap = len(prompt) + max_tokens + 2
     caches = model.new_caches(1, cap)
     ids = torch.tensor([prompt], dtype=torch.long)
@@ -618,7 +629,7 @@ def _serve(threads):
             elif model is None:
                 out = {"error": "no model loaded"}
             elif op == "forward":
-                ids = torch.tensor([req["ids"]], dtype=torch.long)
+                ids = torch.tensor([check_ids(model.c, req["ids"])], dtype=torch.long)
                 t0 = time.perf_counter()
                 with torch.no_grad():
                     logits, _, _ = model(ids, all_logits=bool(req.get("all_logits", False)))
@@ -628,7 +639,9 @@ def _serve(threads):
                 out = {"prefill_seconds": ps, "decode_seconds": ds, "tokens": toks, "acceptance": acc}
             elif op == "train_setup":
                 b, s = int(req["batch"]), int(req["seq"])
-                ids = torch.tensor(req["ids"], dtype=torch.long).view(b, s)
+                if b < 1 or s < 2 or len(req["ids"]) != b * s:
+                    raise PeerError(f"train_setup: {len(req['ids'])} ids for batch {b} x seq {s}")
+                ids = torch.tensor(check_ids(model.c, req["ids"]), dtype=torch.long).view(b, s)
                 opt = torch.optim.AdamW([p for p in model.parameters()], lr=float(req.get("lr", 1e-4)))
                 train = (ids, opt)
                 out = {"ok": True}
@@ -668,10 +681,11 @@ def main():
     torch.set_num_threads(a.threads)
     try:
         model = LongCatPeer.load(a.model)
-    except PeerError as e:
+        prompt = [int(t) for t in a.prompt.split(",")]
+        toks, ps, ds, _ = generate(model, prompt, a.max_tokens)
+    except (PeerError, ValueError) as e:
         print(f"longcat_peer: error: {e}", file=sys.stderr)
         sys.exit(1)
-    toks, ps, ds, _ = generate(model, [int(t) for t in a.prompt.split(",")], a.max_tokens)
     print(json.dumps({"tokens": toks, "prefill_seconds": ps, "decode_seconds": ds}))
 
 
