@@ -74,6 +74,7 @@ public static class GenerateBench
                 + (torch != null ? $" {"torch prefill",13} {"torch decode",12} {"x prefill",9} {"x decode",8}" : ""));
         }
         var tmpRoot = Path.Combine(Path.GetTempPath(), "longcat-bench-generate-" + Environment.ProcessId);
+        var changed = new List<string>();
         try
         {
             foreach (var f in formats)
@@ -119,7 +120,7 @@ public static class GenerateBench
                     }
                 }
                 Directory.Delete(dir, recursive: true);
-                Print(json, modelDir, name, weightBytes, promptTokens, decodeTokens, bw, peak, plain, spec, theirs, formatPeerNote, peer);
+                if (!Print(json, modelDir, name, weightBytes, promptTokens, decodeTokens, bw, peak, plain, spec, theirs, formatPeerNote, peer)) changed.Add(name);
             }
         }
         finally
@@ -133,10 +134,14 @@ public static class GenerateBench
                 (mtp ? " speedup: MTP decode tok/s / plain greedy decode tok/s, both medians of this run; same out: the MTP output equals plain greedy's." : "") +
                 (torch != null ? " x prefill / x decode: LongCat.NET tokens/s / PyTorch peer tokens/s, medians, repeats alternating." : ""));
         }
+        // Speculative decoding that changes greedy output is a bug, not a speed figure: fail the command.
+        if (changed.Count > 0)
+            throw new CliException($"MTP speculative decoding changed the greedy output ({string.Join(", ", changed)}): the speedup above is not valid");
         return 0;
     }
 
-    static void Print(bool json, string modelDir, string format, long weightBytes, int promptTokens, int decodeTokens, double bw, double peak,
+    /// <summary>Prints one format's row; false when the MTP output differed from plain greedy.</summary>
+    static bool Print(bool json, string modelDir, string format, long weightBytes, int promptTokens, int decodeTokens, double bw, double peak,
         List<Sample> plain, List<Sample> spec, List<TorchPeer.GenerateResult> theirs, string? peerNote, bool peerAsked)
     {
         double prefillTps = promptTokens / BenchUtil.Median(plain.Select(s => s.PrefillS));
@@ -174,7 +179,7 @@ public static class GenerateBench
                     ["same_tokens"] = peerSame,
                 },
             }.ToJsonString(BenchUtil.JsonOptions));
-            return;
+            return !mtp || same;
         }
         Console.WriteLine($"{format,-6} {BenchUtil.F(weightBytes / 1e6, 1),10} {BenchUtil.F(prefillTps, 1),13} {BenchUtil.F(prefillGflops, 1),8} {BenchUtil.F(100 * prefillGflops / peak, 0),6} {BenchUtil.F(decodeTps, 2),12} {BenchUtil.F(bytesPerToken / 1e6, 1),9} {BenchUtil.F(roofline, 2),14} {BenchUtil.F(ratio, 2),10} {Bytes(allocPerToken),11}"
             + (mtp ? $" {BenchUtil.F(specTps, 2),9} {BenchUtil.F(specTps / decodeTps, 2) + "x",7} {BenchUtil.F(100 * accept, 0) + "%",6} {(same ? "yes" : "NO"),8}" : "")
@@ -182,6 +187,7 @@ public static class GenerateBench
         if (mtp && !same) Console.WriteLine($"  {format}: the MTP speculative output DIFFERS from plain greedy decoding");
         if (peerAsked && !peer) Console.WriteLine($"  {format}: {peerNote}");
         else if (peer && !peerSame) Console.WriteLine($"  {format}: the PyTorch peer's greedy tokens differ from ours (float rounding can flip near-ties; the timings still compare the same work)");
+        return !mtp || same;
     }
 
     internal static string Bytes(double b) => double.IsNaN(b) ? "-" : b >= 1 << 20 ? $"{b / (1 << 20):F1} MiB" : b >= 1 << 10 ? $"{b / 1024.0:F1} KiB" : $"{b:F0} B";
