@@ -16,13 +16,34 @@ Two modes, both printing one JSON object per line:
                              {"op": "quit"}
 The first line printed is always an "info" object (numpy/OpenBLAS version, kernel, threads).
 
-Environment (this process only): OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed so OpenBLAS picks its
-own kernel for the CPU; threads default to 2 (--threads); OMP_WAIT_POLICY=PASSIVE; OPENBLAS_THREAD_TIMEOUT=20
+Environment (this process only): OPENBLAS_L2_SIZE is removed and OPENBLAS_CORETYPE is set from the CPU's flags
+(see openblas_coretype: OpenBLAS 0.3.21 misdetects some virtualised Xeons as "Prescott"); threads default to 2 (--threads); OMP_WAIT_POLICY=PASSIVE; OPENBLAS_THREAD_TIMEOUT=20
 (worker threads stop spinning ~1 ms after a call, so they do not steal the cores from the next C# repeat).
 """
 import json
 import os
 import sys
+
+
+def openblas_coretype():
+    """The OpenBLAS kernel for this CPU from /proc/cpuinfo's flags, or None (then OpenBLAS detects it).
+
+    OpenBLAS 0.3.21 (Debian 12) does not recognise some virtualised Xeons (model name "Intel(R) Xeon(R) Processor")
+    and falls back to its SSE3 "Prescott" kernel, several times below the machine's F32 peak; naming the kernel that
+    matches the CPU's instruction set gives the real peak (an honest reference is the best OpenBLAS can do here).
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return None
+    if "avx512_bf16" in flags:
+        return "COOPERLAKE"
+    if "avx512f" in flags and "avx512vl" in flags and "avx512bw" in flags:
+        return "SKYLAKEX"
+    if "avx2" in flags and "fma" in flags:
+        return "HASWELL"
+    return None
 
 
 def _setup_env(threads):
@@ -33,12 +54,16 @@ def _setup_env(threads):
         "OMP_NUM_THREADS": str(threads),
         "OPENBLAS_THREAD_TIMEOUT": "20",
     }
-    removed = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE") if v in os.environ]
+    core = openblas_coretype()
+    if core:
+        wanted["OPENBLAS_CORETYPE"] = core
+    removed = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE") if v in os.environ and v not in wanted]
     changed = any(os.environ.get(k) != v for k, v in wanted.items()) or removed
     if changed and os.environ.get("_LONGCAT_BLAS_REEXEC") != "1":
         env = dict(os.environ)
         for v in removed:
             env.pop(v, None)
+        env.pop("OPENBLAS_CORETYPE", None)
         env.update(wanted)
         env["_LONGCAT_BLAS_REEXEC"] = "1"
         env["_LONGCAT_BLAS_REMOVED"] = ",".join(removed)
@@ -47,7 +72,7 @@ def _setup_env(threads):
 
 def _info(threads):
     import numpy as np
-    info = {"type": "info", "numpy": np.__version__, "threads": threads,
+    info = {"type": "info", "numpy": np.__version__, "threads": threads, "coretype": os.environ.get("OPENBLAS_CORETYPE"),
             "removed_env": [v for v in os.environ.get("_LONGCAT_BLAS_REMOVED", "").split(",") if v]}
     try:
         import threadpoolctl

@@ -67,6 +67,17 @@ public class AblationTests
         var again = lab.Run("again", c);
         Assert.Contains("again: training", log.ToString());
         Assert.Equal(a.Steps.Select(s => s.Ce), again.Steps.Select(s => s.Ce)); // deterministic retrain
+
+        // A run made by other code (another engine build) is never reported as measured: the folder is keyed by the
+        // engine version, and a done.json stamped with another one is not trusted either.
+        Assert.Matches("^[0-9a-f]{16}$", Lab.EngineVersion);
+        j = JsonNode.Parse(File.ReadAllText(done))!.AsObject();
+        Assert.Equal(Lab.EngineVersion, j["engine"]!.GetValue<string>());
+        j["engine"] = "0000000000000000";
+        File.WriteAllText(done, j.ToJsonString());
+        var rebuilt = lab.Run("rebuilt", c);
+        Assert.Contains("rebuilt: training", log.ToString());
+        Assert.Equal(a.Steps.Select(s => s.Ce), rebuilt.Steps.Select(s => s.Ce));
     }
 
     [Fact]
@@ -83,10 +94,13 @@ public class AblationTests
         Assert.Contains("| one | 1.0000 |", md);
         Assert.Contains("![caption](p.svg)", md);
         Assert.Contains("Rerun: `longcat ablate x`", md);
+        Assert.Contains($"measured by LongCat.NET ", md);
+        Assert.Contains(Lab.EngineVersion, md);
         Assert.StartsWith("<?xml", File.ReadAllText(Path.Combine(dir, "p.svg")).TrimStart());
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "results.json")))!;
         Assert.Equal(0.5, json["delta"]!.GetValue<double>());
         Assert.Equal("two", json["rows"]![1]!["run"]!.GetValue<string>());
+        Assert.Equal(Lab.EngineVersion, json["engine"]!.GetValue<string>());
     }
 
     [Fact]

@@ -154,7 +154,7 @@ public class QuantizeTests
     public void BenchGenerateReportsEachFormat()
     {
         var (rc, stdout, err) = Cli("bench", "generate", "--model", Fixtures.Reference("tiny"), "--formats", "int8,fp8", "--json",
-            "--prompt-tokens", "8", "--decode-tokens", "3");
+            "--prompt-tokens", "8", "--decode-tokens", "3", "--repeats", "1");
         Assert.True(rc == 0, err);
         var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(2, lines.Length);

@@ -109,12 +109,38 @@ public class TokenizerCliTests
         var rows = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         Assert.Equal(["encode ids", "encode ids+offsets", "batch ids"], rows.Select(r => r.GetProperty("mode").GetString()));
         Assert.All(rows, r => Assert.True(r.GetProperty("mb_per_s").GetDouble() > 0));
-        Assert.All(rows, r => Assert.Equal(2.3, r.GetProperty("hf_mb_per_s").GetDouble()));
         Assert.Equal(2, rows[2].GetProperty("threads").GetInt32());
+        // HF tokenizers runs in the same run when node and bench/hf-tokenizers/node_modules are there (.ci/run installs
+        // them); then it must tokenize the chunks into exactly as many tokens as we do. Otherwise the output says so.
+        bool hfRan = rows[0].GetProperty("hf").GetProperty("ran").GetBoolean();
+        foreach (var r in rows)
+        {
+            var hf = r.GetProperty("hf");
+            Assert.Equal(hfRan, hf.GetProperty("ran").GetBoolean());
+            if (hfRan)
+            {
+                Assert.Equal(r.GetProperty("tokens").GetInt64(), hf.GetProperty("tokens").GetInt64());
+                Assert.True(hf.GetProperty("mb_per_s").GetDouble() > 0);
+                Assert.True(hf.GetProperty("vs_hf").GetDouble() > 0);
+            }
+            else
+                Assert.StartsWith("did not run", hf.GetProperty("note").GetString());
+        }
 
         (code, stdout, stderr) = CliProcess.Run("bench", "tokenize", "--tokenizer", Tok("qwen3"), "--input", input, "--repeats", "1");
         Assert.True(code == 0, stderr);
-        Assert.Contains("HF tokenizers reference: 3.1 MB/s", stdout);
-        Assert.Contains("vs HF", stdout);
+        if (hfRan)
+        {
+            Assert.Contains("HF tokenizers reference: HF tokenizers 0.23.2 (npm", stdout);
+            Assert.Contains("vs HF", stdout);
+            Assert.DoesNotContain("tokenizations differ", stdout);
+        }
+        else
+            Assert.Contains("HF tokenizers reference: did not run", stdout);
+
+        (code, stdout, stderr) = CliProcess.Run("bench", "tokenize", "--tokenizer", Tok("qwen3"), "--input", input, "--repeats", "1", "--node", "/nonexistent/node");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("HF tokenizers reference: did not run: could not start /nonexistent/node", stdout);
+        Assert.DoesNotContain("vs HF", stdout);
     }
 }

@@ -40,7 +40,10 @@ public sealed record RunResult(string Label, string Dir, JsonObject Config, IRea
 /// The shared bench of the ablations: the corpus (data/python-docs, tokenized with a 2048-token BPE trained on it),
 /// the base model and training config every ablation varies, and a content-addressed run cache: a run is identified
 /// by the hash of its config, so ablations that share a variant (the base run appears in most) train it once, and an
-/// interrupted ablation picks up where it stopped. Every run is bitwise deterministic, so a cached run is the run.
+/// interrupted ablation picks up where it stopped. Every run is bitwise deterministic, so a cached run is the run,
+/// as long as the code that made it is the code running now: the cache key therefore includes
+/// <see cref="EngineVersion"/>, a hash of the compiled engine (LongCat.dll) and of this command (longcat.dll, which
+/// holds the ablations' own training bodies), so a run made by older code is never reported as measured.
 /// </summary>
 public sealed class Lab
 {
@@ -124,11 +127,27 @@ public sealed class Lab
         return c;
     }
 
+    /// <summary>
+    /// The version of the code a run is made by: a hash of the module version ids (MVIDs) of the engine assembly
+    /// (LongCat.dll: model, kernels, trainer) and of the CLI assembly (the ablations' own run bodies). The builds are
+    /// deterministic, so an MVID is a hash of the compiled assembly: it changes whenever the compiled code does (a
+    /// kernel's summation order, an optimizer fix) and never otherwise, with nothing for a developer to remember to bump.
+    /// A bench or server change also starts a fresh cache (the CLI assembly changed): recomputed runs are the price of
+    /// never reporting a run by older code as measured.
+    /// </summary>
+    public static readonly string EngineVersion = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
+        typeof(Trainer).Assembly.ManifestModule.ModuleVersionId.ToString("N") + typeof(Lab).Assembly.ManifestModule.ModuleVersionId.ToString("N"))))[..16];
+
+    /// <summary>The engine's informational version (e.g. "1.0.0+commit") beside <see cref="EngineVersion"/>, for the reports.</summary>
+    public static string EngineDescription =>
+        $"LongCat.NET {System.Reflection.CustomAttributeExtensions.GetCustomAttribute<System.Reflection.AssemblyInformationalVersionAttribute>(typeof(Trainer).Assembly)?.InformationalVersion ?? "?"}, build {EngineVersion}";
+
     static string Hash(JsonObject config, string? variant)
     {
         var c = (JsonObject)config.DeepClone();
         c.Remove("out");
         if (variant is not null) c["variant"] = variant;
+        c["engine"] = EngineVersion;
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(c.ToJsonString())))[..16];
     }
 
@@ -152,7 +171,7 @@ public sealed class Lab
         if (File.Exists(done))
         {
             var d = JsonNode.Parse(File.ReadAllText(done))!.AsObject();
-            if (JsonNode.DeepEquals(d["config"], c) && d["variant"]?.GetValue<string>() == variant)
+            if (JsonNode.DeepEquals(d["config"], c) && d["variant"]?.GetValue<string>() == variant && d["engine"]?.GetValue<string>() == EngineVersion)
             {
                 Log.WriteLine($"ablate: {label}: cached ({dir})");
                 return Read(label, dir, c, d["seconds"]!.GetValue<double>());
@@ -164,7 +183,7 @@ public sealed class Lab
         var sw = Stopwatch.StartNew();
         (body ?? TrainPlain)(c, label);
         double seconds = sw.Elapsed.TotalSeconds;
-        File.WriteAllText(done + ".tmp", new JsonObject { ["label"] = label, ["variant"] = variant, ["seconds"] = seconds, ["config"] = c.DeepClone() }.ToJsonString());
+        File.WriteAllText(done + ".tmp", new JsonObject { ["label"] = label, ["variant"] = variant, ["engine"] = EngineVersion, ["seconds"] = seconds, ["config"] = c.DeepClone() }.ToJsonString());
         File.Move(done + ".tmp", done, overwrite: true);
         return Read(label, dir, c, seconds);
     }

@@ -9,7 +9,7 @@ namespace LongCat.Cli.Ablations;
 public sealed class Report(string name, string title, string dir)
 {
     readonly StringBuilder _md = new();
-    readonly JsonObject _json = new() { ["ablation"] = name, ["title"] = title };
+    readonly JsonObject _json = new() { ["ablation"] = name, ["title"] = title, ["engine"] = Lab.EngineVersion, ["engine_description"] = Lab.EngineDescription };
     readonly JsonArray _rows = [];
 
     public string Dir { get; } = dir;
@@ -67,7 +67,7 @@ public sealed class Report(string name, string title, string dir)
         Directory.CreateDirectory(Dir);
         _json["rows"] = _rows;
         _json["rerun"] = rerun;
-        var md = $"## {title}\n\nRerun: `{rerun}`\n\n" + _md;
+        var md = $"## {title}\n\nRerun: `{rerun}` (measured by {Lab.EngineDescription})\n\n" + _md;
         File.WriteAllText(Path.Combine(Dir, "results.md"), md);
         File.WriteAllText(Path.Combine(Dir, "results.json"), _json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         return md;

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 
 namespace LongCat.Cli.Bench;
@@ -9,18 +8,19 @@ namespace LongCat.Cli.Bench;
 /// </summary>
 public sealed class BlasReference : IDisposable
 {
-    readonly Process _p;
+    const string Who = "OpenBLAS reference";
+    readonly JsonLinesProcess _p;
 
     /// <summary>The script's first line: numpy / OpenBLAS version, kernel, threads.</summary>
-    public JsonObject Info { get; }
+    public JsonObject Info => _p.Info;
 
     /// <summary>"OpenBLAS 0.3.21 (Zen kernel, 2 threads)" or the like.</summary>
     public string Description { get; }
 
-    BlasReference(Process p, JsonObject info)
+    BlasReference(JsonLinesProcess p)
     {
         _p = p;
-        Info = info;
+        var info = p.Info;
         string blas = info["blas"]?.ToString() ?? "numpy BLAS";
         if (blas == "openblas") blas = "OpenBLAS";
         string ver = info["version"]?.ToString() ?? "";
@@ -32,7 +32,7 @@ public sealed class BlasReference : IDisposable
     public static BlasReference? TryStart(string python, string? script, int threads, out string? note)
     {
         note = null;
-        script ??= FindScript();
+        script ??= JsonLinesProcess.FindBenchFile("openblas_gemm.py");
         if (script == null)
         {
             note = "bench/openblas_gemm.py not found (run from the repository, or pass --blas-script): no OpenBLAS reference";
@@ -43,104 +43,55 @@ public sealed class BlasReference : IDisposable
             note = $"{python} not found: no OpenBLAS reference (apt-get install -y python3-numpy libopenblas0-pthread python3-threadpoolctl)";
             return null;
         }
-        var psi = new ProcessStartInfo(python)
+        var p = JsonLinesProcess.TryStart(python, [script, "--serve", "--threads", threads.ToString(System.Globalization.CultureInfo.InvariantCulture)],
+            new Dictionary<string, string>(), out var error);
+        if (p == null)
         {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        psi.ArgumentList.Add(script);
-        psi.ArgumentList.Add("--serve");
-        psi.ArgumentList.Add("--threads");
-        psi.ArgumentList.Add(threads.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        Process p;
-        try { p = Process.Start(psi) ?? throw new IOException("no process"); }
-        catch (Exception e) when (e is System.ComponentModel.Win32Exception or IOException)
-        {
-            note = $"could not start {python}: {e.Message}: no OpenBLAS reference";
+            note = error != null && error.Contains("numpy", StringComparison.Ordinal)
+                ? $"numpy is not installed for {python} ({error}): no OpenBLAS reference (apt-get install -y python3-numpy libopenblas0-pthread)"
+                : $"the OpenBLAS reference did not start ({error})";
             return null;
         }
-        var stderr = new System.Text.StringBuilder();
-        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (stderr) stderr.AppendLine(e.Data); };
-        p.BeginErrorReadLine();
-        string? line = p.StandardOutput.ReadLine();
-        if (line == null || JsonNode.Parse(line) is not JsonObject info)
-        {
-            p.WaitForExit(5000);
-            string err;
-            lock (stderr) err = stderr.ToString().Trim();
-            string last = err.Split('\n').LastOrDefault()?.Trim() ?? "";
-            note = last.Contains("numpy", StringComparison.Ordinal)
-                ? $"numpy is not installed for {python} ({last}): no OpenBLAS reference (apt-get install -y python3-numpy libopenblas0-pthread)"
-                : $"the OpenBLAS reference did not start ({(last.Length > 0 ? last : "no output")})";
-            try { p.Kill(); } catch (InvalidOperationException) { }
-            p.Dispose();
-            return null;
-        }
-        var r = new BlasReference(p, info);
-        if (info["blas"]?.ToString() != "openblas")
-            note = $"numpy's BLAS is {info["blas"]?.ToString() ?? "unknown"}, not OpenBLAS (apt-get install -y libopenblas0-pthread python3-threadpoolctl); ratios are against it";
+        var r = new BlasReference(p);
+        if (p.Info["blas"]?.ToString() != "openblas")
+            note = $"numpy's BLAS is {p.Info["blas"]?.ToString() ?? "unknown"}, not OpenBLAS (apt-get install -y libopenblas0-pthread python3-threadpoolctl); ratios are against it";
         return r;
     }
 
-    static string? FindScript()
-    {
-        foreach (var start in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
-        {
-            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
-            {
-                var f = Path.Combine(d.FullName, "bench", "openblas_gemm.py");
-                if (File.Exists(f)) return f;
-            }
-        }
-        return null;
-    }
-
-    JsonObject Call(JsonObject req)
-    {
-        _p.StandardInput.WriteLine(req.ToJsonString());
-        _p.StandardInput.Flush();
-        return Read();
-    }
-
-    JsonObject Read()
-    {
-        var line = _p.StandardOutput.ReadLine() ?? throw new IOException("the OpenBLAS reference process exited");
-        var o = JsonNode.Parse(line) as JsonObject ?? throw new IOException($"bad reply from the OpenBLAS reference: {line}");
-        if (o["error"] is { } e) throw new IOException($"OpenBLAS reference: {e}");
-        return o;
-    }
-
     /// <summary>Asks the reference to allocate x [m, k] and W [n, k]; <see cref="EndPrepare"/> waits for it.</summary>
-    public void BeginPrepare(int m, int n, int k)
-    {
-        _p.StandardInput.WriteLine(new JsonObject { ["op"] = "prepare", ["m"] = m, ["n"] = n, ["k"] = k }.ToJsonString());
-        _p.StandardInput.Flush();
-    }
+    public void BeginPrepare(int m, int n, int k) => _p.Send(new JsonObject { ["op"] = "prepare", ["m"] = m, ["n"] = n, ["k"] = k });
 
-    public void EndPrepare() => Read();
+    public void EndPrepare() => _p.Read(Who);
 
     /// <summary>Runs np.matmul(x, W.T) for at least <paramref name="seconds"/>; returns GFLOP/s.</summary>
-    public double Run(double seconds) => Call(new JsonObject { ["op"] = "run", ["seconds"] = seconds })["gflops"]!.GetValue<double>();
+    public double Run(double seconds) => _p.Call(new JsonObject { ["op"] = "run", ["seconds"] = seconds }, Who)["gflops"]!.GetValue<double>();
 
     /// <summary>The same layer's backward GEMMs: "dx" (dy @ W) or "dw" (dy.T @ x); GFLOP/s.</summary>
     public double RunGrad(string variant, double seconds) =>
-        Call(new JsonObject { ["op"] = "run", ["seconds"] = seconds, ["variant"] = variant })["gflops"]!.GetValue<double>();
+        _p.Call(new JsonObject { ["op"] = "run", ["seconds"] = seconds, ["variant"] = variant }, Who)["gflops"]!.GetValue<double>();
 
     /// <summary>numpy's single-threaded sum over a large array (a memory read bandwidth probe), GB/s.</summary>
     public double Bandwidth(int mib, double seconds) =>
-        Call(new JsonObject { ["op"] = "bandwidth", ["mib"] = mib, ["seconds"] = seconds })["gbps"]!.GetValue<double>();
+        _p.Call(new JsonObject { ["op"] = "bandwidth", ["mib"] = mib, ["seconds"] = seconds }, Who)["gbps"]!.GetValue<double>();
 
-    public void Dispose()
+    public void Dispose() => _p.Dispose();
+
+    /// <summary>
+    /// The machine's F32 peak for MFU: OpenBLAS sgemm 2048³ on <paramref name="threads"/> threads, measured now (1 s
+    /// of warm-up, then the best of 3 runs of 0.5 s). NaN with <paramref name="note"/> saying why when the reference
+    /// cannot run (then no MFU is printed).
+    /// </summary>
+    public static double MeasurePeak(int threads, out string description, out string? note)
     {
-        try
-        {
-            _p.StandardInput.WriteLine("{\"op\": \"quit\"}");
-            _p.StandardInput.Flush();
-            if (!_p.WaitForExit(3000)) _p.Kill();
-        }
-        catch (Exception e) when (e is IOException or InvalidOperationException) { }
-        _p.Dispose();
+        description = "";
+        using var blas = TryStart("/usr/bin/python3", null, threads, out note);
+        if (blas == null) return double.NaN;
+        blas.BeginPrepare(2048, 2048, 2048);
+        blas.EndPrepare();
+        blas.Run(1.0);
+        double best = 0;
+        for (int i = 0; i < 3; i++) best = Math.Max(best, blas.Run(0.5));
+        description = blas.Description;
+        return best;
     }
 }

@@ -12,10 +12,13 @@ namespace LongCat.Cli.Bench;
 /// is loaded and a warm-up pass run first), median of repeats; then one profiled pass splits the time by GEMM
 /// category (via <see cref="Gemm.Observer"/>) and the attention core (<see cref="Attention.Observer"/>), the rest being norms,
 /// RoPE, routing and gathers.
+/// With <c>--peer torch</c> the PyTorch peer (<see cref="TorchPeer"/>) loads the same checkpoint and runs the same
+/// sequence: one warm-up pass each, then the timed passes alternate (ours, peer, ours, ...); both medians and the ratio
+/// are printed. Without torch, the output says that the reference did not run.
 /// </summary>
 public static class ForwardBench
 {
-    public static int Run(string modelDir, int tokens, int repeats, bool json, bool allLogits)
+    public static int Run(string modelDir, int tokens, int repeats, bool json, bool allLogits, bool peer = false)
     {
         if (tokens < 1) throw new CliException($"--tokens must be >= 1, got {tokens}");
         if (repeats < 1) throw new CliException($"--repeats must be >= 1, got {repeats}");
@@ -30,17 +33,24 @@ public static class ForwardBench
         var opts = new ForwardOptions { AllLogits = allLogits };
         var dtypes = string.Join("+", model.Linears.Select(w => w.DType.ToString()).Distinct());
 
+        string? peerNote = null;
+        using var torch = peer ? StartPeer(modelDir, out peerNote) : null;
+
         sw.Restart();
         model.Forward(ids, 1, tokens, opts); // warm-up: JIT, page-in of mapped weights, buffers
         double warmS = sw.Elapsed.TotalSeconds;
+        torch?.Forward(ids, allLogits);
         var times = new List<double>();
+        var peerTimes = new List<double>();
         for (int r = 0; r < repeats; r++)
         {
             sw.Restart();
             model.Forward(ids, 1, tokens, opts);
             times.Add(sw.Elapsed.TotalSeconds);
+            if (torch != null) peerTimes.Add(torch.Forward(ids, allLogits));
         }
         double med = BenchUtil.Median(times);
+        double peerMed = torch != null ? BenchUtil.Median(peerTimes) : double.NaN;
 
         // One profiled pass: GEMM time and flops by category.
         var category = new Dictionary<Kernels.Weight, string>(ReferenceEqualityComparer.Instance);
@@ -97,6 +107,13 @@ public static class ForwardBench
                 ["median_seconds"] = Math.Round(med, 4), ["tokens_per_second"] = BenchUtil.J(tokens / med),
                 ["gemm_gflops"] = BenchUtil.J(gemmFlops / gemmS / 1e9), ["profiled_seconds"] = Math.Round(profS, 4),
                 ["phases"] = phases,
+                ["peer"] = !peer ? null : torch == null ? new JsonObject { ["ran"] = false, ["note"] = peerNote } : new JsonObject
+                {
+                    ["ran"] = true, ["name"] = torch.Description, ["environment"] = torch.EnvironmentNote,
+                    ["seconds"] = peerTimes.Select(t => (JsonNode?)Math.Round(t, 4)).ToJsonArray(),
+                    ["median_seconds"] = Math.Round(peerMed, 4), ["tokens_per_second"] = BenchUtil.J(tokens / peerMed),
+                    ["ratio"] = BenchUtil.J(peerMed / med, 3),
+                },
             }.ToJsonString(BenchUtil.JsonOptions));
             return 0;
         }
@@ -107,6 +124,14 @@ public static class ForwardBench
             $"load {loadS.ToString("F2", ci)} s, warm-up {warmS.ToString("F2", ci)} s");
         Console.WriteLine($"forward: median {med.ToString("F3", ci)} s of {repeats} ({string.Join(", ", times.Select(t => t.ToString("F3", ci)))})  =>  " +
             $"{BenchUtil.F(tokens / med)} tokens/s");
+        if (peer && torch == null)
+            Console.WriteLine($"PyTorch peer: {peerNote} (no comparison printed)");
+        else if (torch != null)
+        {
+            Console.WriteLine(torch.EnvironmentNote);
+            Console.WriteLine($"PyTorch peer: median {peerMed.ToString("F3", ci)} s of {repeats} ({string.Join(", ", peerTimes.Select(t => t.ToString("F3", ci)))})  =>  " +
+                $"{BenchUtil.F(tokens / peerMed)} tokens/s; LongCat.NET / PyTorch = {(peerMed / med).ToString("F2", ci)}x (same run, repeats alternating)");
+        }
         Console.WriteLine($"profiled pass {profS.ToString("F3", ci)} s:");
         Console.WriteLine($"  {"phase",-58} {"seconds",8} {"share",6} {"calls",6} {"GFLOP/s",8}");
         foreach (var (k, v) in ticks.OrderByDescending(p => p.Value.Ticks))
@@ -118,6 +143,24 @@ public static class ForwardBench
         double rest = Math.Max(0, profS - gemmS - attnS);
         Console.WriteLine($"  {"other non-GEMM (norms, rope, routing, gathers)",-58} {rest.ToString("F3", ci),8} {(rest / profS).ToString("P0", ci),6}");
         return 0;
+    }
+
+    /// <summary>Starts the PyTorch peer and loads <paramref name="modelDir"/>; null with the reason when it cannot.</summary>
+    internal static TorchPeer? StartPeer(string modelDir, out string? note)
+    {
+        var torch = TorchPeer.TryStart(Parallelism.Threads, out note);
+        if (torch == null) return null;
+        try
+        {
+            torch.Load(modelDir);
+            return torch;
+        }
+        catch (IOException e)
+        {
+            note = $"the PyTorch reference did not run: {e.Message}";
+            torch.Dispose();
+            return null;
+        }
     }
 
     static JsonArray ToJsonArray(this IEnumerable<JsonNode?> items) => new([.. items]);

@@ -13,98 +13,188 @@ namespace LongCat.Cli.Bench;
 /// <summary>
 /// <c>longcat bench generate</c>: prefill tokens/s (one 512-token prompt) and decode tokens/s at batch 1, for the
 /// model converted to each weight format (f32, bf16, fp8, int8; converted into temp folders with the quantizer),
-/// with MTP speculative decoding when asked and the model has an MTP head. Beside decode: the memory-bandwidth
-/// roofline, i.e. the weight bytes actually read per decoded token (every GEMM/GEMV call's weight bytes, counted
-/// through <see cref="Gemm.Observer"/>: dense parts, the experts really used, lm_head, the MTP head) divided by the
-/// read bandwidth measured in the same run (<see cref="BenchUtil.ReadBandwidth"/>). Prefill is also shown as
-/// GEMM GFLOP/s against the F32 GEMM peak measured in the same run.
+/// medians over <c>--repeats</c> after a warm-up. Beside decode: the memory-bandwidth roofline, i.e. the weight bytes
+/// actually read per decoded token (every GEMM/GEMV call's weight bytes, counted through <see cref="Gemm.Observer"/>:
+/// dense parts, the experts really used, lm_head, the MTP head) divided by the read bandwidth measured in the same run
+/// (<see cref="BenchUtil.ReadBandwidth"/>), and the bytes the process allocated per decoded token. Prefill is also
+/// shown as GEMM GFLOP/s against the machine's F32 peak measured in the same run (OpenBLAS sgemm 2048³).
+/// With <c>--speculative mtp</c> every repeat also decodes plain greedy, so the MTP speedup is measured in the same
+/// run, and the two outputs must be identical. With <c>--peer torch</c> the PyTorch peer generates from the same
+/// checkpoint (f32 in float32, bf16 in bfloat16; it does not read fp8/int8), its repeats alternating with ours.
 /// </summary>
 public static class GenerateBench
 {
     public static Command Create()
     {
         var model = CliSupport.RequiredPath("--model", "Checkpoint folder (e.g. from `longcat init --config bench/configs/bench-350m.json --mtp`).");
-        var spec = new Option<string?>("--speculative") { Description = "mtp: decode with the MTP draft head (when the model has one)." };
+        var spec = new Option<string?>("--speculative") { Description = "mtp: also decode with the MTP draft head (the model must have one) and print its speedup over plain greedy, measured in the same run." };
         var json = new Option<bool>("--json") { Description = "One JSON object per line instead of the table." };
         var formats = new Option<string>("--formats") { Description = "Weight formats to convert to and measure: f32, bf16, fp8, int8.", DefaultValueFactory = _ => "f32,bf16,fp8,int8" };
         var prompt = new Option<int>("--prompt-tokens") { Description = "Prompt length (prefill).", DefaultValueFactory = _ => 512 };
         var decode = new Option<int>("--decode-tokens") { Description = "Tokens to decode (greedy).", DefaultValueFactory = _ => 32 };
-        var cmd = new Command("generate", "Prefill and decode tokens/s per weight format (f32/bf16/fp8/int8), with the memory-bandwidth roofline of decode.")
+        var repeats = new Option<int>("--repeats") { Description = "Timed generations per format after the warm-up (medians are reported).", DefaultValueFactory = _ => 3 };
+        var peer = BenchCommand.PeerOption();
+        var cmd = new Command("generate", "Prefill and decode tokens/s per weight format (f32/bf16/fp8/int8), with the memory-bandwidth roofline of decode, bytes allocated per token, the MTP speedup and the PyTorch peer, all measured in the same run.")
         {
-            model, spec, json, formats, prompt, decode,
+            model, spec, json, formats, prompt, decode, repeats, peer,
         };
-        cmd.SetAction(p => CliSupport.Run(p, () => Run(p.GetValue(model)!, p.GetValue(spec), p.GetValue(json), p.GetValue(formats)!, p.GetValue(prompt), p.GetValue(decode))));
+        cmd.SetAction(p => CliSupport.Run(p, () => Run(p.GetValue(model)!, p.GetValue(spec), p.GetValue(json), p.GetValue(formats)!, p.GetValue(prompt),
+            p.GetValue(decode), p.GetValue(repeats), TorchPeer.Parse(p.GetValue(peer)))));
         return cmd;
     }
 
-    sealed record Row(string Format, long WeightBytes, double PrefillTps, double PrefillGflops, double DecodeTps,
-        double BytesPerToken, double RooflineTps, bool Mtp, double Acceptance);
+    /// <summary>One generation: timings, weight bytes read and bytes allocated per decoded token, the tokens.</summary>
+    sealed record Sample(double PrefillS, double DecodeS, int Decoded, double BytesPerToken, double AllocPerToken, double Acceptance, int[] Tokens, double PrefillFlops);
 
-    static int Run(string modelDir, string? speculative, bool json, string formatList, int promptTokens, int decodeTokens)
+    static int Run(string modelDir, string? speculative, bool json, string formatList, int promptTokens, int decodeTokens, int repeats, bool peer)
     {
         if (speculative is not (null or "mtp")) throw new CliException($"--speculative must be 'mtp', got '{speculative}'");
         if (promptTokens < 1) throw new CliException($"--prompt-tokens must be >= 1, got {promptTokens}");
         if (decodeTokens < 2) throw new CliException($"--decode-tokens must be >= 2, got {decodeTokens}");
+        if (repeats < 1 || repeats > 100) throw new CliException($"--repeats must be in 1..100, got {repeats}");
         if (!Directory.Exists(modelDir)) throw new CliException($"{modelDir}: model folder not found");
         var formats = formatList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(CheckpointQuantizer.ParseFormat).Distinct().ToList();
         if (formats.Count == 0) throw new CliException("--formats is empty");
+        bool mtp = speculative == "mtp";
 
         double bw = BenchUtil.ReadBandwidth(512, 1.0);
-        double peak = F32GemmPeak();
+        double peak = BlasReference.MeasurePeak(Parallelism.Threads, out var blasName, out var blasNote);
+        string? peerNote = null;
+        using var torch = peer ? TorchPeer.TryStart(Parallelism.Threads, out peerNote) : null;
         if (!json)
         {
-            Console.WriteLine($"{modelDir}: batch 1, prompt {promptTokens} tokens, {decodeTokens} decoded (greedy{(speculative == "mtp" ? ", MTP speculative" : "")}), {Parallelism.Threads} threads, {Gemm.KernelName}");
-            Console.WriteLine($"read bandwidth {BenchUtil.F(bw, 1)} GB/s, F32 GEMM peak {BenchUtil.F(peak, 1)} GFLOP/s (512x1024x1024)");
+            Console.WriteLine($"{modelDir}: batch 1, prompt {promptTokens} tokens, {decodeTokens} decoded (greedy{(mtp ? "; and MTP speculative, same run" : "")}), {Parallelism.Threads} threads, {Gemm.KernelName}, medians of {repeats} after a warm-up");
+            Console.WriteLine($"read bandwidth {BenchUtil.F(bw, 1)} GB/s; " + (double.IsNaN(peak)
+                ? $"F32 peak not measured ({blasNote}): no % of peak"
+                : $"F32 peak {BenchUtil.F(peak, 1)} GFLOP/s ({blasName} sgemm 2048³, measured now)"));
+            if (peer) Console.WriteLine(torch != null ? torch.EnvironmentNote : $"PyTorch peer: {peerNote}");
             Console.WriteLine();
-            Console.WriteLine($"{"format",-6} {"weights MB",10} {"prefill tok/s",13} {"GFLOP/s",8} {"% peak",6} {"decode tok/s",12} {"MB/token",9} {"roofline tok/s",14} {"x roofline",10}{(speculative == "mtp" ? "  accept" : "")}");
+            Console.WriteLine($"{"format",-6} {"weights MB",10} {"prefill tok/s",13} {"GFLOP/s",8} {"% peak",6} {"decode tok/s",12} {"MB/token",9} {"roofline tok/s",14} {"x roofline",10} {"alloc/token",11}"
+                + (mtp ? $" {"MTP tok/s",9} {"speedup",7} {"accept",6} {"same out",8}" : "")
+                + (torch != null ? $" {"torch prefill",13} {"torch decode",12} {"x prefill",9} {"x decode",8}" : ""));
         }
         var tmpRoot = Path.Combine(Path.GetTempPath(), "longcat-bench-generate-" + Environment.ProcessId);
+        var changed = new List<string>();
         try
         {
             foreach (var f in formats)
             {
-                var dir = Path.Combine(tmpRoot, CheckpointQuantizer.Name(f));
+                string name = CheckpointQuantizer.Name(f);
+                var dir = Path.Combine(tmpRoot, name);
                 CheckpointQuantizer.Convert(modelDir, dir, f);
-                Row row;
+                var plain = new List<Sample>();
+                var spec = new List<Sample>();
+                var theirs = new List<TorchPeer.GenerateResult>();
+                string? formatPeerNote = peerNote;
+                long weightBytes;
+                bool hasMtp;
                 using (var m = LongCatModel.Load(dir))
-                    row = Measure(m, CheckpointQuantizer.Name(f), speculative == "mtp", promptTokens, decodeTokens, bw);
-                Directory.Delete(dir, recursive: true);
-                double ratio = row.RooflineTps / row.DecodeTps;
-                if (json)
                 {
-                    var o = new JsonObject
+                    weightBytes = m.Linears.Sum(w => w.Bytes);
+                    hasMtp = m.Mtp is not null;
+                    if (mtp && !hasMtp) throw new CliException($"{modelDir}: --speculative mtp needs an MTP head, and this checkpoint has no model.mtp.* weights (make one with `longcat init --mtp`)");
+                    var prompt = QuantDrift.PseudoText(m.Config.VocabSize, 1, promptTokens, 99);
+                    bool peerRuns = false;
+                    if (torch != null)
                     {
-                        ["bench"] = "generate", ["model"] = modelDir, ["format"] = row.Format, ["weight_bytes"] = row.WeightBytes,
-                        ["prompt_tokens"] = promptTokens, ["decode_tokens"] = decodeTokens, ["threads"] = Parallelism.Threads,
-                        ["prefill_tokens_per_s"] = BenchUtil.J(row.PrefillTps), ["prefill_gemm_gflops"] = BenchUtil.J(row.PrefillGflops),
-                        ["f32_gemm_peak_gflops"] = BenchUtil.J(peak), ["prefill_fraction_of_peak"] = BenchUtil.J(row.PrefillGflops / peak, 3),
-                        ["decode_tokens_per_s"] = BenchUtil.J(row.DecodeTps), ["weight_bytes_per_token"] = Math.Round(row.BytesPerToken),
-                        ["read_bandwidth_gbs"] = BenchUtil.J(bw), ["roofline_tokens_per_s"] = BenchUtil.J(row.RooflineTps),
-                        ["roofline_ratio"] = BenchUtil.J(ratio, 3), ["speculative"] = row.Mtp ? "mtp" : null,
-                        ["acceptance_rate"] = row.Mtp ? BenchUtil.J(row.Acceptance, 3) : null,
-                    };
-                    Console.WriteLine(o.ToJsonString());
+                        if (f is not (WeightFormat.F32 or WeightFormat.BF16))
+                            formatPeerNote = $"the PyTorch reference did not run for {name}: the peer reads F32 and BF16 weights only";
+                        else
+                        {
+                            try
+                            {
+                                torch.Load(dir, f == WeightFormat.BF16 ? "bfloat16" : "float32");
+                                torch.Generate(prompt[..Math.Min(promptTokens, 16)], 4, false); // warm-up
+                                peerRuns = true;
+                            }
+                            catch (IOException e) { formatPeerNote = $"the PyTorch reference did not run for {name}: {e.Message}"; }
+                        }
+                    }
+                    Measure(m, prompt[..Math.Min(promptTokens, 16)], 4, false);   // warm-up: JIT, page-in of the weights, buffers
+                    if (mtp) Measure(m, prompt[..Math.Min(promptTokens, 16)], 4, true);
+                    for (int r = 0; r < repeats; r++)
+                    {
+                        plain.Add(Measure(m, prompt, decodeTokens, false));
+                        if (mtp) spec.Add(Measure(m, prompt, decodeTokens, true));
+                        if (peerRuns) theirs.Add(torch!.Generate(prompt, decodeTokens, false));
+                    }
                 }
-                else
-                    Console.WriteLine($"{row.Format,-6} {BenchUtil.F(row.WeightBytes / 1e6, 1),10} {BenchUtil.F(row.PrefillTps, 1),13} {BenchUtil.F(row.PrefillGflops, 1),8} {BenchUtil.F(100 * row.PrefillGflops / peak, 0),6} {BenchUtil.F(row.DecodeTps, 2),12} {BenchUtil.F(row.BytesPerToken / 1e6, 1),9} {BenchUtil.F(row.RooflineTps, 2),14} {BenchUtil.F(ratio, 2),10}{(row.Mtp ? "  " + BenchUtil.F(100 * row.Acceptance, 0) + "%" : "")}");
+                Directory.Delete(dir, recursive: true);
+                if (!Print(json, modelDir, name, weightBytes, promptTokens, decodeTokens, bw, peak, plain, spec, theirs, formatPeerNote, peer)) changed.Add(name);
             }
         }
         finally
         {
             if (Directory.Exists(tmpRoot)) Directory.Delete(tmpRoot, recursive: true);
         }
+        if (!json)
+        {
+            Console.WriteLine();
+            Console.WriteLine("x roofline: decode time / (weight bytes read per token / read bandwidth); alloc/token: bytes the process allocated per decoded token (GC.GetTotalAllocatedBytes)." +
+                (mtp ? " speedup: MTP decode tok/s / plain greedy decode tok/s, both medians of this run; same out: the MTP output equals plain greedy's." : "") +
+                (torch != null ? " x prefill / x decode: LongCat.NET tokens/s / PyTorch peer tokens/s, medians, repeats alternating." : ""));
+        }
+        // Speculative decoding that changes greedy output is a bug, not a speed figure: fail the command.
+        if (changed.Count > 0)
+            throw new CliException($"MTP speculative decoding changed the greedy output ({string.Join(", ", changed)}): the speedup above is not valid");
         return 0;
     }
 
-    static Row Measure(LongCatModel model, string format, bool speculative, int promptTokens, int decodeTokens, double bwGBs)
+    /// <summary>Prints one format's row; false when the MTP output differed from plain greedy.</summary>
+    static bool Print(bool json, string modelDir, string format, long weightBytes, int promptTokens, int decodeTokens, double bw, double peak,
+        List<Sample> plain, List<Sample> spec, List<TorchPeer.GenerateResult> theirs, string? peerNote, bool peerAsked)
     {
-        var c = model.Config;
-        bool mtp = speculative && model.Mtp is not null;
-        var prompt = QuantDrift.PseudoText(c.VocabSize, 1, promptTokens, 99);
-        var opts = new GenerationOptions { MaxTokens = decodeTokens, Temperature = 0f, Speculative = mtp };
-        // Warm-up: JIT, page-in of the weights, buffers.
-        new GenerationSession(model, prompt[..Math.Min(promptTokens, 16)], opts with { MaxTokens = 4 }).Run();
+        double prefillTps = promptTokens / BenchUtil.Median(plain.Select(s => s.PrefillS));
+        double prefillGflops = BenchUtil.Median(plain.Select(s => s.PrefillFlops / s.PrefillS / 1e9));
+        double decodeTps = BenchUtil.Median(plain.Select(s => s.Decoded / s.DecodeS));
+        double bytesPerToken = BenchUtil.Median(plain.Select(s => s.BytesPerToken));
+        double allocPerToken = BenchUtil.Median(plain.Select(s => s.AllocPerToken));
+        double roofline = bw * 1e9 / bytesPerToken;
+        double ratio = roofline / decodeTps;
+        bool mtp = spec.Count > 0;
+        double specTps = mtp ? BenchUtil.Median(spec.Select(s => s.Decoded / s.DecodeS)) : double.NaN;
+        double accept = mtp ? BenchUtil.Median(spec.Select(s => s.Acceptance)) : double.NaN;
+        bool same = mtp && spec.Zip(plain).All(p => p.First.Tokens.SequenceEqual(p.Second.Tokens));
+        bool peer = theirs.Count > 0;
+        double peerPrefill = peer ? promptTokens / BenchUtil.Median(theirs.Select(t => t.PrefillSeconds)) : double.NaN;
+        double peerDecode = peer ? BenchUtil.Median(theirs.Select(t => (t.Tokens.Length - 1) / t.DecodeSeconds)) : double.NaN;
+        bool peerSame = peer && theirs.Zip(plain).All(p => p.First.Tokens.SequenceEqual(p.Second.Tokens));
+        if (json)
+        {
+            Console.WriteLine(new JsonObject
+            {
+                ["bench"] = "generate", ["model"] = modelDir, ["format"] = format, ["weight_bytes"] = weightBytes,
+                ["prompt_tokens"] = promptTokens, ["decode_tokens"] = decodeTokens, ["threads"] = Parallelism.Threads, ["repeats"] = plain.Count,
+                ["prefill_tokens_per_s"] = BenchUtil.J(prefillTps), ["prefill_gemm_gflops"] = BenchUtil.J(prefillGflops),
+                ["f32_peak_gflops_openblas"] = BenchUtil.J(peak), ["prefill_fraction_of_peak"] = BenchUtil.J(prefillGflops / peak, 3),
+                ["decode_tokens_per_s"] = BenchUtil.J(decodeTps), ["weight_bytes_per_token"] = Math.Round(bytesPerToken),
+                ["read_bandwidth_gbs"] = BenchUtil.J(bw), ["roofline_tokens_per_s"] = BenchUtil.J(roofline),
+                ["roofline_ratio"] = BenchUtil.J(ratio, 3), ["allocated_bytes_per_token"] = Math.Round(allocPerToken),
+                ["mtp_decode_tokens_per_s"] = mtp ? BenchUtil.J(specTps) : null, ["mtp_speedup"] = mtp ? BenchUtil.J(specTps / decodeTps, 3) : null,
+                ["mtp_acceptance_rate"] = mtp ? BenchUtil.J(accept, 3) : null, ["mtp_output_unchanged"] = mtp ? same : null,
+                ["peer"] = !peerAsked ? null : !peer ? new JsonObject { ["ran"] = false, ["note"] = peerNote } : new JsonObject
+                {
+                    ["ran"] = true, ["prefill_tokens_per_s"] = BenchUtil.J(peerPrefill), ["decode_tokens_per_s"] = BenchUtil.J(peerDecode),
+                    ["prefill_ratio"] = BenchUtil.J(prefillTps / peerPrefill, 3), ["decode_ratio"] = BenchUtil.J(decodeTps / peerDecode, 3),
+                    ["same_tokens"] = peerSame,
+                },
+            }.ToJsonString(BenchUtil.JsonOptions));
+            return !mtp || same;
+        }
+        Console.WriteLine($"{format,-6} {BenchUtil.F(weightBytes / 1e6, 1),10} {BenchUtil.F(prefillTps, 1),13} {BenchUtil.F(prefillGflops, 1),8} {BenchUtil.F(100 * prefillGflops / peak, 0),6} {BenchUtil.F(decodeTps, 2),12} {BenchUtil.F(bytesPerToken / 1e6, 1),9} {BenchUtil.F(roofline, 2),14} {BenchUtil.F(ratio, 2),10} {Bytes(allocPerToken),11}"
+            + (mtp ? $" {BenchUtil.F(specTps, 2),9} {BenchUtil.F(specTps / decodeTps, 2) + "x",7} {BenchUtil.F(100 * accept, 0) + "%",6} {(same ? "yes" : "NO"),8}" : "")
+            + (peer ? $" {BenchUtil.F(peerPrefill, 1),13} {BenchUtil.F(peerDecode, 2),12} {BenchUtil.F(prefillTps / peerPrefill, 2) + "x",9} {BenchUtil.F(decodeTps / peerDecode, 2) + "x",8}" : ""));
+        if (mtp && !same) Console.WriteLine($"  {format}: the MTP speculative output DIFFERS from plain greedy decoding");
+        if (peerAsked && !peer) Console.WriteLine($"  {format}: {peerNote}");
+        else if (peer && !peerSame) Console.WriteLine($"  {format}: the PyTorch peer's greedy tokens differ from ours (float rounding can flip near-ties; the timings still compare the same work)");
+        return !mtp || same;
+    }
 
+    internal static string Bytes(double b) => double.IsNaN(b) ? "-" : b >= 1 << 20 ? $"{b / (1 << 20):F1} MiB" : b >= 1 << 10 ? $"{b / 1024.0:F1} KiB" : $"{b:F0} B";
+
+    static Sample Measure(LongCatModel model, int[] prompt, int decodeTokens, bool speculative)
+    {
+        var opts = new GenerationOptions { MaxTokens = decodeTokens, Temperature = 0f, Speculative = speculative };
         double prefillFlops = 0, decodeBytes = 0;
         bool decoding = false;
         var gate = new object();
@@ -117,39 +207,29 @@ public static class GenerateBench
             }
         };
         var session = new GenerationSession(model, prompt, opts);
+        var tokens = new List<int>();
         var sw = Stopwatch.StartNew();
         double prefillS = 0;
-        int n = 0;
+        long alloc0 = 0;
         try
         {
-            foreach (var _ in session.Generate())
+            foreach (var t in session.Generate())
             {
-                if (n++ == 0)
+                tokens.Add(t.Id);
+                if (tokens.Count == 1)
                 {
                     prefillS = sw.Elapsed.TotalSeconds;
                     lock (gate) decoding = true;
+                    alloc0 = GC.GetTotalAllocatedBytes(true);
                     sw.Restart();
                 }
             }
         }
         finally { Gemm.Observer = null; }
         double decodeS = sw.Elapsed.TotalSeconds;
-        int decoded = n - 1;
-        double bytesPerToken = decodeBytes / Math.Max(1, decoded);
-        var r = session.Result;
-        return new Row(format, model.Linears.Sum(w => w.Bytes), promptTokens / prefillS, prefillFlops / prefillS / 1e9,
-            decoded / decodeS, bytesPerToken, bwGBs * 1e9 / bytesPerToken, mtp, r?.AcceptanceRate ?? 0);
-    }
-
-    /// <summary>F32 GEMM GFLOP/s on a prefill-like shape (x [512, 1024] · W [1024, 1024]ᵀ).</summary>
-    static double F32GemmPeak()
-    {
-        const int m = 512, n = 1024, k = 1024;
-        var w = BenchUtil.RandomWeight(DType.F32, n, k, 1);
-        var x = new float[m * k];
-        BenchUtil.FillUniform(x, 1f, 2);
-        var y = new float[m * n];
-        Gemm.MatMul(x, w, y, m);
-        return BenchUtil.CallsPerSecond(() => Gemm.MatMul(x, w, y, m), 1.0) * 2.0 * m * n * k / 1e9;
+        long alloc = GC.GetTotalAllocatedBytes(true) - alloc0;
+        int decoded = tokens.Count - 1;
+        return new Sample(prefillS, decodeS, decoded, decodeBytes / Math.Max(1, decoded), alloc / (double)Math.Max(1, decoded),
+            session.Result?.AcceptanceRate ?? 0, [.. tokens], prefillFlops);
     }
 }

@@ -59,6 +59,12 @@ public static class BenchCommand
         return cmd;
     }
 
+    /// <summary>--peer torch: run the PyTorch peer (bench/peer) in the same run, repeats alternating with ours.</summary>
+    public static Option<string?> PeerOption() => new("--peer")
+    {
+        Description = "torch: also run the PyTorch peer (bench/peer/longcat_peer.py, Debian's /usr/bin/python3 with python3-torch) on the same checkpoint, repeats alternating with ours, and print the ratio.",
+    };
+
     static Command CreateForward()
     {
         var model = CliSupport.RequiredPath("--model", "Checkpoint folder (e.g. from `longcat init --config bench/configs/bench-350m.json`).");
@@ -66,11 +72,12 @@ public static class BenchCommand
         var repeats = new Option<int>("--repeats") { Description = "Timed passes after the warm-up (the median is reported).", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "One JSON object instead of text." };
         var allLogits = new Option<bool>("--all-logits") { Description = "Compute logits for every position (default: last position only, as in prefill)." };
-        var cmd = new Command("forward", "Forward tokens/s of one sequence (compute only, model load excluded), with a per-phase breakdown.")
+        var peer = PeerOption();
+        var cmd = new Command("forward", "Forward tokens/s of one sequence (compute only, model load excluded), with a per-phase breakdown; with --peer torch, the PyTorch peer on the same checkpoint, repeats alternating with ours.")
         {
-            model, tokens, repeats, json, allLogits,
+            model, tokens, repeats, json, allLogits, peer,
         };
-        cmd.SetAction(p => CliSupport.Run(p, () => ForwardBench.Run(p.GetValue(model)!, p.GetValue(tokens), p.GetValue(repeats), p.GetValue(json), p.GetValue(allLogits))));
+        cmd.SetAction(p => CliSupport.Run(p, () => ForwardBench.Run(p.GetValue(model)!, p.GetValue(tokens), p.GetValue(repeats), p.GetValue(json), p.GetValue(allLogits), TorchPeer.Parse(p.GetValue(peer)))));
         return cmd;
     }
 }

@@ -9,7 +9,9 @@ namespace LongCat.Cli.Commands;
 /// <summary>
 /// <c>longcat bench serve</c>: continuous-batching throughput. For each concurrency N, N streams of the same length
 /// run through one <see cref="BatchScheduler"/>; the table gives aggregate decode tokens/s (all streams together),
-/// per-stream tokens/s, and the aggregate as a multiple of the single-stream rate measured in the same run.
+/// per-stream tokens/s, and the aggregate as a multiple of the single-stream rate measured in the same run (one stream
+/// is always measured). Repeats go round the concurrencies (1, 4, 16, ..., 1, 4, 16, ...) and medians are reported;
+/// the closing line gives 16 streams' aggregate over one stream's (the issue's batching target).
 /// </summary>
 public static class ServeBench
 {
@@ -20,9 +22,10 @@ public static class ServeBench
         var tokens = new Option<int>("--tokens") { Description = "Tokens each stream generates.", DefaultValueFactory = _ => 64 };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length of each stream (random ids).", DefaultValueFactory = _ => 32 };
         var speculative = new Option<bool>("--speculative") { Description = "Draft with the MTP head inside the batch (needs model.mtp.* weights)." };
-        var cmd = new Command("serve", "Continuous batching: aggregate and per-stream decode tokens/s at several numbers of concurrent streams.")
+        var repeats = new Option<int>("--repeats") { Description = "Rounds over the concurrencies after the warm-up (medians are reported).", DefaultValueFactory = _ => 2 };
+        var cmd = new Command("serve", "Continuous batching: aggregate and per-stream decode tokens/s at several numbers of concurrent streams, and 16 streams vs 1, measured in the same run.")
         {
-            model, streams, tokens, promptTokens, speculative,
+            model, streams, tokens, promptTokens, speculative, repeats,
         };
         cmd.SetAction(p => CliSupport.Run(p, () =>
         {
@@ -31,14 +34,16 @@ public static class ServeBench
             int t = p.GetValue(tokens), pt = p.GetValue(promptTokens);
             if (t < 2) throw new CliException($"--tokens must be at least 2, got {t}");
             if (pt < 1) throw new CliException($"--prompt-tokens must be at least 1, got {pt}");
+            int r = p.GetValue(repeats);
+            if (r < 1 || r > 100) throw new CliException($"--repeats must be in 1..100, got {r}");
             using var m = LongCatModel.Load(p.GetValue(model)!);
-            Run(m, ns, t, pt, p.GetValue(speculative));
+            Run(m, [.. ns.Prepend(1).Distinct().Order()], t, pt, p.GetValue(speculative), r);
             return 0;
         }));
         return cmd;
     }
 
-    static void Run(LongCatModel m, int[] streams, int tokens, int promptTokens, bool speculative)
+    static void Run(LongCatModel m, int[] streams, int tokens, int promptTokens, bool speculative, int repeats)
     {
         var inv = CultureInfo.InvariantCulture;
         int ctx = Math.Min(m.Config.MaxPositionEmbeddings, promptTokens + tokens + 8);
@@ -51,17 +56,21 @@ public static class ServeBench
             PrefillChunkTokens = Math.Max(256, promptTokens),
         });
         Console.WriteLine($"continuous batching: {m.Config.NumLayers} layers, hidden {m.Config.HiddenSize}, {m.Config.NRoutedExperts} experts (+{m.Config.ZeroExpertNum} zero), " +
-            $"prompt {promptTokens} tokens, {tokens} generated per stream, {Kernels.Parallelism.Threads} threads{(speculative ? ", MTP drafting" : "")}");
+            $"prompt {promptTokens} tokens, {tokens} generated per stream, {Kernels.Parallelism.Threads} threads{(speculative ? ", MTP drafting" : "")}, medians of {repeats}");
         Measure(scheduler, 2, Math.Min(8, tokens), promptTokens, speculative);   // warm-up: JIT, pool, thread pool
+        var samples = streams.ToDictionary(n => n, _ => new List<(double Aggregate, double PerStream, double Experts)>());
+        for (int r = 0; r < repeats; r++)
+            foreach (var n in streams) samples[n].Add(Measure(scheduler, n, tokens, promptTokens, speculative));
+        double Agg(int n) => Bench.BenchUtil.Median(samples[n].Select(x => x.Aggregate));
+        double single = Agg(1);
         Console.WriteLine("| streams | aggregate decode tok/s | per-stream tok/s | vs 1 stream | mean real experts/token/layer |");
         Console.WriteLine("|---:|---:|---:|---:|---:|");
-        double? single = null;
         foreach (var n in streams)
-        {
-            var (aggregate, perStream, experts) = Measure(scheduler, n, tokens, promptTokens, speculative);
-            if (n == 1 || single is null) single ??= aggregate / n;
-            Console.WriteLine($"| {n} | {aggregate.ToString("F1", inv)} | {perStream.ToString("F1", inv)} | {(aggregate / single.Value).ToString("F2", inv)}x | {experts.ToString("F2", inv)} |");
-        }
+            Console.WriteLine($"| {n} | {Agg(n).ToString("F1", inv)} | {Bench.BenchUtil.Median(samples[n].Select(x => x.PerStream)).ToString("F1", inv)} | {(Agg(n) / single).ToString("F2", inv)}x | {Bench.BenchUtil.Median(samples[n].Select(x => x.Experts)).ToString("F2", inv)} |");
+        if (samples.ContainsKey(16))
+            Console.WriteLine($"16 streams vs 1: {(Agg(16) / single).ToString("F2", inv)}x the aggregate decode tokens/s of one stream ({Agg(16).ToString("F1", inv)} / {single.ToString("F1", inv)}; issue target >= 6x)");
+        else
+            Console.WriteLine("16 streams vs 1: not measured (add 16 to --streams)");
     }
 
     /// <summary>

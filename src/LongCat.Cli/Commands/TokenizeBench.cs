@@ -2,43 +2,43 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using LongCat.Cli.Bench;
 using LongCat.Kernels;
 using LongCat.Tokenization;
 
 namespace LongCat.Cli.Commands;
 
 /// <summary>
-/// <c>longcat bench tokenize</c>: encoding speed in MB/s of UTF-8 input, over a batch of fixed-size chunks (the
-/// issue's protocol: 4 KB chunks, one thread), next to Hugging Face tokenizers' figure for the same protocol.
+/// <c>longcat bench tokenize</c>: encoding speed in MB/s of UTF-8 input, over a batch of fixed-size chunks (4 KB chunks;
+/// one thread ids only, one thread with offsets, and a parallel batch on --threads threads), next to Hugging Face
+/// tokenizers measured in the same run: the npm package <c>tokenizers</c> (Node binding of the Rust library, installed
+/// by <c>npm install</c> in bench/hf-tokenizers) runs bench/hf-tokenizers/bench.js as a child process on the same
+/// tokenizer.json and the same chunks, its passes alternating with ours. When node or the package is missing, the
+/// output says that the reference did not run and prints no ratio.
 /// </summary>
 public static class TokenizeBench
 {
-    /// <summary>HF tokenizers (Rust, one thread, 4 KB chunks of bench_en_code_2mb.txt) on a machine of this size,
-    /// by fixture folder name (figures from the tokenizer issue).</summary>
-    static readonly Dictionary<string, double> s_hfReference = new()
-    {
-        ["deepseek_v3"] = 3.1,
-        ["qwen3"] = 3.1,
-        ["longcat_style"] = 2.3,
-    };
-
     public static Command Create()
     {
         var tokenizer = TokenizeCommand.TokenizerOption();
         var input = CliSupport.RequiredPath("--input", "UTF-8 text file to encode (e.g. tests/fixtures/tokenizers/bench/bench_en_code_2mb.txt).");
         var chunk = new Option<int>("--chunk-chars") { Description = "Chunk size in characters (default 4096).", DefaultValueFactory = _ => 4096 };
         var repeats = new Option<int>("--repeats") { Description = "Timed passes per mode after one warm-up pass; the median is reported (default 5).", DefaultValueFactory = _ => 5 };
-        var hf = new Option<double?>("--hf-mbps") { Description = "Reference MB/s of HF tokenizers to compare with (default: the issue's figure for the fixture tokenizers)." };
+        var noHf = new Option<bool>("--no-hf") { Description = "Do not run the Hugging Face tokenizers reference." };
+        var node = new Option<string>("--node") { Description = "Node.js executable for the reference.", DefaultValueFactory = _ => "node" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per mode instead of the table." };
-        var cmd = new Command("tokenize", "Tokenizer encoding speed (MB/s): one thread ids only, one thread with offsets, and a parallel batch on --threads threads.")
+        var cmd = new Command("tokenize", "Tokenizer encoding speed (MB/s): one thread ids only, one thread with offsets, and a parallel batch on --threads threads, against HF tokenizers (npm, Node binding) measured in the same run.")
         {
-            tokenizer, input, chunk, repeats, hf, json,
+            tokenizer, input, chunk, repeats, noHf, node, json,
         };
-        cmd.SetAction(p => CliSupport.Run(p, () => Run(p.GetValue(tokenizer)!, p.GetValue(input)!, p.GetValue(chunk), p.GetValue(repeats), p.GetValue(hf), p.GetValue(json))));
+        cmd.SetAction(p => CliSupport.Run(p, () => Run(p.GetValue(tokenizer)!, p.GetValue(input)!, p.GetValue(chunk), p.GetValue(repeats), !p.GetValue(noHf), p.GetValue(node)!, p.GetValue(json))));
         return cmd;
     }
 
-    static int Run(string tokenizerPath, string inputPath, int chunkChars, int repeats, double? hfArg, bool json)
+    sealed record ModeResult(string Mode, int Threads, double MBps, double CpuMBps, double TokPerS, long Tokens, double HfMBps, double HfCpuMBps, long HfTokens);
+
+    static int Run(string tokenizerPath, string inputPath, int chunkChars, int repeats, bool hf, string node, bool json)
     {
         if (chunkChars < 16) throw new CliException($"--chunk-chars must be >= 16, got {chunkChars}");
         if (repeats < 1 || repeats > 1000) throw new CliException($"--repeats must be in 1..1000, got {repeats}");
@@ -55,19 +55,24 @@ public static class TokenizeBench
             i = end - chunkChars;
         }
         double mb = System.Text.Encoding.UTF8.GetByteCount(text) / 1e6;
-        string name = Path.GetFileName(Directory.Exists(tokenizerPath) ? Path.GetFullPath(tokenizerPath).TrimEnd('/') : Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!);
-        double? hf = hfArg ?? (s_hfReference.TryGetValue(name, out var r) ? r : null);
+        int threads = Parallelism.Threads;
+        string? hfNote = null;
+        using var reference = hf ? HfTokenizers.TryStart(node, tokenizerPath, chunks, threads, out hfNote) : null;
+        if (!hf) hfNote = "not run (--no-hf)";
 
-        long tokens = 0;
-        var rows = new List<(string Mode, int Threads, double MBps, double CpuMBps, double TokPerS)>();
-        // Wall-clock and process CPU time per pass; on a shared machine the CPU-time rate of a one-thread mode is
-        // the steadier number (it excludes time the process waited for a core).
-        (double Wall, double Cpu, double Tok) Measure(Func<long> pass)
+        var rows = new List<ModeResult>();
+        var proc = Process.GetCurrentProcess();
+        // Wall-clock and process CPU time per pass, medians; on a shared machine the CPU-time rate of a one-thread mode
+        // is the steadier number (it excludes time the process waited for a core). Passes alternate: ours, theirs.
+        void Measure(string mode, string hfMode, int th, Func<long> pass)
         {
-            tokens = pass(); // warm-up (JIT, caches)
+            long tokens = pass(); // warm-up (JIT, caches)
+            reference?.Run(hfMode);
             var wall = new List<double>();
             var cpu = new List<double>();
-            var proc = Process.GetCurrentProcess();
+            var hfWall = new List<double>();
+            var hfCpu = new List<double>();
+            long hfTokens = 0;
             for (int k = 0; k < repeats; k++)
             {
                 proc.Refresh();
@@ -77,44 +82,106 @@ public static class TokenizeBench
                 wall.Add(sw.Elapsed.TotalSeconds);
                 proc.Refresh();
                 cpu.Add((proc.TotalProcessorTime - c0).TotalSeconds);
+                if (reference != null)
+                {
+                    var r = reference.Run(hfMode);
+                    hfWall.Add(r.Seconds);
+                    hfCpu.Add(r.CpuSeconds);
+                    hfTokens = r.Tokens;
+                }
             }
-            wall.Sort();
-            cpu.Sort();
-            double t = wall[wall.Count / 2];
-            return (mb / t, mb / Math.Max(1e-9, cpu[cpu.Count / 2]), tokens / t);
+            double t = BenchUtil.Median(wall);
+            rows.Add(new ModeResult(mode, th, mb / t, mb / Math.Max(1e-9, BenchUtil.Median(cpu)), tokens / t, tokens,
+                reference != null ? mb / BenchUtil.Median(hfWall) : double.NaN, reference != null ? mb / Math.Max(1e-9, BenchUtil.Median(hfCpu)) : double.NaN, hfTokens));
         }
-        int threads = Parallelism.Threads;
-        var a = Measure(() => chunks.Sum(c => (long)tok.EncodeToIds(c).Length));
-        rows.Add(("encode ids", 1, a.Wall, a.Cpu, a.Tok));
-        var b = Measure(() => chunks.Sum(c => (long)tok.Encode(c).Count));
-        rows.Add(("encode ids+offsets", 1, b.Wall, b.Cpu, b.Tok));
-        var c2 = Measure(() => tok.EncodeBatchToIds(chunks).Sum(x => (long)x.Length));
-        rows.Add(("batch ids", threads, c2.Wall, c2.Cpu, c2.Tok));
+        Measure("encode ids", "ids", 1, () => chunks.Sum(c => (long)tok.EncodeToIds(c).Length));
+        Measure("encode ids+offsets", "offsets", 1, () => chunks.Sum(c => (long)tok.Encode(c).Count));
+        Measure("batch ids", "batch", threads, () => tok.EncodeBatchToIds(chunks).Sum(x => (long)x.Length));
 
         if (json)
         {
-            foreach (var (mode, th, mbps, cpuMbps, tps) in rows)
+            foreach (var r in rows)
             {
                 var o = new Dictionary<string, object?>
                 {
-                    ["bench"] = "tokenize", ["tokenizer"] = tokenizerPath, ["input"] = inputPath, ["mode"] = mode, ["threads"] = th,
-                    ["chunk_chars"] = chunkChars, ["chunks"] = chunks.Count, ["mb"] = Math.Round(mb, 3), ["tokens"] = tokens,
-                    ["mb_per_s"] = Math.Round(mbps, 2), ["mb_per_cpu_s"] = Math.Round(cpuMbps, 2), ["tokens_per_s"] = Math.Round(tps), ["hf_mb_per_s"] = hf,
-                    ["vs_hf"] = hf is { } h ? Math.Round(mbps / h, 2) : null,
+                    ["bench"] = "tokenize", ["tokenizer"] = tokenizerPath, ["input"] = inputPath, ["mode"] = r.Mode, ["threads"] = r.Threads,
+                    ["chunk_chars"] = chunkChars, ["chunks"] = chunks.Count, ["mb"] = Math.Round(mb, 3), ["tokens"] = r.Tokens,
+                    ["mb_per_s"] = Math.Round(r.MBps, 2), ["mb_per_cpu_s"] = Math.Round(r.CpuMBps, 2), ["tokens_per_s"] = Math.Round(r.TokPerS),
+                    ["hf"] = reference == null ? new Dictionary<string, object?> { ["ran"] = false, ["note"] = hfNote } : new Dictionary<string, object?>
+                    {
+                        ["ran"] = true, ["name"] = reference.Description, ["mb_per_s"] = Math.Round(r.HfMBps, 2), ["mb_per_cpu_s"] = Math.Round(r.HfCpuMBps, 2),
+                        ["tokens"] = r.HfTokens, ["vs_hf"] = Math.Round(r.MBps / r.HfMBps, 3), ["vs_hf_cpu"] = Math.Round(r.CpuMBps / r.HfCpuMBps, 3),
+                    },
                 };
-                Console.Out.WriteLine(JsonSerializer.Serialize(o));
+                Console.Out.WriteLine(JsonSerializer.Serialize(o, BenchUtil.JsonOptions));
             }
             return 0;
         }
         var inv = CultureInfo.InvariantCulture;
-        Console.Out.WriteLine(string.Create(inv, $"tokenizer {tokenizerPath}; input {inputPath}: {mb:F2} MB in {chunks.Count} chunks of {chunkChars} chars, {tokens} tokens; median of {repeats}"));
-        Console.Out.WriteLine(hf is { } hv
-            ? string.Create(inv, $"HF tokenizers reference: {hv:F1} MB/s (Rust, one thread, same protocol)")
-            : "HF tokenizers reference: none for this tokenizer (give --hf-mbps)");
-        Console.Out.WriteLine($"{"mode",-20} {"threads",7} {"MB/s",8} {"vs HF",7} {"Mtok/s",8} {"MB/cpu-s",9}");
-        foreach (var (mode, th, mbps, cpuMbps, tps) in rows)
-            Console.Out.WriteLine(string.Create(inv, $"{mode,-20} {th,7} {mbps,8:F2} {(hf is { } h ? (mbps / h).ToString("F2", inv) + "x" : "-"),7} {tps / 1e6,8:F2} {cpuMbps,9:F2}"));
-        Console.Out.WriteLine("MB/s is wall-clock; MB/cpu-s is per second of CPU time, all threads together (steadier on a busy machine).");
+        Console.Out.WriteLine(string.Create(inv, $"tokenizer {tokenizerPath}; input {inputPath}: {mb:F2} MB in {chunks.Count} chunks of {chunkChars} chars, {rows[0].Tokens} tokens; median of {repeats}"));
+        Console.Out.WriteLine(reference != null
+            ? $"HF tokenizers reference: {reference.Description}, same tokenizer.json and chunks, passes alternating with ours (measured in this run)"
+            : $"HF tokenizers reference: {hfNote}; no ratio printed");
+        Console.Out.WriteLine($"{"mode",-20} {"threads",7} {"MB/s",8} {"MB/cpu-s",9} {"Mtok/s",8}" + (reference != null ? $" {"HF MB/s",8} {"HF MB/cpu-s",11} {"vs HF",7} {"vs HF cpu",9}" : ""));
+        foreach (var r in rows)
+            Console.Out.WriteLine(string.Create(inv, $"{r.Mode,-20} {r.Threads,7} {r.MBps,8:F2} {r.CpuMBps,9:F2} {r.TokPerS / 1e6,8:F2}")
+                + (reference != null ? string.Create(inv, $" {r.HfMBps,8:F2} {r.HfCpuMBps,11:F2} {r.MBps / r.HfMBps,6:F2}x {r.CpuMBps / r.HfCpuMBps,8:F2}x") : ""));
+        foreach (var r in rows.Where(r => reference != null && r.HfTokens != r.Tokens))
+            Console.Out.WriteLine($"note: {r.Mode}: HF produced {r.HfTokens} tokens, we produced {r.Tokens} (the tokenizations differ)");
+        Console.Out.WriteLine("MB/s is wall-clock; MB/cpu-s is per second of CPU time, all threads together (steadier on a busy machine)" + (reference != null ? "; vs HF = ours / HF." : "."));
         return 0;
     }
+}
+
+/// <summary>HF tokenizers through bench/hf-tokenizers/bench.js (npm <c>tokenizers</c>) as a JSON-lines child process.</summary>
+sealed class HfTokenizers : IDisposable
+{
+    const string Who = "HF tokenizers reference";
+    readonly JsonLinesProcess _p;
+
+    public string Description { get; }
+
+    HfTokenizers(JsonLinesProcess p)
+    {
+        _p = p;
+        Description = $"HF tokenizers {p.Info["tokenizers"]} (npm, Node {p.Info["node"]})";
+    }
+
+    public static HfTokenizers? TryStart(string node, string tokenizerPath, IReadOnlyList<string> chunks, int threads, out string? note)
+    {
+        note = null;
+        var script = JsonLinesProcess.FindBenchFile("hf-tokenizers", "bench.js");
+        if (script == null) { note = "did not run: bench/hf-tokenizers/bench.js not found (run from the repository)"; return null; }
+        var file = Directory.Exists(tokenizerPath) ? Path.Combine(tokenizerPath, "tokenizer.json") : tokenizerPath;
+        var p = JsonLinesProcess.TryStart(node, [script], new Dictionary<string, string>
+        {
+            ["RAYON_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture),
+            ["TOKENIZERS_PARALLELISM"] = "true",
+        }, out var error);
+        if (p == null)
+        {
+            note = $"did not run: {error}" + (error != null && error.Contains("could not start", StringComparison.Ordinal) ? " (install Node.js, e.g. apt-get install -y nodejs npm)" : "");
+            return null;
+        }
+        var r = new HfTokenizers(p);
+        try
+        {
+            p.Call(new JsonObject { ["op"] = "load", ["tokenizer"] = Path.GetFullPath(file), ["chunks"] = new JsonArray([.. chunks.Select(c => (JsonNode?)c)]) }, Who);
+        }
+        catch (IOException e)
+        {
+            note = $"did not run: {e.Message}";
+            r.Dispose();
+            return null;
+        }
+        return r;
+    }
+
+    public (double Seconds, double CpuSeconds, long Tokens) Run(string mode)
+    {
+        var o = _p.Call(new JsonObject { ["op"] = "run", ["mode"] = mode }, Who);
+        return (o["seconds"]!.GetValue<double>(), o["cpu_seconds"]!.GetValue<double>(), o["tokens"]!.GetValue<long>());
+    }
+
+    public void Dispose() => _p.Dispose();
 }

@@ -1,0 +1,66 @@
+using System.Text.Json.Nodes;
+
+namespace LongCat.Tests;
+
+/// <summary>
+/// The benches print only what they measured in the run: MFU against the OpenBLAS peak measured now (or a note that
+/// it could not be), no constant reference lines, bytes allocated per step, 16 streams vs 1, the MTP speedup with an
+/// output check. Tiny models keep these fast; the numbers themselves are not asserted (no wall-clock assertions).
+/// </summary>
+public class BenchCliTests
+{
+    [Fact]
+    public void TrainPrintsMfuAgainstTheMeasuredPeakAndNoFixedReference()
+    {
+        var (rc, stdout, err) = CliProcess.Run("bench", "train", "--config", Path.Combine(Fixtures.Reference("tiny"), "config.json"),
+            "--seq", "8", "--batch", "2", "--steps", "2", "--json", "--threads", "1");
+        Assert.True(rc == 0, err);
+        var o = JsonNode.Parse(stdout.Trim())!;
+        Assert.True((double)o["tokens_per_s"]! > 0);
+        Assert.True((long)o["allocated_bytes_per_step"]! >= 0);
+        Assert.Null(o["peer"]);
+        if (o["peak_gflops"] is null)
+            Assert.Contains("no OpenBLAS reference", (string?)o["peak_source"]);   // and then no MFU
+        else
+        {
+            Assert.Contains("sgemm 2048x2048x2048", (string?)o["peak_source"]);
+            Assert.True((double)o["mfu"]! > 0);
+        }
+        (rc, stdout, err) = CliProcess.Run("bench", "train", "--config", Path.Combine(Fixtures.Reference("tiny"), "config.json"),
+            "--seq", "8", "--batch", "2", "--steps", "1", "--threads", "1");
+        Assert.True(rc == 0, err);
+        Assert.Contains("F32 peak", stdout);
+        Assert.DoesNotContain("PyTorch", stdout);      // no peer asked: no PyTorch figure of any kind
+    }
+
+    [Fact]
+    public void ServePrintsSixteenStreamsOverOne()
+    {
+        var (rc, stdout, err) = CliProcess.Run("bench", "serve", "--model", Fixtures.Reference("tiny"), "--streams", "16", "--tokens", "4",
+            "--prompt-tokens", "4", "--repeats", "1", "--threads", "1");
+        Assert.True(rc == 0, err);
+        Assert.Contains("| 1 |", stdout);   // one stream is always measured
+        Assert.Contains("| 16 |", stdout);
+        Assert.Matches(@"16 streams vs 1: [0-9.]+x the aggregate decode tokens/s of one stream", stdout);
+    }
+
+    [Fact]
+    public void GenerateSpeculativeIsComparedWithPlainGreedyInTheSameRun()
+    {
+        var dir = Fixtures.NewTempDir();
+        var model = Path.Combine(dir, "m");
+        var (rc, _, err) = CliProcess.Run("init", "--config", Path.Combine(Fixtures.Reference("tiny"), "config.json"), "--out", model, "--mtp", "--seed", "3");
+        Assert.True(rc == 0, err);
+        (rc, var stdout, err) = CliProcess.Run("bench", "generate", "--model", model, "--formats", "f32", "--speculative", "mtp", "--json",
+            "--prompt-tokens", "8", "--decode-tokens", "8", "--repeats", "1", "--threads", "1");
+        Assert.True(rc == 0, err);
+        var o = JsonNode.Parse(stdout.Trim())!;
+        Assert.True((bool)o["mtp_output_unchanged"]!, "MTP speculative decoding changed the greedy output");
+        Assert.True((double)o["mtp_speedup"]! > 0);
+        Assert.True((double)o["allocated_bytes_per_token"]! >= 0);
+        // A model without an MTP head: refused by name, not silently measured without it.
+        (rc, _, err) = CliProcess.Run("bench", "generate", "--model", Fixtures.Reference("tiny"), "--formats", "f32", "--speculative", "mtp", "--repeats", "1");
+        Assert.Equal(1, rc);
+        Assert.Contains("no model.mtp.* weights", err);
+    }
+}
