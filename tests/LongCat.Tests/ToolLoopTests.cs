@@ -204,3 +204,44 @@ public class ToolLoopTests(ToolServerFixture f) : IClassFixture<ToolServerFixtur
         Assert.Contains("tool result", (string?)j["error"]!["message"]);
     }
 }
+
+/// <summary>The wire shape of replies with reasoning and calls (message fields and streaming deltas).</summary>
+public class OpenAIToolsWireTests
+{
+    static ChatResponseUpdate U(params AIContent[] c) => new(AIChatRole.Assistant, [.. c]);
+
+    static readonly FunctionCallContent Call = LongCat.Inference.ToolCalls.ToContent(new LongCat.Tokenization.ToolCall("call_x", "add", """{"a":2,"b":3}"""));
+
+    [Fact]
+    public void MessageHasReasoningContentAndToolCalls()
+    {
+        var reply = new OpenAITools.Reply();
+        reply.Add(U(new TextReasoningContent("think ")));
+        reply.Add(U(new TextReasoningContent("more")));
+        reply.Add(U(Call));
+        var m = reply.Message();
+        Assert.Null(m["content"]);
+        Assert.Equal("think more", (string?)m["reasoning_content"]);
+        Assert.Equal("""[{"id":"call_x","type":"function","function":{"name":"add","arguments":"{\"a\":2,\"b\":3}"}}]""", m["tool_calls"]!.ToJsonString());
+        var plain = new OpenAITools.Reply();
+        plain.Add(U(new Microsoft.Extensions.AI.TextContent("hi")));
+        Assert.Equal("""{"role":"assistant","content":"hi","refusal":null}""", plain.Message().ToJsonString());
+    }
+
+    [Fact]
+    public void DeltasNumberCallsAndSendArgumentsAfterTheName()
+    {
+        var state = new OpenAITools.StreamState();
+        var d = OpenAITools.Deltas(U(new TextReasoningContent("r"), new Microsoft.Extensions.AI.TextContent("t"), Call), state).Select(x => x.ToJsonString()).ToList();
+        d.AddRange(OpenAITools.Deltas(U(Call), state).Select(x => x.ToJsonString()));
+        Assert.Equal(
+        [
+            """{"reasoning_content":"r"}""",
+            """{"content":"t"}""",
+            """{"tool_calls":[{"index":0,"id":"call_x","type":"function","function":{"name":"add","arguments":""}}]}""",
+            """{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":2,\"b\":3}"}}]}""",
+            """{"tool_calls":[{"index":1,"id":"call_x","type":"function","function":{"name":"add","arguments":""}}]}""",
+            """{"tool_calls":[{"index":1,"function":{"arguments":"{\"a\":2,\"b\":3}"}}]}""",
+        ], d);
+    }
+}

@@ -63,19 +63,20 @@ public static class ToolModel
         var ids = ChatFormat.EncodeForTraining(tok, Conversation, RenderOptions).Ids;
         using var model = TrainableModel.Random(config, seed: 3, std: 0.02);
         using var opt = new AdamW(model.Parameters, new AdamWOptions { WeightDecay = 0 });
+        // About 80 steps reach it (the loss is checked every 10); a few seconds on an idle 2-core machine.
         for (int step = 0; step < 400; step++)
         {
             model.Parameters.ZeroGrads();
             model.ForwardBackward(ids, 1, ids.Length);
             opt.Update(step < 200 ? 1e-2 : 3e-3, 1.0);
-            if (step % 20 == 19 && Memorized(model, ids)) break;
+            if (step % 10 == 9 && Memorized(model, ids)) break;
         }
         model.Parameters.Save(dir);
         File.Copy(Path.Combine(ServerTestSupport.ModelDir, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
         return dir;
     }
 
-    /// <summary>True when every next token of the sequence is the model's argmax (greedy decoding reproduces it).</summary>
+    /// <summary>Mean next-token cross-entropy below 0.02: greedy decoding reproduces the replies (the tests check it).</summary>
     static bool Memorized(TrainableModel model, int[] ids)
     {
         var r = model.Loss(ids, 1, ids.Length);

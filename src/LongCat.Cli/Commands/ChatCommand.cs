@@ -15,7 +15,7 @@ public static class ChatCommand
         var system = new Option<string?>("--system") { Description = "System prompt, placed before round 0." };
         var ctx = new Option<int?>("--context") { Description = "Context length; default: max_position_embeddings." };
         var mcp = new Option<string[]>("--mcp") { Description = "Start an MCP server over stdio (\"COMMAND ARGS\", repeatable) and offer its tools to the model." };
-        var thinkOn = new Option<bool>("--think-on") { Description = "Append \" /think_on\" to each message (LongCat-Flash-Thinking's switch for a reasoning trace)." };
+        var thinkOn = new Option<bool>("--think-on") { Description = "Append \" /think_on\" to your message (LongCat-Flash-Thinking's switch for a reasoning trace)." };
         var sampling = new GenerateCommand.SamplingOptions();
         var cmd = new Command("chat", "Chat with a model in the LongCat format ([Round N] USER:... ASSISTANT:...</longcat_s>). Commands: /reset, /system TEXT, /exit.")
         {
