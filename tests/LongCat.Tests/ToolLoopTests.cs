@@ -210,6 +210,8 @@ public class OpenAIToolsWireTests
 {
     static ChatResponseUpdate U(params AIContent[] c) => new(AIChatRole.Assistant, [.. c]);
 
+    static readonly JsonSerializerOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     static readonly FunctionCallContent Call = LongCat.Inference.ToolCalls.ToContent(new LongCat.Tokenization.ToolCall("call_x", "add", """{"a":2,"b":3}"""));
 
     [Fact]
@@ -222,18 +224,18 @@ public class OpenAIToolsWireTests
         var m = reply.Message();
         Assert.Null(m["content"]);
         Assert.Equal("think more", (string?)m["reasoning_content"]);
-        Assert.Equal("""[{"id":"call_x","type":"function","function":{"name":"add","arguments":"{\"a\":2,\"b\":3}"}}]""", m["tool_calls"]!.ToJsonString());
+        Assert.Equal("""[{"id":"call_x","type":"function","function":{"name":"add","arguments":"{\"a\":2,\"b\":3}"}}]""", m["tool_calls"]!.ToJsonString(Relaxed));
         var plain = new OpenAITools.Reply();
         plain.Add(U(new Microsoft.Extensions.AI.TextContent("hi")));
-        Assert.Equal("""{"role":"assistant","content":"hi","refusal":null}""", plain.Message().ToJsonString());
+        Assert.Equal("""{"role":"assistant","content":"hi","refusal":null}""", plain.Message().ToJsonString(Relaxed));
     }
 
     [Fact]
     public void DeltasNumberCallsAndSendArgumentsAfterTheName()
     {
         var state = new OpenAITools.StreamState();
-        var d = OpenAITools.Deltas(U(new TextReasoningContent("r"), new Microsoft.Extensions.AI.TextContent("t"), Call), state).Select(x => x.ToJsonString()).ToList();
-        d.AddRange(OpenAITools.Deltas(U(Call), state).Select(x => x.ToJsonString()));
+        var d = OpenAITools.Deltas(U(new TextReasoningContent("r"), new Microsoft.Extensions.AI.TextContent("t"), Call), state).Select(x => x.ToJsonString(Relaxed)).ToList();
+        d.AddRange(OpenAITools.Deltas(U(Call), state).Select(x => x.ToJsonString(Relaxed)));
         Assert.Equal(
         [
             """{"reasoning_content":"r"}""",
