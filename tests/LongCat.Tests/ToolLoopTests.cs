@@ -176,6 +176,17 @@ public class ToolLoopTests(ToolServerFixture f) : IClassFixture<ToolServerFixtur
         Assert.Equal("""{"a":2,"b":3}""", (string?)call["function"]!["arguments"]);
     }
 
+    [Fact]
+    public async Task ThinkOnAppendsTheSwitchToThePrompt()
+    {
+        var (s1, off) = await Post(new { messages = new[] { new { role = "user", content = "Hi" } }, max_tokens = 1 });
+        var (s2, on) = await Post(new { messages = new[] { new { role = "user", content = "Hi" } }, max_tokens = 1, think_on = true });
+        Assert.Equal(HttpStatusCode.OK, s1);
+        Assert.Equal(HttpStatusCode.OK, s2);
+        int suffix = ServerTestSupport.Tokenizer.Value.EncodeToIds(" /think_on ASSISTANT:").Length - ServerTestSupport.Tokenizer.Value.EncodeToIds(" ASSISTANT:").Length;
+        Assert.Equal((int)off["usage"]!["prompt_tokens"]! + suffix, (int)on["usage"]!["prompt_tokens"]!);
+    }
+
     [Theory]
     [InlineData("""{"messages": [{"role": "user", "content": "x"}], "tools": {"a": 1}}""", "tools")]
     [InlineData("""{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "retrieval"}]}""", "tools[0].type")]
