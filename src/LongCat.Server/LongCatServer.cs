@@ -229,9 +229,10 @@ public static class LongCatServer
 
         if (!req.Stream)
         {
-            var text = new StringBuilder(first.Text);
+            var reply = new OpenAITools.Reply();   // text, reasoning_content and tool_calls
+            reply.Add(first);
             ChatResponseUpdate last = first;
-            while (await updates.MoveNextAsync()) { text.Append(updates.Current.Text); last = updates.Current; }
+            while (await updates.MoveNextAsync()) { reply.Add(updates.Current); last = updates.Current; }
             await Results.Json(new JsonObject
             {
                 ["id"] = id,
@@ -241,7 +242,7 @@ public static class LongCatServer
                 ["choices"] = new JsonArray(new JsonObject
                 {
                     ["index"] = 0,
-                    ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text.ToString(), ["refusal"] = null },
+                    ["message"] = reply.Message(),
                     ["logprobs"] = null,
                     ["finish_reason"] = FinishReason(last.FinishReason),
                 }),
@@ -260,8 +261,9 @@ public static class LongCatServer
             ["model"] = s.ModelId,
             ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finish }),
         };
+        var toolState = new OpenAITools.StreamState();
         await StreamUpdates(ctx, updates, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null),
-            u => Chunk(new JsonObject { ["content"] = u.Text }, null),
+            u => OpenAITools.Deltas(u, toolState).Select(d => Chunk(d, null)),
             last =>
             {
                 var done = Chunk(new JsonObject(), FinishReason(last.FinishReason));
@@ -362,7 +364,7 @@ public static class LongCatServer
     }
 
     static async Task StreamUpdates(HttpContext ctx, IAsyncEnumerator<ChatResponseUpdate> updates, JsonObject firstChunk,
-        Func<ChatResponseUpdate, JsonObject> content, Func<ChatResponseUpdate, JsonObject> finish, Func<ChatResponseUpdate, JsonObject>? usage)
+        Func<ChatResponseUpdate, IEnumerable<JsonObject>> content, Func<ChatResponseUpdate, JsonObject> finish, Func<ChatResponseUpdate, JsonObject>? usage)
     {
         var ct = ctx.RequestAborted;
         try
@@ -371,13 +373,12 @@ public static class LongCatServer
             while (await updates.MoveNextAsync())
             {
                 var u = updates.Current;
+                foreach (var chunk in content(u)) await Sse(ctx.Response, chunk.ToJsonString(), ct);
                 if (u.FinishReason is not null)
                 {
-                    if (u.Text.Length > 0) await Sse(ctx.Response, content(u).ToJsonString(), ct);
                     await Sse(ctx.Response, finish(u).ToJsonString(), ct);
                     if (usage is not null) await Sse(ctx.Response, usage(u).ToJsonString(), ct);
                 }
-                else if (u.Text.Length > 0) await Sse(ctx.Response, content(u).ToJsonString(), ct);
             }
             await Sse(ctx.Response, "[DONE]", ct);
         }
@@ -402,7 +403,7 @@ public static class LongCatServer
 
     // ------------------------------------------------------------------ pieces of responses
 
-    static string FinishReason(ChatFinishReason? r) => r == ChatFinishReason.Length ? "length" : "stop";
+    static string FinishReason(ChatFinishReason? r) => r == ChatFinishReason.Length ? "length" : r == ChatFinishReason.ToolCalls ? "tool_calls" : "stop";
 
     static string FinishReason(GenerationResult r) => r.StopReason is StopReason.Length or StopReason.ContextFull ? "length" : "stop";
 

@@ -53,9 +53,10 @@ public sealed class OpenAIRequest
                 "system" or "developer" => ChatRole.System,
                 "user" => ChatRole.User,
                 "assistant" => ChatRole.Assistant,
-                _ => throw ApiException.BadParam(p + ".role", $"'{p}.role' = '{role}' is not supported: system, developer, user or assistant"),
+                "tool" => ChatRole.Tool,
+                _ => throw ApiException.BadParam(p + ".role", $"'{p}.role' = '{role}' is not supported: system, developer, user, assistant or tool"),
             };
-            r.Messages.Add(new ChatMessage(chatRole, Content(m, p)));
+            r.Messages.Add(OpenAITools.Message(m, p, chatRole, Content(m, p)));  // tool calls and results: OpenAITools
             i++;
         }
         return r;
@@ -142,8 +143,9 @@ public sealed class OpenAIRequest
         }
         if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
             throw ApiException.BadParam("logprobs", "logprobs are not supported by this server");
-        if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
-            throw ApiException.BadParam("tools", "tool calls are not supported by this server");
+        if (chat) OpenAITools.Parse(root, o);  // tools, tool_choice, parallel_tool_calls, think_on
+        else if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
+            throw ApiException.BadParam("tools", "tools are not supported by /v1/completions: use /v1/chat/completions");
         return r;
     }
 

@@ -39,6 +39,7 @@ public sealed class ServedModel : IDisposable
         if (tokenizerPath is null && !File.Exists(tokPath))
             throw new ArgumentException($"{folder}: no tokenizer.json in the model folder; give one with --tokenizer");
         var tokenizer = Tokenizer.Load(tokPath);
+        chat = chat with { ToolCallStyle = ToolCallFormat.StyleOfModel(folder) };  // "tool_call_format" in tokenizer_config.json
         var model = LongCatModel.Load(folder);
         try
         {

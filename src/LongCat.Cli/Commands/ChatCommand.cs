@@ -14,10 +14,12 @@ public static class ChatCommand
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json (or its folder) when the model folder has none." };
         var system = new Option<string?>("--system") { Description = "System prompt, placed before round 0." };
         var ctx = new Option<int?>("--context") { Description = "Context length; default: max_position_embeddings." };
+        var mcp = new Option<string[]>("--mcp") { Description = "Start an MCP server over stdio (\"COMMAND ARGS\", repeatable) and offer its tools to the model." };
+        var thinkOn = new Option<bool>("--think-on") { Description = "Append \" /think_on\" to your message (LongCat-Flash-Thinking's switch for a reasoning trace)." };
         var sampling = new GenerateCommand.SamplingOptions();
         var cmd = new Command("chat", "Chat with a model in the LongCat format ([Round N] USER:... ASSISTANT:...</longcat_s>). Commands: /reset, /system TEXT, /exit.")
         {
-            model, tokenizer, system, ctx,
+            model, tokenizer, system, ctx, mcp, thinkOn,
         };
         sampling.AddTo(cmd);
         cmd.SetAction(p => CliSupport.Run(p, () =>
@@ -26,6 +28,10 @@ public static class ChatCommand
             var tok = GenerateCommand.LoadTokenizer(dir, p.GetValue(tokenizer), required: true)!;
             using var m = LongCatModel.Load(dir);
             var options = sampling.Read(p, m, tok);
+            if (p.GetValue(mcp) is { Length: > 0 } servers)
+                return McpChat.RunAsync(m, tok, options, p.GetValue(system), servers, p.GetValue(ctx), p.GetValue(thinkOn), ToolCallFormat.StyleOfModel(dir))
+                    .GetAwaiter().GetResult();
+            var render = new ChatRenderOptions { ThinkOn = p.GetValue(thinkOn) };
             var turns = new List<ChatTurn>();
             string? sys = p.GetValue(system);
             void Reset() { turns.Clear(); if (sys is not null) turns.Add(new ChatTurn(ChatTurn.System, sys)); }
@@ -42,7 +48,7 @@ public static class ChatCommand
                 if (line.Trim() == "/reset") { Reset(); continue; }
                 if (line.StartsWith("/system ", StringComparison.Ordinal)) { sys = line[8..]; Reset(); continue; }
                 turns.Add(new ChatTurn(ChatTurn.User, line));
-                var ids = ChatFormat.EncodePrompt(tok, turns);
+                var ids = ChatFormat.EncodePrompt(tok, turns, render);
                 if (ids.Length == 0 || ids[0] != m.Config.BosTokenId) ids = [m.Config.BosTokenId, .. ids];
                 // A different seed per turn, derived from the given one: reproducible conversations.
                 var session = new GenerationSession(m, ids, options with { Seed = options.Seed + turn++ }, p.GetValue(ctx));

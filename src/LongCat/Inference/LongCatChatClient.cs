@@ -16,6 +16,10 @@ public sealed record ChatClientOptions
     public int MaxTokensLimit { get; init; } = 4096;
     /// <summary>Draft with the MTP head by default (when the checkpoint has one).</summary>
     public bool Speculative { get; init; }
+    /// <summary>How the model writes tool calls (per model folder: <see cref="ToolCallFormat.StyleOfModel"/>).</summary>
+    public ToolCallStyle ToolCallStyle { get; init; }
+    /// <summary>Append " /think_on" (the Thinking model card's switch) to the last user message by default.</summary>
+    public bool ThinkOn { get; init; }
 }
 
 /// <summary>
@@ -25,6 +29,15 @@ public sealed record ChatClientOptions
 /// and AdditionalProperties "min_p", "repetition_penalty" and "speculative" reach the options of the same name.
 /// Out-of-range values throw <see cref="ArgumentException"/> naming the OpenAI parameter. Responses carry usage,
 /// the finish reason and, in AdditionalProperties, the decode speed, real experts per token and MTP acceptance.
+/// <para>
+/// Tools: <see cref="ChatOptions.Tools"/> (function declarations) are described to the model in LongCat's tool
+/// format unless <see cref="ChatOptions.ToolMode"/> is <see cref="ChatToolMode.None"/>; the reply's
+/// <c>&lt;longcat_tool_call&gt;</c> blocks come back as <see cref="FunctionCallContent"/> (validated against the
+/// tool's schema; malformed ones stay text) with finish reason ToolCalls, and <see cref="FunctionResultContent"/>
+/// in the messages is rendered as tool results, so <c>FunctionInvokingChatClient</c> runs a tool loop over this
+/// client. <c>&lt;longcat_think&gt;</c> blocks come back as <see cref="TextReasoningContent"/>; AdditionalProperties
+/// "think_on" (bool) appends the Thinking model's " /think_on" to the last user message.
+/// </para>
 /// </summary>
 public sealed class LongCatChatClient : IChatClient
 {
@@ -84,38 +97,57 @@ public sealed class LongCatChatClient : IChatClient
     }
 
     /// <summary>The prompt ids of a conversation (LongCat chat format, generation prompt added).</summary>
-    public int[] EncodePrompt(IEnumerable<ChatMessage> messages, ChatOptions? options = null)
+    public int[] EncodePrompt(IEnumerable<ChatMessage> messages, ChatOptions? options = null) =>
+        ChatFormat.EncodePrompt(Generator.Tokenizer, ToolCalls.Turns(messages, options), RenderOptions(options));
+
+    /// <summary>The tools offered (none for ToolMode None), the call style and the thinking switch of a request.</summary>
+    public ChatRenderOptions RenderOptions(ChatOptions? options) => new()
     {
-        var turns = new List<ChatTurn>();
-        if (!string.IsNullOrEmpty(options?.Instructions)) turns.Add(new ChatTurn(ChatTurn.System, options.Instructions));
-        foreach (var m in messages)
+        Tools = options?.ToolMode is NoneChatToolMode ? [] : ToolCalls.Definitions(options?.Tools),
+        ToolCallStyle = Options.ToolCallStyle,
+        ThinkOn = Extra(options ?? new(), "think_on") switch
         {
-            string role = m.Role == ChatRole.System ? ChatTurn.System
-                : m.Role == ChatRole.User ? ChatTurn.User
-                : m.Role == ChatRole.Assistant ? ChatTurn.Assistant
-                : throw new ArgumentException($"messages: role '{m.Role}' is not supported (system, user, assistant)");
-            if (m.Contents.Any(c => c is not TextContent))
-                throw new ArgumentException($"messages: only text content is supported, got {m.Contents.First(c => c is not TextContent).GetType().Name}");
-            // Consecutive messages of one role are one turn (OpenAI clients often send several system or user parts).
-            if (turns.Count > 0 && turns[^1].Role == role) turns[^1] = turns[^1] with { Content = turns[^1].Content + "\n" + m.Text };
-            else turns.Add(new ChatTurn(role, m.Text));
-        }
-        if (turns.Count == 0 || turns.All(t => t.Role == ChatTurn.System)) throw new ArgumentException("messages must include at least one user message");
-        if (turns[^1].Role != ChatTurn.User) throw new ArgumentException($"messages: the last message must be from the user, got '{turns[^1].Role}'");
-        return ChatFormat.EncodePrompt(Generator.Tokenizer, turns);
-    }
+            null => Options.ThinkOn,
+            bool b => b,
+            System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.True } => true,
+            System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.False } => false,
+            var v => throw new ArgumentException($"think_on = {v} is invalid: must be true or false"),
+        },
+    };
+
+    /// <summary>
+    /// CONSTRAINT HOOK for tool_choice "required" and a named function (issue 12, item 3): returns the options with a
+    /// token constraint that makes the reply one valid call (or several, when <paramref name="parallel"/>) of
+    /// <paramref name="tools"/> — of <paramref name="requiredName"/> only when it is set — in
+    /// <paramref name="style"/>. Returns null while no constraint is available: the reply is then generated with the
+    /// tools described but not enforced. The JSON-grammar constraint (constrained decoding) attaches here.
+    /// </summary>
+    internal static GenerationOptions? ConstrainToToolCall(GenerationOptions g, IReadOnlyList<ToolDefinition> tools, string? requiredName,
+        ToolCallStyle style, bool parallel) => null;
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var text = new System.Text.StringBuilder();
+        var reasoning = new System.Text.StringBuilder();
+        var calls = new List<AIContent>();
         ChatResponseUpdate? last = null;
         await foreach (var u in GetStreamingResponseAsync(messages, options, cancellationToken).ConfigureAwait(false))
         {
-            text.Append(u.Text);
+            foreach (var c in u.Contents)
+                switch (c)
+                {
+                    case TextContent t: text.Append(t.Text); break;
+                    case TextReasoningContent r: reasoning.Append(r.Text); break;
+                    case FunctionCallContent f: calls.Add(f); break;
+                }
             last = u;
         }
         var usage = last!.Contents.OfType<UsageContent>().Single().Details;
-        return new ChatResponse(new ChatMessage(ChatRole.Assistant, text.ToString()) { MessageId = last.MessageId })
+        var contents = new List<AIContent>();
+        if (reasoning.Length > 0) contents.Add(new TextReasoningContent(reasoning.ToString()));
+        if (text.Length > 0 || calls.Count == 0) contents.Add(new TextContent(text.ToString()));
+        contents.AddRange(calls);
+        return new ChatResponse(new ChatMessage(ChatRole.Assistant, contents) { MessageId = last.MessageId })
         {
             ResponseId = last.ResponseId,
             ModelId = last.ModelId,
@@ -128,8 +160,11 @@ public sealed class LongCatChatClient : IChatClient
 
     /// <summary>
     /// Streams the reply. The first update (role assistant, no text) comes as soon as the request is queued; the
-    /// last one has the finish reason, a <see cref="UsageContent"/> and the stats. Throws
-    /// <see cref="SchedulerBusyException"/> at the first MoveNextAsync when the server's queue is full.
+    /// last one has the finish reason, a <see cref="UsageContent"/> and the stats. Text, reasoning and tool calls
+    /// come as <see cref="TextContent"/>, <see cref="TextReasoningContent"/> and <see cref="FunctionCallContent"/>
+    /// (a call once it is complete and valid; its <see cref="AIContent.RawRepresentation"/> is the
+    /// <see cref="ToolCall"/> with the arguments' JSON text). Throws <see cref="SchedulerBusyException"/> at the
+    /// first MoveNextAsync when the server's queue is full.
     /// </summary>
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -137,18 +172,50 @@ public sealed class LongCatChatClient : IChatClient
         if (options?.ModelId is { } mid && mid != Options.ModelId)
             throw new ArgumentException($"model '{mid}' does not exist: this server has '{Options.ModelId}'");
         var g = ToGenerationOptions(options);
-        var prompt = EncodePrompt(messages, options);
+        var render = RenderOptions(options);
+        var prompt = ChatFormat.EncodePrompt(Generator.Tokenizer, ToolCalls.Turns(messages, options), render);
+        bool parallel = options?.AllowMultipleToolCalls ?? true;
+        if (options?.ToolMode is RequiredChatToolMode required)
+        {
+            if (render.Tools.Count == 0) throw new ArgumentException("tool_choice = required is invalid: no tools were given");
+            if (required.RequiredFunctionName is { } name && render.Tools.All(t => t.Name != name))
+                throw new ArgumentException($"tool_choice = {name} is invalid: no tool of that name was given");
+            g = ConstrainToToolCall(g, render.Tools, required.RequiredFunctionName, render.ToolCallStyle, parallel) ?? g;
+        }
+        var parser = new ToolCallParser(render.Tools, render.ToolCallStyle);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];
         var created = DateTimeOffset.UtcNow;
         ChatResponseUpdate Update(string? text) => new(ChatRole.Assistant, text) { ResponseId = id, MessageId = id, ModelId = Options.ModelId, CreatedAt = created };
+        int callsSent = 0;
+        IEnumerable<ChatResponseUpdate> Pieces(List<ReplyPiece> pieces)
+        {
+            foreach (var p in pieces)
+            {
+                if (p.Kind == ReplyPieceKind.Text) yield return Update(p.Text);
+                else if (p.Kind == ReplyPieceKind.Reasoning)
+                {
+                    var u = Update(null);
+                    u.Contents.Add(new TextReasoningContent(p.Text));
+                    yield return u;
+                }
+                else if (parallel || callsSent == 0) // parallel_tool_calls = false: the first call only
+                {
+                    callsSent++;
+                    var u = Update(null);
+                    u.Contents.Add(ToolCalls.ToContent(p.Call!));
+                    yield return u;
+                }
+            }
+        }
 
         await foreach (var d in Generator.StreamAsync(prompt, g, cancellationToken).ConfigureAwait(false))
         {
             if (d.Result is { } r)
             {
-                if (d.Text.Length > 0) yield return Update(d.Text);
+                foreach (var u in Pieces([.. parser.Push(d.Text), .. parser.Flush()])) yield return u;
                 var final = Update(null);
-                final.FinishReason = r.StopReason is StopReason.Length or StopReason.ContextFull ? ChatFinishReason.Length : ChatFinishReason.Stop;
+                final.FinishReason = callsSent > 0 ? ChatFinishReason.ToolCalls
+                    : r.StopReason is StopReason.Length or StopReason.ContextFull ? ChatFinishReason.Length : ChatFinishReason.Stop;
                 final.Contents.Add(new UsageContent(new UsageDetails
                 {
                     InputTokenCount = r.PromptTokens,
@@ -158,8 +225,8 @@ public sealed class LongCatChatClient : IChatClient
                 final.AdditionalProperties = Stats(r);
                 yield return final;
             }
-            else if (d.Tokens == 0 || d.Text.Length > 0)
-                yield return Update(d.Text);
+            else if (d.Tokens == 0) yield return Update(d.Text);
+            else foreach (var u in Pieces(parser.Push(d.Text))) yield return u;
         }
     }
 

@@ -26,6 +26,8 @@ public sealed class StreamingDetokenizer
         _maxStop = _stops.Count == 0 ? 0 : _stops.Max(s => s.Length);
     }
 
+    bool IsMarker(int id) => _tokenizer.IdToToken(id) is { } t && ToolCallFormat.Markers.Contains(t);
+
     /// <summary>True once a stop string was seen: later tokens add nothing.</summary>
     public bool Stopped { get; private set; }
 
@@ -38,7 +40,9 @@ public sealed class StreamingDetokenizer
     /// <summary>Adds one token; returns the text that became safe to show (possibly empty).</summary>
     public string Push(int id)
     {
-        if (Stopped || _tokenizer.IsSpecial(id)) return "";
+        // Special tokens are left out, except the tool-call and thinking markers (some tokenizers make them special
+        // tokens): the reply parser needs their text.
+        if (Stopped || (_tokenizer.IsSpecial(id) && !IsMarker(id))) return "";
         if (!_tokenizer.ByteLevelDecoder)
         {
             // Tokenizers without a byte-level decoder join token strings with spaces (HF's default).
