@@ -184,7 +184,7 @@ static class ByteAutomaton
             if (f.Ws < MaxWhitespace) output.Add(new Stack(f with { Ws = (byte)(f.Ws + 1) }, parent));
             return;
         }
-        bool keyPossible = n.Additional is not null || (n.All & ~f.Used) != 0;
+        bool keyPossible = FreeKeys(n, f.Used) || (n.All & ~f.Used) != 0;
         bool closable = (n.Required & ~f.Used) == 0;
         switch (f.Phase)
         {
@@ -206,11 +206,18 @@ static class ByteAutomaton
         }
     }
 
+    /// <summary>
+    /// Undeclared keys are allowed once every required property is present: a model cannot wander among extra keys
+    /// and never write a required one (the output stays valid: extra keys may come in any order).
+    /// </summary>
+    static bool FreeKeys(ObjectNode n, ulong used) => n.Additional is not null && (n.Required & ~used) == 0;
+
     // A key: a string without escapes. Prefix holds its bytes while they may still spell a declared name (null
-    // once they cannot); without additional properties the key must stay on the way to a declared name not used yet.
+    // once they cannot); unless undeclared keys are allowed the key must stay on the way to a declared name not used yet.
     static void StepKey(KeyFrame f, Stack parent, byte b, List<Stack> output)
     {
         var n = f.Node;
+        bool free = FreeKeys(n, f.Used);
         int st = StrStep(f.Lex, b, escapes: false);
         if (st == Dead) return;
         var obj = (ObjFrame)parent.Top;
@@ -220,16 +227,16 @@ static class ByteAutomaton
             {
                 if ((f.Used & 1UL << i) == 0) output.Add(new Stack(obj with { Prop = i, Used = obj.Used | 1UL << i }, parent.Parent));
             }
-            else if (n.Additional is not null) output.Add(new Stack(obj with { Prop = -1 }, parent.Parent));
+            else if (free) output.Add(new Stack(obj with { Prop = -1 }, parent.Parent));
             return;
         }
         string? prefix = null;
         if (f.Prefix is not null)
         {
             string p = f.Prefix + (char)b;
-            if (n.PrefixOf.TryGetValue(p, out ulong names) && (n.Additional is not null || (names & ~f.Used) != 0)) prefix = p;
+            if (n.PrefixOf.TryGetValue(p, out ulong names) && (free || (names & ~f.Used) != 0)) prefix = p;
         }
-        if (prefix is null && n.Additional is null) return;
+        if (prefix is null && !free) return;
         output.Add(new Stack(f with { Prefix = prefix, Lex = st }, parent));
     }
 
