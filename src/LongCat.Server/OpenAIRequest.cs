@@ -142,6 +142,7 @@ public sealed class OpenAIRequest
         }
         if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
             throw ApiException.BadParam("logprobs", "logprobs are not supported by this server");
+        if (chat) ResponseFormat.Parse(root, o); else ResponseFormat.Refuse(root);
         if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
             throw ApiException.BadParam("tools", "tool calls are not supported by this server");
         return r;

@@ -22,7 +22,8 @@ public sealed record ChatClientOptions
 /// <see cref="IChatClient"/> (Microsoft.Extensions.AI) over the engine: .NET apps, Semantic Kernel and the HTTP
 /// server call the model through it. Messages are rendered in LongCat's chat format; Temperature, TopP, TopK,
 /// MaxOutputTokens, StopSequences, Seed, FrequencyPenalty and PresencePenalty map to <see cref="GenerationOptions"/>,
-/// and AdditionalProperties "min_p", "repetition_penalty" and "speculative" reach the options of the same name.
+/// and AdditionalProperties "min_p", "repetition_penalty" and "speculative" reach the options of the same name;
+/// ResponseFormat Json (with or without a schema) is enforced by constrained decoding (<see cref="Constraints.StructuredOutput"/>).
 /// Out-of-range values throw <see cref="ArgumentException"/> naming the OpenAI parameter. Responses carry usage,
 /// the finish reason and, in AdditionalProperties, the decode speed, real experts per token and MTP acceptance.
 /// </summary>
@@ -77,6 +78,7 @@ public sealed class LongCatChatClient : IChatClient
             StopStrings = o.StopSequences is { } s ? [.. s] : [],
             Seed = o.Seed is { } seed ? unchecked((ulong)seed) : (ulong)Random.Shared.NextInt64(),
             Speculative = spec,
+            Constraint = Constraints.StructuredOutput.For(o, Generator),
         };
         g = Generator.Complete(g);
         g.Validate(Generator.Scheduler.Model.Config.VocabSize);

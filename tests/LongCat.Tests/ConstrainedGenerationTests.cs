@@ -1,0 +1,179 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using LongCat.Inference;
+using LongCat.Inference.Constraints;
+using LongCat.Model;
+using LongCat.Tokenization;
+using Microsoft.Extensions.AI;
+using static LongCat.Tests.ConstraintTestSupport;
+
+namespace LongCat.Tests;
+
+/// <summary>
+/// Constrained decoding with a random model (the server tests' 4096-token chat model with an MTP head): the
+/// session, the batch scheduler and MTP speculative decoding (greedy and sampled) all give valid JSON; a draft the
+/// grammar forbids is never accepted; response_format over HTTP.
+/// </summary>
+public class ConstrainedGenerationTests(ServerFixture f) : IClassFixture<ServerFixture>
+{
+    /// <summary>A schema whose every value is bounded (literals, enums, booleans), so decoding must end.</summary>
+    const string Bounded = """
+        {"type":"object","properties":{"ok":{"type":"boolean"},"level":{"enum":["low","mid","high",3]},
+         "items":{"type":"array","items":{"type":["boolean","null"]},"minItems":1,"maxItems":3}},
+         "required":["ok","level","items"],"additionalProperties":false}
+        """;
+
+    static (JsonGrammar Grammar, Tokenizer Tok, int[] Prompt, IReadOnlyList<int> Stops) Setup(LongCatModel model, string schema)
+    {
+        var tok = ServerTestSupport.Tokenizer.Value;
+        var stops = new[] { tok.TokenToId(ChatFormat.EndOfTurn)!.Value, model.Config.EosTokenId };
+        var v = TokenVocabulary.For(tok, model.Config.VocabSize, stops);
+        using var doc = JsonDocument.Parse(schema);
+        var g = JsonGrammar.ForSchema(v, doc.RootElement.Clone(), strict: true);
+        var prompt = ChatFormat.EncodePrompt(tok, [new ChatTurn(ChatTurn.User, "Give me the status as JSON.")]);
+        return (g, tok, prompt, stops);
+    }
+
+    static void AssertValid(Tokenizer tok, IReadOnlyList<int> output, IReadOnlyList<int> stops, string schema)
+    {
+        Assert.Contains(output[^1], stops);
+        string text = tok.Decode([.. output.Take(output.Count - 1)]);
+        using var doc = JsonDocument.Parse(text);
+        using var s = JsonDocument.Parse(schema);
+        Assert.Null(Validate(doc.RootElement, s.RootElement, strict: true));
+    }
+
+    [Theory]
+    [InlineData(false, 0f)]
+    [InlineData(false, 1f)]
+    [InlineData(true, 0f)]
+    [InlineData(true, 1f)]
+    public async Task SessionSchedulerAndSpeculativeGiveValidJson(bool speculative, float temperature)
+    {
+        var model = f.Served.Model;
+        var (g, tok, prompt, stops) = Setup(model, Bounded);
+        var results = new List<List<int>>();
+        for (int seed = 0; seed < 4; seed++)
+        {
+            var o = new GenerationOptions { MaxTokens = 200, Temperature = temperature, Seed = (ulong)seed, StopTokenIds = stops, Constraint = g.Start, Speculative = speculative };
+            var session = new GenerationSession(model, prompt, o);
+            var a = session.Run().ToList();
+            Assert.Equal(StopReason.StopToken, session.Result!.StopReason);
+            AssertValid(tok, a, stops, Bounded);
+            // The batch scheduler makes the same calls to the sampler: the same tokens.
+            var seq = f.Served.Scheduler.Submit(prompt, o);
+            var b = new List<int>();
+            await foreach (var t in seq.Tokens.ReadAllAsync()) b.Add(t.Id);
+            Assert.Equal(StopReason.StopToken, (await seq.Completion).StopReason);
+            Assert.Equal(a, b);
+            results.Add(a);
+        }
+        if (temperature > 0) Assert.True(results.Distinct(new SeqEq()).Count() > 1, "sampling with different seeds gave one output");
+    }
+
+    sealed class SeqEq : IEqualityComparer<List<int>>
+    {
+        public bool Equals(List<int>? x, List<int>? y) => x!.SequenceEqual(y!);
+        public int GetHashCode(List<int> x) => x.Count;
+    }
+
+    [Theory]
+    [InlineData(0f)]
+    [InlineData(1f)]
+    public void DraftsTheGrammarForbidsAreRejected(float temperature)
+    {
+        var model = f.Served.Model;
+        var (g, tok, prompt, stops) = Setup(model, Bounded);
+        int bad = tok.EncodeToIds("x")[0];   // never valid anywhere in this schema's JSON
+        var o = new GenerationOptions { MaxTokens = 200, Temperature = temperature, Seed = 3, StopTokenIds = stops, Constraint = g.Start, Speculative = true };
+        var session = new GenerationSession(model, prompt, o) { OracleDraft = _ => bad };
+        var output = session.Run().ToList();
+        Assert.True(session.Result!.DraftedTokens > 0);
+        Assert.Equal(0, session.Result.AcceptedDrafts);
+        AssertValid(tok, output, stops, Bounded);
+    }
+
+    [Fact]
+    public async Task ChatClientHonoursResponseFormat()
+    {
+        using var schema = JsonDocument.Parse(Bounded);
+        var options = new ChatOptions { MaxOutputTokens = 200, Temperature = 0, ResponseFormat = ChatResponseFormat.ForJsonSchema(schema.RootElement.Clone(), "status") };
+        options.AdditionalProperties = new() { [StructuredOutput.StrictKey] = true };
+        var r = await f.Served.Client.GetResponseAsync([new(ChatRole.User, "Status?")], options);
+        Assert.Equal(Microsoft.Extensions.AI.ChatFinishReason.Stop, r.FinishReason);
+        using var doc = JsonDocument.Parse(r.Text);
+        Assert.Null(Validate(doc.RootElement, schema.RootElement, strict: true));
+    }
+
+    static JsonObject Body(JsonNode? responseFormat, int maxTokens = 200) => new()
+    {
+        ["model"] = "longcat-test",
+        ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Answer in JSON." }),
+        ["max_tokens"] = maxTokens,
+        ["temperature"] = 0,
+        ["response_format"] = responseFormat,
+    };
+
+    [Fact]
+    public async Task HttpJsonSchemaAndJsonObject()
+    {
+        var rf = new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "status", ["strict"] = true, ["schema"] = JsonNode.Parse(Bounded) } };
+        using var resp = await f.Http.PostAsJsonAsync("/v1/chat/completions", Body(rf));
+        Assert.Equal(HttpStatusCode.OK, resp.StatusCode);
+        var j = JsonNode.Parse(await resp.Content.ReadAsStringAsync())!;
+        Assert.Equal("stop", (string?)j["choices"]![0]!["finish_reason"]);
+        using var doc = JsonDocument.Parse((string)j["choices"]![0]!["message"]!["content"]!);
+        using var s = JsonDocument.Parse(Bounded);
+        Assert.Null(Validate(doc.RootElement, s.RootElement, strict: true));
+
+        // Streaming gives the same text.
+        var body = Body(rf.DeepClone());
+        body["stream"] = true;
+        using var sresp = await f.Http.PostAsJsonAsync("/v1/chat/completions", body);
+        var text = new System.Text.StringBuilder();
+        foreach (var line in (await sresp.Content.ReadAsStringAsync()).Split('\n'))
+            if (line.StartsWith("data: {") && JsonNode.Parse(line[6..])!["choices"]!.AsArray() is [{ } c] && c["delta"]?["content"] is { } t) text.Append((string?)t);
+        Assert.Equal((string)j["choices"]![0]!["message"]!["content"]!, text.ToString());
+
+        // json_object: an object when it ends, "length" when max_tokens comes first.
+        using var o = await f.Http.PostAsJsonAsync("/v1/chat/completions", Body(new JsonObject { ["type"] = "json_object" }, 60));
+        var oj = JsonNode.Parse(await o.Content.ReadAsStringAsync())!;
+        string content = (string)oj["choices"]![0]!["message"]!["content"]!;
+        Assert.StartsWith("{", content);
+        if ((string?)oj["choices"]![0]!["finish_reason"] == "stop") Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(content).RootElement.ValueKind);
+        else Assert.Equal("length", (string?)oj["choices"]![0]!["finish_reason"]);
+
+        using var t2 = await f.Http.PostAsJsonAsync("/v1/chat/completions", Body(new JsonObject { ["type"] = "text" }, 4));
+        Assert.Equal(HttpStatusCode.OK, t2.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"a"}}}""", "response_format.json_schema.schema", "pattern")]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"$ref":"#/x"}}}}}""", "response_format.json_schema.schema", "$ref")]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"x"}}""", "response_format.json_schema.schema", "schema")]
+    [InlineData("""{"type":"json_schema","json_schema":{"schema":{}}}""", "response_format.json_schema.name", "name")]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{},"strict":"yes"}}""", "response_format.json_schema.strict", "strict")]
+    [InlineData("""{"type":"xml"}""", "response_format.type", "xml")]
+    [InlineData("""{"type":"json_schema"}""", "response_format.json_schema", "json_schema")]
+    [InlineData("\"json\"", "response_format", "response_format")]
+    public async Task BadResponseFormatsAre400(string rf, string param, string word)
+    {
+        using var resp = await f.Http.PostAsJsonAsync("/v1/chat/completions", Body(JsonNode.Parse(rf)));
+        Assert.Equal(HttpStatusCode.BadRequest, resp.StatusCode);
+        var e = JsonNode.Parse(await resp.Content.ReadAsStringAsync())!["error"]!;
+        Assert.Equal(param, (string?)e["param"]);
+        Assert.Contains(word, (string)e["message"]!);
+    }
+
+    [Fact]
+    public async Task CompletionsRefuseResponseFormat()
+    {
+        var body = new JsonObject { ["prompt"] = "hi", ["response_format"] = new JsonObject { ["type"] = "json_object" } };
+        using var resp = await f.Http.PostAsJsonAsync("/v1/completions", body);
+        Assert.Equal(HttpStatusCode.BadRequest, resp.StatusCode);
+        Assert.Equal("response_format", (string?)JsonNode.Parse(await resp.Content.ReadAsStringAsync())!["error"]!["param"]);
+    }
+}
