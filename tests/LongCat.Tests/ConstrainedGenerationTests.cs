@@ -108,6 +108,29 @@ public class ConstrainedGenerationTests(ServerFixture f) : IClassFixture<ServerF
         Assert.Null(Validate(doc.RootElement, schema.RootElement, strict: true));
     }
 
+    public sealed record Reading(bool Ok, int Level, string[] Notes, Kind Kind);
+    public enum Kind { Low, High }
+
+    [Fact]
+    public async Task SchemasOfDotNetTypesFromMicrosoftExtensionsAIAreHonoured()
+    {
+        // ChatResponseFormat.ForJsonSchema<T> is what IChatClient.GetResponseAsync<T> sends.
+        var format = ChatResponseFormat.ForJsonSchema<Reading>(AIJsonUtilities.DefaultOptions);
+        var options = new ChatOptions { MaxOutputTokens = 300, Temperature = 0, ResponseFormat = format };
+        var r = await f.Served.Client.GetResponseAsync([new(ChatRole.User, "Reading?")], options);
+        // A random model may not close the notes array in 300 tokens: then finish "length" and an unfinished object.
+        if (r.FinishReason == Microsoft.Extensions.AI.ChatFinishReason.Stop)
+        {
+            var reading = JsonSerializer.Deserialize<Reading>(r.Text, AIJsonUtilities.DefaultOptions);
+            Assert.NotNull(reading!.Notes);
+        }
+        else
+        {
+            Assert.Equal(Microsoft.Extensions.AI.ChatFinishReason.Length, r.FinishReason);
+            Assert.StartsWith("{", r.Text);
+        }
+    }
+
     static JsonObject Body(JsonNode? responseFormat, int maxTokens = 200) => new()
     {
         ["model"] = "longcat-test",
