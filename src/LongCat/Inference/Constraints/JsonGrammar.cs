@@ -20,7 +20,7 @@ public sealed class JsonGrammar
     readonly object _lock = new();
     readonly Dictionary<DState, DState> _interned = [];
     readonly DState _start;
-    int _masks;
+    int _masks, _drops;
     long _maskWalks, _trieVisits;
 
     public JsonGrammar(TokenVocabulary vocabulary, GrammarNode root)
@@ -43,8 +43,11 @@ public sealed class JsonGrammar
     /// <summary>A new sequence's constraint state.</summary>
     public ITokenConstraint Start() => new Constraint(this, _start);
 
-    /// <summary>Trie walks done (cache misses of masks) and trie nodes they visited, since creation.</summary>
-    public (long Walks, long Visits) Stats => (Interlocked.Read(ref _maskWalks), Interlocked.Read(ref _trieVisits));
+    /// <summary>Trie walks done (cache misses of masks) and trie nodes they visited since creation; states interned now; cache drops.</summary>
+    public (long Walks, long Visits, int States, int Drops) Stats
+    {
+        get { lock (_lock) return (Interlocked.Read(ref _maskWalks), Interlocked.Read(ref _trieVisits), _interned.Count, _drops); }
+    }
 
     /// <summary>
     /// A set of automaton configurations, interned: equal sets are one object, so transitions and masks are cached
@@ -93,6 +96,7 @@ public sealed class JsonGrammar
         _interned.Clear();
         _interned.Add(_start, _start);
         _masks = 0;
+        _drops++;
     }
 
     /// <summary>The state after byte <paramref name="b"/> (<see cref="DState.Dead"/> if none).</summary>

@@ -14,8 +14,8 @@ public sealed record ToolGrammarSpec(string Name, JsonElement? Parameters);
 /// </code>
 /// where NAME is one of the offered tools and ARGS an object valid for that tool's parameters schema (compiled by
 /// <see cref="JsonSchemaCompiler"/>, strict: a missing additionalProperties means false). With
-/// <c>parallel</c>, up to <see cref="MaxParallelCalls"/> calls follow one another separated by "\n"; then the end
-/// token. The fixed text is byte-exact (the spacing of the model card's example).
+/// <c>parallel</c>, up to <see cref="MaxParallelCalls"/> calls follow one another separated by <c>separator</c>
+/// ("\n" by default: it must match how ChatFormat renders back-to-back calls); then the end token. The fixed text is byte-exact (the spacing of the model card's example).
 /// </summary>
 public static class ToolCallGrammar
 {
@@ -30,11 +30,12 @@ public static class ToolCallGrammar
     /// duplicate name, and <see cref="UnsupportedSchemaException"/> (Path starts with "tools[i]") for a parameters
     /// schema it cannot honour.
     /// </summary>
-    public static JsonGrammar For(TokenVocabulary vocabulary, IReadOnlyList<ToolGrammarSpec> tools, string? requiredName = null, bool parallel = false) =>
-        new(vocabulary, Node(tools, requiredName, parallel));
+    public static JsonGrammar For(TokenVocabulary vocabulary, IReadOnlyList<ToolGrammarSpec> tools, string? requiredName = null, bool parallel = false,
+        string separator = "\n") =>
+        new(vocabulary, Node(tools, requiredName, parallel, separator));
 
     /// <summary>The grammar node alone (to combine with others).</summary>
-    public static GrammarNode Node(IReadOnlyList<ToolGrammarSpec> tools, string? requiredName = null, bool parallel = false)
+    public static GrammarNode Node(IReadOnlyList<ToolGrammarSpec> tools, string? requiredName = null, bool parallel = false, string separator = "\n")
     {
         if (tools.Count == 0) throw new ArgumentException("tool calls need at least one tool");
         var dup = tools.GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
@@ -63,7 +64,7 @@ public static class ToolCallGrammar
             calls.Add(new SeqNode([LiteralNode.Of(head), args, LiteralNode.Of($"}}\n{CloseTag}")]));
         }
         GrammarNode call = calls.Count == 1 ? calls[0] : new AnyOfNode([.. calls]);
-        return parallel ? new RepeatNode(call, "\n", 1, MaxParallelCalls) : call;
+        return parallel ? new RepeatNode(call, separator, 1, MaxParallelCalls) : call;
     }
 
     static readonly JsonSerializerOptions NameJson = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
