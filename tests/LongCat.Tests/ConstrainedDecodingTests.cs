@@ -188,5 +188,25 @@ public class ConstrainedDecodingTests
         Assert.Throws<ArgumentException>(() => ToolCallGrammar.Node([new("f", null)], requiredName: "g"));
         Assert.Throws<ArgumentException>(() => ToolCallGrammar.Node([new("f", null), new("f", null)]));
         Assert.Throws<ArgumentException>(() => ToolCallGrammar.Node([]));
+        using var s = JsonDocument.Parse("""{"type":"string"}""");
+        Assert.Equal("type", Assert.Throws<UnsupportedSchemaException>(() => ToolCallGrammar.Node([new("f", s.RootElement)])).Keyword);
+    }
+
+    [Fact]
+    public void ToolArgumentsOfAnAnyOfSchemaMayFollowEitherObject()
+    {
+        using var p = JsonDocument.Parse("""{"anyOf":[{"type":"object","properties":{"a":{"const":1}},"required":["a"]},{"type":"string"},{"type":"object","properties":{"b":{"const":2}},"required":["b"]}]}""");
+        var g = ToolCallGrammar.For(Split.Vocab, [new("f", p.RootElement)]);
+        foreach (var args in new[] { "{\"a\":1}", "{\"b\":2}" })
+        {
+            var c = g.Start();
+            foreach (byte b in Encoding.UTF8.GetBytes($"<longcat_tool_call>\n{{\"name\": \"f\", \"arguments\": {args}}}\n</longcat_tool_call>")) c.Advance(b);
+            Assert.True(c.IsComplete);
+        }
+        Assert.Throws<InvalidOperationException>(() =>
+        {
+            var c = g.Start();
+            foreach (byte b in Encoding.UTF8.GetBytes("<longcat_tool_call>\n{\"name\": \"f\", \"arguments\": \"")) c.Advance(b);
+        });
     }
 }

@@ -52,9 +52,11 @@ public static class ToolCallGrammar
             try
             {
                 args = t.Parameters is { } p ? JsonSchemaCompiler.Compile(p, strict: true) : JsonSchemaCompiler.AnyObject;
-                // Arguments are always an object: of a schema that allows several types, keep the object.
-                if (args is AnyOfNode any) args = any.Options.OfType<ObjectNode>().FirstOrDefault() ?? args;
-                if (args is not ObjectNode) throw new UnsupportedSchemaException("type", "$", "the parameters must allow an object");
+                // Arguments are always an object: of a schema that allows several types, keep the objects.
+                var objects = new List<ObjectNode>();
+                Objects(args, objects);
+                if (objects.Count == 0) throw new UnsupportedSchemaException("type", "$", "the parameters must allow an object");
+                args = objects.Count == 1 ? objects[0] : new AnyOfNode([.. objects]);
             }
             catch (UnsupportedSchemaException e)
             {
@@ -65,6 +67,12 @@ public static class ToolCallGrammar
         }
         GrammarNode call = calls.Count == 1 ? calls[0] : new AnyOfNode([.. calls]);
         return parallel ? new RepeatNode(call, separator, 1, MaxParallelCalls) : call;
+    }
+
+    static void Objects(GrammarNode n, List<ObjectNode> into)
+    {
+        if (n is ObjectNode o) into.Add(o);
+        else if (n is AnyOfNode a) foreach (var x in a.Options) Objects(x, into);
     }
 
     static readonly JsonSerializerOptions NameJson = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
