@@ -114,6 +114,30 @@ public class ConstrainedDecodingTests
         Assert.Throws<InvalidOperationException>(() => c2.Advance((byte)'3'));
     }
 
+    [Fact]
+    public void UndeclaredKeysNeverRepeat()
+    {
+        var g = JsonGrammar.ForJsonObject(Split.Vocab);
+        var c = g.Start();
+        foreach (byte b in "{\"ab\":1,\"a\":2,\"ab"u8) c.Advance(b);
+        var logits = new float[Split.Vocab.Size];
+        c.Mask(logits);
+        Assert.True(float.IsNegativeInfinity(logits['"']));          // "ab" again: the quote cannot close it
+        Assert.False(float.IsNegativeInfinity(logits['c']));         // "abc" is new
+        Assert.Throws<InvalidOperationException>(() => c.Advance('"'));
+        // Keys closed inside one token are checked too: after {"ab":1 the token ,"  then a , "ab" ... is refused.
+        var d = g.Start();
+        foreach (byte b in "{\"ab\":1,"u8) d.Advance(b);
+        int abQuote = Array.FindIndex(Split.Bytes, x => x is not null && x.AsSpan().SequenceEqual("\"ab\""u8));
+        if (abQuote >= 0)
+        {
+            d.Mask(logits);
+            Assert.True(float.IsNegativeInfinity(logits[abQuote]));
+        }
+        foreach (byte b in "\"abc\":3,\"b\":{\"ab\":1}}"u8) d.Advance(b);   // the same key in a nested object is fine
+        Assert.True(d.IsComplete);
+    }
+
     [Theory]
     [InlineData("""{"type":"string","pattern":"a+"}""", "pattern")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"string","minLength":3}}}""", "minLength")]

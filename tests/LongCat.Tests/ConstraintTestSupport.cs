@@ -100,8 +100,7 @@ static class ConstraintTestSupport
             {
                 JsonElement ps = default;
                 bool declared = props.ValueKind == JsonValueKind.Object && props.TryGetProperty(kv.Name, out ps);
-                // Declared keys never repeat; undeclared ones are not checked for uniqueness (docs/serving.md).
-                if (!seen.Add(kv.Name) && declared) return $"{path}: duplicate key {kv.Name}";
+                if (!seen.Add(kv.Name)) return $"{path}: duplicate key {kv.Name}";
                 if (declared)
                 {
                     if (Validate(kv.Value, ps, strict, path + "." + kv.Name) is { } why) return why;
@@ -154,7 +153,7 @@ static class ConstraintTestSupport
     {
         var list = new List<byte[]>();
         for (int b = 0; b < 256; b++) list.Add([(byte)b]);
-        string[] frags = ["\"}", ",\"", "\":", "\": ", "{\"", "{\"a", "\"a\"", "1.", "e+", "\\u", "\\", "true", "tr", "ue,",
+        string[] frags = ["\"}", "\"ab\"", ",\"", "\":", "\": ", "{\"", "{\"a", "\"a\"", "1.", "e+", "\\u", "\\", "true", "tr", "ue,",
             "null", "nu", "ll}", "false", "]}", "}]", "[{", "\",\"", "  ", "\n  ", ", ", "12", "0.5", "-1", "ab", "name", "\"name\": \"",
             "red", "\"red\"", "green\"", "x\\\"y", "id\":", "\"tags\": [", "k1", "ünï", "é", "✓", "\"x y\"", "\"é✓\"", "1e10", "-0.25"];
         foreach (var f in frags) list.Add(Encoding.UTF8.GetBytes(f));

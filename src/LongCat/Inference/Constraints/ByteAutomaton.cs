@@ -18,13 +18,13 @@ static class ByteAutomaton
     public static Stack Start(GrammarNode root) => new(new RootFrame(root, false), null);
 
     /// <summary>Appends to <paramref name="output"/> every configuration reachable from <paramref name="s"/> by reading <paramref name="b"/>.</summary>
-    public static void Step(Stack s, byte b, List<Stack> output)
+    public static void Step(Stack s, byte b, List<Stack> output, bool concrete)
     {
         var parent = s.Parent;
         switch (s.Top)
         {
             case RootFrame r:
-                if (!r.Done) PushValue(new Stack(r with { Done = true }, null), r.Node, b, output);
+                if (!r.Done) PushValue(new Stack(r with { Done = true }, null), r.Node, b, output, concrete);
                 break;
 
             case StrFrame f:
@@ -39,7 +39,7 @@ static class ByteAutomaton
             {
                 int st = NumStep(f.St, b, f.IntegerOnly);
                 if (st != Dead) output.Add(new Stack(f with { St = st }, parent));
-                if (NumCanEnd(f.St)) Step(parent!, b, output);
+                if (NumCanEnd(f.St)) Step(parent!, b, output, concrete);
                 break;
             }
 
@@ -57,34 +57,34 @@ static class ByteAutomaton
                     if (z - a == 1 && lits[a].Length == f.Pos + 1) output.Add(parent!);   // matched, nothing longer: done
                     else output.Add(new Stack(new LitFrame(f.Node, f.Pos + 1, a, z), parent));
                 }
-                if (full) Step(parent!, b, output);
+                if (full) Step(parent!, b, output, concrete);
                 break;
             }
 
             case SeqFrame f:
-                if (f.Index < f.Node.Parts.Length) PushValue(new Stack(f with { Index = f.Index + 1 }, parent), f.Node.Parts[f.Index], b, output);
-                else Step(parent!, b, output);
+                if (f.Index < f.Node.Parts.Length) PushValue(new Stack(f with { Index = f.Index + 1 }, parent), f.Node.Parts[f.Index], b, output, concrete);
+                else Step(parent!, b, output, concrete);
                 break;
 
             case RepeatFrame f:
-                if (f.Count == 0) PushValue(new Stack(f with { Count = 1 }, parent), f.Node.Item, b, output);
+                if (f.Count == 0) PushValue(new Stack(f with { Count = 1 }, parent), f.Node.Item, b, output, concrete);
                 else
                 {
-                    if (f.Count < f.Node.Max) PushValue(new Stack(f with { Count = f.Count + 1 }, parent), f.Node.SeparatorThenItem, b, output);
-                    if (f.Count >= f.Node.Min) Step(parent!, b, output);
+                    if (f.Count < f.Node.Max) PushValue(new Stack(f with { Count = f.Count + 1 }, parent), f.Node.SeparatorThenItem, b, output, concrete);
+                    if (f.Count >= f.Node.Min) Step(parent!, b, output, concrete);
                 }
                 break;
 
             case ArrFrame f:
-                StepArray(f, parent, b, output);
+                StepArray(f, parent, b, output, concrete);
                 break;
 
             case ObjFrame f:
-                StepObject(f, parent, b, output);
+                StepObject(f, parent, b, output, concrete);
                 break;
 
             case KeyFrame f:
-                StepKey(f, parent!, b, output);
+                StepKey(f, parent!, b, output, concrete);
                 break;
         }
     }
@@ -111,15 +111,15 @@ static class ByteAutomaton
     static bool IsWs(byte b) => b is (byte)' ' or (byte)'\n' or (byte)'\t';
 
     /// <summary>Starts a value of <paramref name="node"/> with byte <paramref name="b"/> on top of <paramref name="under"/>.</summary>
-    static void PushValue(Stack under, GrammarNode node, byte b, List<Stack> output)
+    static void PushValue(Stack under, GrammarNode node, byte b, List<Stack> output, bool concrete)
     {
         switch (node)
         {
             case AnyOfNode a:
-                foreach (var o in a.Options) PushValue(under, o, b, output);
+                foreach (var o in a.Options) PushValue(under, o, b, output, concrete);
                 break;
             case ObjectNode o:
-                if (b == '{') output.Add(new Stack(new ObjFrame(o, 0, 0, -1, 0), under));
+                if (b == '{') output.Add(new Stack(new ObjFrame(o, 0, 0, -1, 0, "", false), under));
                 break;
             case ArrayNode a:
                 if (b == '[') output.Add(new Stack(new ArrFrame(a, 0, 0, 0), under));
@@ -134,13 +134,13 @@ static class ByteAutomaton
                 break;
             }
             case LiteralNode l:
-                Step(new Stack(new LitFrame(l, 0, 0, l.Literals.Length), under), b, output);
+                Step(new Stack(new LitFrame(l, 0, 0, l.Literals.Length), under), b, output, concrete);
                 break;
             case SeqNode q:
-                Step(new Stack(new SeqFrame(q, 0), under), b, output);
+                Step(new Stack(new SeqFrame(q, 0), under), b, output, concrete);
                 break;
             case RepeatNode p:
-                Step(new Stack(new RepeatFrame(p, 0), under), b, output);
+                Step(new Stack(new RepeatFrame(p, 0), under), b, output, concrete);
                 break;
             default:
                 throw new InvalidOperationException($"unknown grammar node {node.GetType().Name}");
@@ -149,7 +149,7 @@ static class ByteAutomaton
 
     // Arrays. Phase 0: after '['; 1: after an item; 2: after ','. Count is capped at max(Min, Max if finite) so
     // long unbounded arrays do not make new states.
-    static void StepArray(ArrFrame f, Stack? parent, byte b, List<Stack> output)
+    static void StepArray(ArrFrame f, Stack? parent, byte b, List<Stack> output, bool concrete)
     {
         var n = f.Node;
         if (IsWs(b))
@@ -163,20 +163,20 @@ static class ByteAutomaton
         {
             case 0:
                 if (b == ']') { if (n.Min == 0) output.Add(parent!); }
-                else if (n.Max > 0) PushValue(new Stack(new ArrFrame(n, 1, next, 0), parent), n.Items, b, output);
+                else if (n.Max > 0) PushValue(new Stack(new ArrFrame(n, 1, next, 0), parent), n.Items, b, output, concrete);
                 break;
             case 1:
                 if (b == ',' && (n.Max == int.MaxValue || f.Count < n.Max)) output.Add(new Stack(new ArrFrame(n, 2, f.Count, 0), parent));
                 else if (b == ']' && f.Count >= n.Min) output.Add(parent!);
                 break;
             case 2:
-                PushValue(new Stack(new ArrFrame(n, 1, next, 0), parent), n.Items, b, output);
+                PushValue(new Stack(new ArrFrame(n, 1, next, 0), parent), n.Items, b, output, concrete);
                 break;
         }
     }
 
     // Objects. Phase 0: after '{'; 1: after a value; 2: after ','; 3: after a key; 4: after ':'.
-    static void StepObject(ObjFrame f, Stack? parent, byte b, List<Stack> output)
+    static void StepObject(ObjFrame f, Stack? parent, byte b, List<Stack> output, bool concrete)
     {
         var n = f.Node;
         if (IsWs(b))
@@ -190,7 +190,8 @@ static class ByteAutomaton
         {
             case 0 or 2:
                 if (b == '"' && keyPossible)
-                    output.Add(new Stack(new KeyFrame(n, f.Used, n.Names.Length > 0 ? "" : null, 0), new Stack(f with { Phase = 3, Ws = 0 }, parent)));
+                    output.Add(new Stack(new KeyFrame(n, f.Used, n.Names.Length > 0 || f.FreeKeys.Length > 0 ? "" : null, 0, concrete ? "" : null),
+                        new Stack(f with { Phase = 3, Ws = 0 }, parent)));
                 else if (b == '}' && f.Phase == 0 && closable) output.Add(parent!);
                 break;
             case 1:
@@ -201,7 +202,7 @@ static class ByteAutomaton
                 if (b == ':') output.Add(new Stack(f with { Phase = 4, Ws = 0 }, parent));
                 break;
             case 4:
-                PushValue(new Stack(f with { Phase = 1, Ws = 0, Prop = -1 }, parent), f.Prop >= 0 ? n.Schemas[f.Prop] : n.Additional!, b, output);
+                PushValue(new Stack(f with { Phase = 1, Ws = 0, Prop = -1 }, parent), f.Prop >= 0 ? n.Schemas[f.Prop] : n.Additional!, b, output, concrete);
                 break;
         }
     }
@@ -212,9 +213,15 @@ static class ByteAutomaton
     /// </summary>
     static bool FreeKeys(ObjectNode n, ulong used) => n.Additional is not null && (n.Required & ~used) == 0;
 
-    // A key: a string without escapes. Prefix holds its bytes while they may still spell a declared name (null
-    // once they cannot); unless undeclared keys are allowed the key must stay on the way to a declared name not used yet.
-    static void StepKey(KeyFrame f, Stack parent, byte b, List<Stack> output)
+    // A key: a string without escapes. Prefix holds its bytes while they may still spell a declared name or an
+    // undeclared key already used in this object (null once they cannot); unless undeclared keys are allowed the key
+    // must stay on the way to a declared name not used yet. A key that spells a used one cannot close.
+    // Text: the key's bytes, kept only by the concrete automaton (a sequence's own state), so that it can record an
+    // undeclared key; the abstract one (token masks) drops it, so that masks do not depend on the text of a key
+    // that matches nothing, and records such a key as Unknown: in the rest of that token no other undeclared key may
+    // close in that object (it might repeat the unknown one). That only forbids a token that closes two keys, which
+    // single-byte tokens can always spell out; the masks stay a subset of what the concrete automaton accepts.
+    static void StepKey(KeyFrame f, Stack parent, byte b, List<Stack> output, bool concrete)
     {
         var n = f.Node;
         bool free = FreeKeys(n, f.Used);
@@ -226,19 +233,32 @@ static class ByteAutomaton
             if (f.Prefix is not null && n.Exact.TryGetValue(f.Prefix, out int i))
             {
                 if ((f.Used & 1UL << i) == 0) output.Add(new Stack(obj with { Prop = i, Used = obj.Used | 1UL << i }, parent.Parent));
+                return;
             }
-            else if (free) output.Add(new Stack(obj with { Prop = -1 }, parent.Parent));
+            if (!free || obj.Unknown) return;
+            string? key = f.Text ?? f.Prefix;
+            if (key is null) output.Add(new Stack(obj with { Prop = -1, Unknown = true }, parent.Parent));
+            else if (!HasKey(obj.FreeKeys, key)) output.Add(new Stack(obj with { Prop = -1, FreeKeys = AddKey(obj.FreeKeys, key) }, parent.Parent));
             return;
         }
         string? prefix = null;
         if (f.Prefix is not null)
         {
             string p = f.Prefix + (char)b;
-            if (n.PrefixOf.TryGetValue(p, out ulong names) && (free || (names & ~f.Used) != 0)) prefix = p;
+            if (n.PrefixOf.TryGetValue(p, out ulong names) && (free || (names & ~f.Used) != 0) || free && HasKeyPrefix(obj.FreeKeys, p)) prefix = p;
         }
         if (prefix is null && !free) return;
-        output.Add(new Stack(f with { Prefix = prefix, Lex = st }, parent));
+        output.Add(new Stack(f with { Prefix = prefix, Lex = st, Text = f.Text is null ? null : f.Text + (char)b }, parent));
     }
+
+    // Undeclared keys of an object, sorted, each followed by '\0' (keys have no control characters).
+    static bool HasKey(string keys, string key) => keys.StartsWith(key + "\0", StringComparison.Ordinal) || keys.Contains("\0" + key + "\0", StringComparison.Ordinal);
+    static bool HasKeyPrefix(string keys, string p) => keys.StartsWith(p, StringComparison.Ordinal) || keys.Contains("\0" + p, StringComparison.Ordinal);
+    static string AddKey(string keys, string key) =>
+        string.Concat(keys.Split('\0', StringSplitOptions.RemoveEmptyEntries).Append(key).Order(StringComparer.Ordinal).Select(k => k + "\0"));
+
+    /// <summary>The abstract twin of a concrete configuration: the open key's text dropped (see StepKey).</summary>
+    public static Stack Abstract(Stack s) => s.Top is KeyFrame { Text: not null } k ? new Stack(k with { Text = null }, s.Parent) : s;
 
     // ---------------------------------------------------------------- lexers (states as small ints)
 
@@ -354,5 +374,5 @@ sealed record LitFrame(LiteralNode Node, int Pos, int Lo, int Hi) : Frame;
 sealed record SeqFrame(SeqNode Node, int Index) : Frame;
 sealed record RepeatFrame(RepeatNode Node, int Count) : Frame;
 sealed record ArrFrame(ArrayNode Node, byte Phase, int Count, byte Ws) : Frame;
-sealed record ObjFrame(ObjectNode Node, byte Phase, ulong Used, int Prop, byte Ws) : Frame;
-sealed record KeyFrame(ObjectNode Node, ulong Used, string? Prefix, int Lex) : Frame;
+sealed record ObjFrame(ObjectNode Node, byte Phase, ulong Used, int Prop, byte Ws, string FreeKeys, bool Unknown) : Frame;
+sealed record KeyFrame(ObjectNode Node, ulong Used, string? Prefix, int Lex, string? Text) : Frame;

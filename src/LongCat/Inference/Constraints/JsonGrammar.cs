@@ -27,7 +27,7 @@ public sealed class JsonGrammar
     {
         Vocabulary = vocabulary;
         Root = root;
-        _start = Intern(new DState([ByteAutomaton.Start(root)]));
+        _start = Intern(new DState([ByteAutomaton.Start(root)], concrete: true));
     }
 
     public TokenVocabulary Vocabulary { get; }
@@ -55,25 +55,29 @@ public sealed class JsonGrammar
     /// </summary>
     internal sealed class DState : IEquatable<DState>
     {
-        public static readonly DState Dead = new([]);
+        public static readonly DState Dead = new([], false);
 
-        public DState(Stack[] stacks)
+        public DState(Stack[] stacks, bool concrete)
         {
             Stacks = stacks;
-            int h = stacks.Length;
+            Concrete = concrete;
+            int h = concrete ? 1 : 0;
             foreach (var s in stacks) h = HashCode.Combine(h, s.Hash);
             Hash = h;
         }
 
         public readonly Stack[] Stacks;
+        /// <summary>A sequence's own state (keys keep their text); masks come from its abstract twin.</summary>
+        public readonly bool Concrete;
         public readonly int Hash;
+        public DState? AbstractTwin;
         public DState?[]? Next;
         public ulong[]? Mask;
         bool? _complete;
 
         public bool Complete => _complete ??= Stacks.Any(ByteAutomaton.CanFinish);
 
-        public bool Equals(DState? o) => o is not null && o.Hash == Hash && o.Stacks.AsSpan().SequenceEqual(Stacks);
+        public bool Equals(DState? o) => o is not null && o.Hash == Hash && o.Concrete == Concrete && o.Stacks.AsSpan().SequenceEqual(Stacks);
         public override bool Equals(object? obj) => Equals(obj as DState);
         public override int GetHashCode() => Hash;
     }
@@ -92,7 +96,7 @@ public sealed class JsonGrammar
     /// <summary>Forgets every transition and mask (live sequences keep their states and rebuild what they need).</summary>
     void DropCaches()
     {
-        foreach (var d in _interned.Keys) { d.Next = null; d.Mask = null; }
+        foreach (var d in _interned.Keys) { d.Next = null; d.Mask = null; d.AbstractTwin = null; }
         _interned.Clear();
         _interned.Add(_start, _start);
         _masks = 0;
@@ -106,20 +110,18 @@ public sealed class JsonGrammar
         var n = table[b];
         if (n is not null) return n;
         var output = new List<Stack>(s.Stacks.Length);
-        foreach (var st in s.Stacks) ByteAutomaton.Step(st, b, output);
-        if (output.Count == 0) n = DState.Dead;
-        else
-        {
-            var set = output.Count == 1 ? output.ToArray() : [.. output.Distinct().OrderBy(x => x.Hash)];
-            n = Intern(new DState(set));
-        }
+        foreach (var st in s.Stacks) ByteAutomaton.Step(st, b, output, s.Concrete);
+        n = output.Count == 0 ? DState.Dead : Intern(new DState(Canonical(output), s.Concrete));
         table[b] = n;
         return n;
     }
 
+    static Stack[] Canonical(List<Stack> stacks) => stacks.Count == 1 ? [stacks[0]] : [.. stacks.Distinct().OrderBy(x => x.Hash)];
+
     /// <summary>Allowed tokens in a state, as bits (end tokens included when the text is complete).</summary>
     internal ulong[] MaskOf(DState s)
     {
+        if (s.Concrete) s = s.AbstractTwin ??= Intern(new DState(Canonical([.. s.Stacks.Select(ByteAutomaton.Abstract)]), concrete: false));
         if (s.Mask is { } m) return m;
         var v = Vocabulary;
         m = new ulong[(v.Size + 63) / 64];
