@@ -257,8 +257,30 @@ static class ByteAutomaton
     static string AddKey(string keys, string key) =>
         string.Concat(keys.Split('\0', StringSplitOptions.RemoveEmptyEntries).Append(key).Order(StringComparer.Ordinal).Select(k => k + "\0"));
 
-    /// <summary>The abstract twin of a concrete configuration: the open key's text dropped (see StepKey).</summary>
-    public static Stack Abstract(Stack s) => s.Top is KeyFrame { Text: not null } k ? new Stack(k with { Text = null }, s.Parent) : s;
+    /// <summary>
+    /// The abstract twin of a concrete configuration, on which masks are computed and cached: the open key's text
+    /// dropped (see StepKey), and the undeclared keys of the enclosing objects replaced by Unknown, except in the
+    /// object where a key may start or is open in this token (the top frame, or the key's parent), where they are
+    /// needed to refuse a repeat. So the states of a value do not depend on the keys written before it, and masks
+    /// repeat; the price is that a token that leaves a value and closes a whole new key of an enclosing object
+    /// (<c>", "b":</c>) is not offered there (the same text stays writable with shorter tokens).
+    /// </summary>
+    public static Stack Abstract(Stack s)
+    {
+        var frames = new List<Frame>();
+        for (var x = s; x is not null; x = x.Parent) frames.Add(x.Top);
+        int keep = frames[0] is KeyFrame ? 1 : 0;   // the object that must stay exact
+        bool changed = false;
+        for (int i = 0; i < frames.Count; i++)
+        {
+            if (frames[i] is KeyFrame { Text: not null } k) { frames[i] = k with { Text = null }; changed = true; }
+            else if (i != keep && frames[i] is ObjFrame { FreeKeys.Length: > 0 } o) { frames[i] = o with { FreeKeys = "", Unknown = true }; changed = true; }
+        }
+        if (!changed) return s;
+        Stack? r = null;
+        for (int i = frames.Count - 1; i >= 0; i--) r = new Stack(frames[i], r);
+        return r!;
+    }
 
     // ---------------------------------------------------------------- lexers (states as small ints)
 

@@ -27,7 +27,7 @@ public sealed class JsonGrammar
     {
         Vocabulary = vocabulary;
         Root = root;
-        _start = Intern(new DState([ByteAutomaton.Start(root)], concrete: true));
+        _start = new DState([ByteAutomaton.Start(root)], concrete: true);
     }
 
     public TokenVocabulary Vocabulary { get; }
@@ -98,7 +98,6 @@ public sealed class JsonGrammar
     {
         foreach (var d in _interned.Keys) { d.Next = null; d.Mask = null; d.AbstractTwin = null; }
         _interned.Clear();
-        _interned.Add(_start, _start);
         _masks = 0;
         _drops++;
     }
@@ -106,12 +105,19 @@ public sealed class JsonGrammar
     /// <summary>The state after byte <paramref name="b"/> (<see cref="DState.Dead"/> if none).</summary>
     internal DState Next(DState s, byte b)
     {
+        if (s.Concrete)
+        {
+            // A sequence's own states hold key texts and rarely repeat: computed, not interned or cached.
+            var step = new List<Stack>(s.Stacks.Length);
+            foreach (var st in s.Stacks) ByteAutomaton.Step(st, b, step, true);
+            return step.Count == 0 ? DState.Dead : new DState(Canonical(step), true);
+        }
         var table = s.Next ?? Interlocked.CompareExchange(ref s.Next, new DState?[256], null) ?? s.Next;
         var n = table[b];
         if (n is not null) return n;
         var output = new List<Stack>(s.Stacks.Length);
-        foreach (var st in s.Stacks) ByteAutomaton.Step(st, b, output, s.Concrete);
-        n = output.Count == 0 ? DState.Dead : Intern(new DState(Canonical(output), s.Concrete));
+        foreach (var st in s.Stacks) ByteAutomaton.Step(st, b, output, false);
+        n = output.Count == 0 ? DState.Dead : Intern(new DState(Canonical(output), false));
         table[b] = n;
         return n;
     }
