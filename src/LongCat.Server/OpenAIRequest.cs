@@ -143,6 +143,7 @@ public sealed class OpenAIRequest
         }
         if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
             throw ApiException.BadParam("logprobs", "logprobs are not supported by this server");
+        if (chat) ResponseFormat.Parse(root, o); else ResponseFormat.Refuse(root);
         if (chat) OpenAITools.Parse(root, o);  // tools, tool_choice, parallel_tool_calls, think_on
         else if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
             throw ApiException.BadParam("tools", "tools are not supported by /v1/completions: use /v1/chat/completions");

@@ -15,6 +15,7 @@ public static class BenchCommand
         cmd.Subcommands.Add(GenerateBench.Create());
         cmd.Subcommands.Add(ServeBench.Create());
         cmd.Subcommands.Add(TrainBench.Create());
+        cmd.Subcommands.Add(ConstrainBench.Create());
         return cmd;
     }
 

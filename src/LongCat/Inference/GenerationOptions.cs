@@ -29,6 +29,11 @@ public sealed record GenerationOptions
     public ulong Seed { get; init; }
     /// <summary>Draft with the MTP head and verify with the main model (needs model.mtp.* weights).</summary>
     public bool Speculative { get; init; }
+    /// <summary>
+    /// Constrained decoding (structured output, tool calls): makes each sequence's constraint state; the sampler masks
+    /// every token it disallows, for every draw. Null = unconstrained. See <see cref="Constraints.JsonGrammar"/>.
+    /// </summary>
+    public Func<Constraints.ITokenConstraint>? Constraint { get; init; }
 
     /// <summary>
     /// The stop condition after <paramref name="output"/>'s last token was generated: a stop token, a stop string, or

@@ -1,3 +1,4 @@
+using LongCat.Inference.Constraints;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using LongCat.Tokenization;
@@ -26,7 +27,8 @@ public sealed record ChatClientOptions
 /// <see cref="IChatClient"/> (Microsoft.Extensions.AI) over the engine: .NET apps, Semantic Kernel and the HTTP
 /// server call the model through it. Messages are rendered in LongCat's chat format; Temperature, TopP, TopK,
 /// MaxOutputTokens, StopSequences, Seed, FrequencyPenalty and PresencePenalty map to <see cref="GenerationOptions"/>,
-/// and AdditionalProperties "min_p", "repetition_penalty" and "speculative" reach the options of the same name.
+/// and AdditionalProperties "min_p", "repetition_penalty" and "speculative" reach the options of the same name;
+/// ResponseFormat Json (with or without a schema) is enforced by constrained decoding (<see cref="Constraints.StructuredOutput"/>).
 /// Out-of-range values throw <see cref="ArgumentException"/> naming the OpenAI parameter. Responses carry usage,
 /// the finish reason and, in AdditionalProperties, the decode speed, real experts per token and MTP acceptance.
 /// <para>
@@ -90,6 +92,7 @@ public sealed class LongCatChatClient : IChatClient
             StopStrings = o.StopSequences is { } s ? [.. s] : [],
             Seed = o.Seed is { } seed ? unchecked((ulong)seed) : (ulong)Random.Shared.NextInt64(),
             Speculative = spec,
+            Constraint = Constraints.StructuredOutput.For(o, Generator),
         };
         g = Generator.Complete(g);
         g.Validate(Generator.Scheduler.Model.Config.VocabSize);
@@ -116,14 +119,21 @@ public sealed class LongCatChatClient : IChatClient
     };
 
     /// <summary>
-    /// CONSTRAINT HOOK for tool_choice "required" and a named function (issue 12, item 3): returns the options with a
-    /// token constraint that makes the reply one valid call (or several, when <paramref name="parallel"/>) of
-    /// <paramref name="tools"/> — of <paramref name="requiredName"/> only when it is set — in
-    /// <paramref name="style"/>. Returns null while no constraint is available: the reply is then generated with the
-    /// tools described but not enforced. The JSON-grammar constraint (constrained decoding) attaches here.
+    /// tool_choice "required" or a named function (issue 12, item 3): the options with a token constraint
+    /// (<see cref="ToolCallGrammar"/>) that makes the reply one valid call (or several back to back, when
+    /// <paramref name="parallel"/>) of <paramref name="tools"/>, of <paramref name="requiredName"/> only when it is set,
+    /// with arguments valid for the tool's schema (an unsupported schema keyword is refused by name). JSON style only.
     /// </summary>
-    internal static GenerationOptions? ConstrainToToolCall(GenerationOptions g, IReadOnlyList<ToolDefinition> tools, string? requiredName,
-        ToolCallStyle style, bool parallel) => null;
+    internal GenerationOptions ConstrainToToolCall(GenerationOptions g, IReadOnlyList<ToolDefinition> tools, string? requiredName,
+        ToolCallStyle style, bool parallel)
+    {
+        if (style != ToolCallStyle.Json)
+            throw new ArgumentException($"tool_choice = required (or a named function) is not supported with the {style} tool-call format: only the JSON format has a grammar");
+        var specs = tools.Select(t => new ToolGrammarSpec(t.Name, t.Schema)).ToList();
+        // Calls are placed back to back (ToolCallFormat.Call writes no separator), so the grammar joins them with "".
+        var grammar = ToolCallGrammar.For(StructuredOutput.Vocabulary(Generator), specs, requiredName, parallel, separator: "");
+        return g with { Constraint = grammar.Start };
+    }
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -180,7 +190,7 @@ public sealed class LongCatChatClient : IChatClient
             if (render.Tools.Count == 0) throw new ArgumentException("tool_choice = required is invalid: no tools were given");
             if (required.RequiredFunctionName is { } name && render.Tools.All(t => t.Name != name))
                 throw new ArgumentException($"tool_choice = {name} is invalid: no tool of that name was given");
-            g = ConstrainToToolCall(g, render.Tools, required.RequiredFunctionName, render.ToolCallStyle, parallel) ?? g;
+            g = ConstrainToToolCall(g, render.Tools, required.RequiredFunctionName, render.ToolCallStyle, parallel);
         }
         var parser = new ToolCallParser(render.Tools, render.ToolCallStyle);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];

@@ -3,7 +3,7 @@ using LongCat.Model;
 namespace LongCat.Inference;
 
 /// <summary>
-/// Turns logits into a token: penalties (repetition, frequency, presence), temperature, top-k, top-p, min-p,
+/// Turns logits into a token: penalties (repetition, frequency, presence), the constraint's mask, temperature, top-k, top-p, min-p,
 /// then a draw from a seeded generator (or argmax at temperature 0). <see cref="Distribution"/> exposes the
 /// final probabilities, which speculative decoding needs for both the draft and the target.
 /// </summary>
@@ -15,6 +15,7 @@ public sealed class Sampler
     readonly HashSet<int> _prompt = [];
     readonly int[] _order;
     readonly float[] _probs;
+    readonly Constraints.ITokenConstraint? _constraint;
 
     public Sampler(GenerationOptions options, int vocabSize, IEnumerable<int> prompt)
     {
@@ -23,12 +24,17 @@ public sealed class Sampler
         foreach (var t in prompt) _prompt.Add(t);
         _order = new int[vocabSize];
         _probs = new float[vocabSize];
+        _constraint = options.Constraint?.Invoke();
     }
 
     public bool Greedy => _o.Temperature == 0;
 
     /// <summary>Records a generated token (for the penalties of later steps).</summary>
-    public void Accept(int token) => _outputCounts[token] = _outputCounts.GetValueOrDefault(token) + 1;
+    public void Accept(int token)
+    {
+        _outputCounts[token] = _outputCounts.GetValueOrDefault(token) + 1;
+        _constraint?.Advance(token);
+    }
 
     /// <summary>Applies the penalties and the temperature in place.</summary>
     void Adjust(Span<float> logits)
@@ -42,6 +48,8 @@ public sealed class Sampler
         }
         if (_o.FrequencyPenalty != 0 || _o.PresencePenalty != 0)
             foreach (var (t, n) in _outputCounts) logits[t] -= _o.FrequencyPenalty * n + _o.PresencePenalty;
+        // Constrained decoding: disallowed tokens get -inf, so neither argmax nor a draw can pick them.
+        _constraint?.Mask(logits);
     }
 
     /// <summary>
