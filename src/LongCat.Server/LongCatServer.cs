@@ -92,6 +92,9 @@ public static class LongCatServer
                 metrics.Count(route, ctx.Response.StatusCode);
             }
         });
+        // Security guards (HostFiltering.cs, Cors.cs): before the key check, so a preflight needs no key.
+        HostFiltering.Use(app, options);
+        Cors.Use(app, options);
         if (options.ApiKey is { } key)
         {
             var want = SHA256.HashData(Encoding.UTF8.GetBytes(key));
@@ -179,6 +182,7 @@ public static class LongCatServer
     static ApiException ToApiError(Exception e) => e switch
     {
         ApiException a => a,
+        ContextLengthExceededException c => new ApiException(400, c.Message + ": shorten the conversation", param: "messages", code: "context_length_exceeded"),
         SchedulerBusyException b => new ApiException(429, b.Message, "rate_limit_error", code: "rate_limit_exceeded") { Data = { ["retry"] = b.RetryAfter } },
         ArgumentException a => new ApiException(400, a.Message.Split(" (Parameter '")[0], param: ParamOf(a.Message)),
         BadHttpRequestException { StatusCode: 413 } => new ApiException(413, "the request body is too large", code: "request_too_large"),
@@ -197,17 +201,22 @@ public static class LongCatServer
 
     static async Task WriteError(HttpContext ctx, ApiException e)
     {
+        // Clear drops every header: keep the ones that belong to the answer (401's challenge, 405's Allow, CORS).
+        var keep = KeptHeaders.Select(h => (h, ctx.Response.Headers[h])).Where(h => h.Item2.Count > 0).ToList();
         ctx.Response.Clear();
+        foreach (var (h, v) in keep) ctx.Response.Headers[h] = v;
         ctx.Response.StatusCode = e.Status;
         if (e.Data["retry"] is TimeSpan retry) ctx.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         ctx.Response.ContentType = "application/json";
         await ctx.Response.WriteAsync(e.ToJson().ToJsonString());
     }
 
+    static readonly string[] KeptHeaders = ["WWW-Authenticate", "Allow", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Vary"];
+
     static void CheckModel(string? model, ServedModel s)
     {
         if (model is not null && model != s.ModelId)
-            throw new ApiException(400, $"model '{model}' does not exist: this server has '{s.ModelId}'", param: "model", code: "model_not_found");
+            throw new ApiException(404, $"model '{model}' does not exist: this server has '{s.ModelId}'", param: "model", code: "model_not_found");
     }
 
     // ------------------------------------------------------------------ chat completions
@@ -294,7 +303,14 @@ public static class LongCatServer
         string id = "cmpl-" + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         await using var deltas = s.Generator.StreamAsync(prompt, g, ct).GetAsyncEnumerator(ct);
-        if (!await deltas.MoveNextAsync()) throw new InvalidOperationException("the generator ended without a reply");
+        try
+        {
+            if (!await deltas.MoveNextAsync()) throw new InvalidOperationException("the generator ended without a reply");
+        }
+        catch (ContextLengthExceededException e)
+        {
+            throw new ApiException(400, e.Message + ": shorten the prompt", param: "prompt", code: "context_length_exceeded");
+        }
 
         if (!req.Stream)
         {

@@ -17,12 +17,19 @@ public sealed class OpenAIRequest
     public string? Prompt { get; private init; }
     public ChatOptions Options { get; } = new();
 
-    /// <summary>Reads the body as JSON whatever its content type says (400 for anything else, 413 past the size limit).</summary>
+    /// <summary>
+    /// Reads the body as JSON: 415 unless it is sent as application/json, 400 for anything else or for a string that
+    /// is not valid Unicode (see <see cref="RequestValidation"/>), 413 past the size limit.
+    /// </summary>
     public static async Task<JsonDocument> ReadJsonAsync(Microsoft.AspNetCore.Http.HttpRequest request, CancellationToken ct)
     {
+        RequestValidation.RequireJson(request);
         try
         {
-            return await JsonDocument.ParseAsync(request.Body, new JsonDocumentOptions { MaxDepth = 32 }, ct);
+            var doc = await JsonDocument.ParseAsync(request.Body, new JsonDocumentOptions { MaxDepth = 32 }, ct);
+            try { RequestValidation.CheckStrings(doc.RootElement); }
+            catch { doc.Dispose(); throw; }
+            return doc;
         }
         catch (JsonException e)
         {

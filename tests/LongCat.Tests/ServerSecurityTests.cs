@@ -49,7 +49,6 @@ public class ServerSecurityTests(ServerFixture f) : IClassFixture<ServerFixture>
     [InlineData("""{"messages":"hi"}""", "messages")]
     [InlineData("""{"messages":[]}""", "messages")]
     [InlineData("""{"temperature":0.5}""", "messages")]
-    [InlineData("""{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}""", "model")]
     [InlineData("""{"messages":[{"role":"wizard","content":"hi"}]}""", "messages[0].role")]
     [InlineData("""{"messages":[{"role":"user","content":5}]}""", "messages[0].content")]
     [InlineData("""{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""", "messages[0].content")]
@@ -77,7 +76,6 @@ public class ServerSecurityTests(ServerFixture f) : IClassFixture<ServerFixture>
     [InlineData("""{"prompt":""}""", "prompt")]
     [InlineData("""{"prompt":["a","b"]}""", "prompt")]
     [InlineData("""{"max_tokens":3}""", "prompt")]
-    [InlineData("""{"prompt":"hi","model":"x"}""", "model")]
     [InlineData("""{"prompt":"hi","temperature":-0.1}""", "temperature")]
     public async Task BadCompletionRequestsAre400(string body, string param)
     {

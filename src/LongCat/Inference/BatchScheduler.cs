@@ -66,7 +66,7 @@ public sealed class BatchScheduler : IDisposable
             if (prompt[i] < 0 || prompt[i] >= c.VocabSize)
                 throw new ArgumentException($"prompt token {i} = {prompt[i]} is outside the vocabulary 0..{c.VocabSize - 1}");
         if (prompt.Count >= ContextLength)
-            throw new ArgumentException($"the prompt has {prompt.Count} tokens, which leaves no room in the context of {ContextLength} tokens");
+            throw new ContextLengthExceededException(prompt.Count, ContextLength);
         if (options.Speculative && _model.Mtp is null)
             throw new ArgumentException("speculative decoding needs an MTP head, and this checkpoint has no model.mtp.* weights");
         int capacity = (int)Math.Min(ContextLength, (long)prompt.Count + options.MaxTokens + 1);

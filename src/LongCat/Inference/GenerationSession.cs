@@ -64,7 +64,7 @@ public sealed class GenerationSession
         int ctx = contextLength ?? c.MaxPositionEmbeddings;
         if (ctx < 1 || ctx > c.MaxPositionEmbeddings) throw new ArgumentException($"context length {ctx} must be in 1..max_position_embeddings = {c.MaxPositionEmbeddings}");
         if (prompt.Count >= ctx)
-            throw new ArgumentException($"the prompt has {prompt.Count} tokens, which leaves no room in the context of {ctx} tokens");
+            throw new ContextLengthExceededException(prompt.Count, ctx);
         if (options.Speculative && model.Mtp is null)
             throw new ArgumentException("speculative decoding needs an MTP head, and this checkpoint has no model.mtp.* weights");
         _prompt = [.. prompt];
