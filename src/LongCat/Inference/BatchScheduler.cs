@@ -30,6 +30,7 @@ public sealed class BatchScheduler : IDisposable
     readonly Queue<(long Ticks, int Tokens)> _recent = new();
     bool _disposed;
     volatile int _runningCount;
+    int _liveRegistrations;
     long _submitted, _rejected, _finished, _cancelled, _failed, _promptTokens, _completionTokens, _steps, _drafted, _accepted, _expertSum, _expertPairs;
 
     public BatchScheduler(LongCatModel model, SchedulerOptions? options = null)
@@ -74,20 +75,34 @@ public sealed class BatchScheduler : IDisposable
             throw new ArgumentException($"this request needs {Pool.LeaseBytes(capacity, options.Speculative) >> 20} MiB of KV cache ({capacity} tokens), more than the whole pool of {Pool.CapacityBytes >> 20} MiB: ask for fewer tokens");
 
         var s = new Seq([.. prompt], options, new Sampler(options, c.VocabSize, prompt), capacity, c.MoeTopK);
-        lock (_lock)
+        // Register before the loop can see the sequence: once queued it may finish (and unregister) at any moment.
+        if (cancellationToken.CanBeCanceled)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            int freeSlots = Math.Max(0, _o.MaxRunningSequences - _runningCount);
-            if (_queue.Count - freeSlots >= _o.MaxQueuedRequests)
-            {
-                _rejected++;
-                throw new SchedulerBusyException($"the server is busy: {_runningCount} sequences running and {_queue.Count} waiting (limit {_o.MaxQueuedRequests}); retry later", TimeSpan.FromSeconds(1));
-            }
-            s.Node = _queue.AddLast(s);
-            _submitted++;
-            Monitor.PulseAll(_lock);
+            Interlocked.Increment(ref _liveRegistrations);
+            s.Registered = 1;
+            s.Registration = cancellationToken.Register(() => RequestCancel(s));
         }
-        if (cancellationToken.CanBeCanceled) s.Registration = cancellationToken.Register(() => RequestCancel(s));
+        try
+        {
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                int freeSlots = Math.Max(0, _o.MaxRunningSequences - _runningCount);
+                if (_queue.Count - freeSlots >= _o.MaxQueuedRequests)
+                {
+                    _rejected++;
+                    throw new SchedulerBusyException($"the server is busy: {_runningCount} sequences running and {_queue.Count} waiting (limit {_o.MaxQueuedRequests}); retry later", TimeSpan.FromSeconds(1));
+                }
+                s.Node = _queue.AddLast(s);
+                _submitted++;
+                Monitor.PulseAll(_lock);
+            }
+        }
+        catch
+        {
+            Unregister(s);
+            throw;
+        }
         return new ScheduledSequence(s.Channel.Reader, s.Done.Task, prompt.Count, () => RequestCancel(s));
     }
 
@@ -99,6 +114,18 @@ public sealed class BatchScheduler : IDisposable
     {
         s.CancelRequested = true;
         lock (_lock) Monitor.PulseAll(_lock);
+    }
+
+    /// <summary>Cancellation registrations of sequences not yet ended (0 once everything ended: none leaks).</summary>
+    internal int LiveRegistrations => Volatile.Read(ref _liveRegistrations);
+
+    void Unregister(Seq s)
+    {
+        if (Interlocked.Exchange(ref s.Registered, 0) == 1)
+        {
+            s.Registration.Unregister();
+            Interlocked.Decrement(ref _liveRegistrations);
+        }
     }
 
     /// <summary>Counters and gauges now.</summary>
@@ -160,10 +187,9 @@ public sealed class BatchScheduler : IDisposable
             }
             catch (Exception e)
             {
-                // A bug or out of memory: fail the sequences of this step, keep serving the others.
-                foreach (var s in _running.ToArray()) Fail(s, e);
-                _running.Clear();
-                _runningCount = 0;
+                // Last resort (the step's own handlers fail only the sequences a failure touched): fail the running
+                // sequences that have not ended, keep serving the queue.
+                Fail(_running.ToArray(), e);
             }
         }
         foreach (var s in _running) Finish(s, StopReason.Cancelled, null);
@@ -225,7 +251,16 @@ public sealed class BatchScheduler : IDisposable
                 s.PendingHidden.Clear();
                 toks.Add(t);
             }
-            var draftLogits = m.Mtp!.ForwardBatch(hid.ToArray(), toks, spec.Select(s => s.Lease!.Mtp!).ToList(), m.LmHead, m.Rope);
+            float[] draftLogits;
+            try
+            {
+                draftLogits = m.Mtp!.ForwardBatch(hid.ToArray(), toks, spec.Select(s => s.Lease!.Mtp!).ToList(), m.LmHead, m.Rope);
+            }
+            catch (Exception e)
+            {
+                Fail(spec, e);  // their MTP caches are in an unknown state; the others go on
+                return;
+            }
             for (int i = 0; i < spec.Count; i++)
             {
                 var s = spec[i];
@@ -256,7 +291,16 @@ public sealed class BatchScheduler : IDisposable
                 rows.Add(s.Prefilled + n == s.Prompt.Length ? 1 : 0);
             }
         }
-        var r = m.ForwardBatchRows(tokens, batch.Select(s => s.Lease!.Main).ToList(), rows);
+        BatchRowsResult r;
+        try
+        {
+            r = m.ForwardBatchRows(tokens, batch.Select(s => s.Lease!.Main).ToList(), rows);
+        }
+        catch (Exception e)
+        {
+            Fail(batch, e);  // their KV caches are in an unknown state; sequences outside this batch go on
+            return;
+        }
         _steps++;
         int generated = 0;
 
@@ -265,57 +309,66 @@ public sealed class BatchScheduler : IDisposable
         for (int i = 0; i < batch.Count; i++)
         {
             var s = batch[i];
-            int n = tokens[i].Length, tok = r.TokenOffset[i], row = r.LogitOffset[i];
-            var main = s.Lease!.Main;
-            bool keepHidden = s.Lease.Mtp is not null;
-            int before = s.Output.Count;
-            StopReason stop;
-            string? matched;
-            if (s.Pending < 0)
+            try
             {
-                s.Prefilled += n;
-                if (keepHidden)
-                    for (int j = 0; j < n; j++) s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + j) * hd, hd).ToArray());
-                if (s.Prefilled < s.Prompt.Length) continue;
-                s.FirstTokenTicks = Stopwatch.GetTimestamp();
-                int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
-                (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + n - 1));
-            }
-            else if (s.Draft < 0)
-            {
-                if (keepHidden) s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
-                int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
-                (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok));
-            }
-            else
-            {
-                int d = s.Draft;
-                var p = s.Sampler.Distribution(r.Logits.AsSpan(row * v, v));
-                int verified = GenerationSession.AcceptOrResample(p, s.DraftQ!, d, s.Sampler);
-                s.Draft = -1;
-                s.DraftQ = null;
-                if (verified == d)
+                int n = tokens[i].Length, tok = r.TokenOffset[i], row = r.LogitOffset[i];
+                var main = s.Lease!.Main;
+                bool keepHidden = s.Lease.Mtp is not null;
+                int before = s.Output.Count;
+                StopReason stop;
+                string? matched;
+                if (s.Pending < 0)
                 {
-                    s.Accepted++;
-                    (stop, matched) = Emit(s, d, true, RealExperts(r.Routing, tok));
-                    if (stop == StopReason.None)
-                    {
-                        s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
-                        s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + 1) * hd, hd).ToArray());
-                        int y = s.Sampler.Sample(r.Logits.AsSpan((row + 1) * v, v));
-                        (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + 1));
-                    }
+                    s.Prefilled += n;
+                    if (keepHidden)
+                        for (int j = 0; j < n; j++) s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + j) * hd, hd).ToArray());
+                    if (s.Prefilled < s.Prompt.Length) continue;
+                    s.FirstTokenTicks = Stopwatch.GetTimestamp();
+                    int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
+                    (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + n - 1));
+                }
+                else if (s.Draft < 0)
+                {
+                    if (keepHidden) s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
+                    int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
+                    (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok));
                 }
                 else
                 {
-                    // Drop the draft from the main cache; the resampled token is the next one.
-                    main.Truncate(main.Length - 1);
-                    s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
-                    (stop, matched) = Emit(s, verified, false, RealExperts(r.Routing, tok));
+                    int d = s.Draft;
+                    var p = s.Sampler.Distribution(r.Logits.AsSpan(row * v, v));
+                    int verified = GenerationSession.AcceptOrResample(p, s.DraftQ!, d, s.Sampler);
+                    s.Draft = -1;
+                    s.DraftQ = null;
+                    if (verified == d)
+                    {
+                        s.Accepted++;
+                        (stop, matched) = Emit(s, d, true, RealExperts(r.Routing, tok));
+                        if (stop == StopReason.None)
+                        {
+                            s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
+                            s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + 1) * hd, hd).ToArray());
+                            int y = s.Sampler.Sample(r.Logits.AsSpan((row + 1) * v, v));
+                            (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + 1));
+                        }
+                    }
+                    else
+                    {
+                        // Drop the draft from the main cache; the resampled token is the next one.
+                        main.Truncate(main.Length - 1);
+                        s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
+                        (stop, matched) = Emit(s, verified, false, RealExperts(r.Routing, tok));
+                    }
                 }
+                generated += s.Output.Count - before;
+                if (stop != StopReason.None) { ended.Add(s); Finish(s, stop, matched); }
             }
-            generated += s.Output.Count - before;
-            if (stop != StopReason.None) { ended.Add(s); Finish(s, stop, matched); }
+            catch (Exception e)
+            {
+                // This sequence's sampling or stop check threw (a bug, a caller's Decode): it alone fails.
+                ended.Add(s);
+                FailOne(s, e);
+            }
         }
         foreach (var s in ended) _running.Remove(s);
         lock (_lock)
@@ -343,6 +396,8 @@ public sealed class BatchScheduler : IDisposable
 
     void Finish(Seq s, StopReason reason, string? matched)
     {
+        if (s.Ended) return;
+        s.Ended = true;
         long now = Stopwatch.GetTimestamp();
         s.Lease?.Dispose();
         s.Lease = null;
@@ -372,17 +427,30 @@ public sealed class BatchScheduler : IDisposable
             _expertSum += s.Hist.Select((n, k) => n * k).Sum();
             _expertPairs += pairs;
         }
-        s.Registration.Unregister();
+        Unregister(s);
         s.Channel.Writer.TryComplete();
         s.Done.TrySetResult(result);
     }
 
-    void Fail(Seq s, Exception e)
+    /// <summary>Fails these sequences (those not already ended) and takes them out of the running set.</summary>
+    void Fail(IReadOnlyList<Seq> seqs, Exception e)
     {
+        foreach (var s in seqs) FailOne(s, e);
+        var gone = seqs.ToHashSet();
+        _running.RemoveAll(gone.Contains);
+        lock (_lock) _runningCount = _running.Count;
+    }
+
+    /// <summary>Ends a sequence with an error, counted once as failed (a no-op for a sequence that already ended).</summary>
+    void FailOne(Seq s, Exception e)
+    {
+        if (s.Ended) return;
+        s.Ended = true;
         s.Lease?.Dispose();
         s.Lease = null;
+        s.PendingHidden.Clear();
         lock (_lock) _failed++;
-        s.Registration.Unregister();
+        Unregister(s);
         s.Channel.Writer.TryComplete(e);
         s.Done.TrySetException(e);
     }
@@ -417,6 +485,10 @@ public sealed class BatchScheduler : IDisposable
         public readonly long[] Hist = new long[topK + 1];
         public LinkedListNode<Seq>? Node;
         public CancellationTokenRegistration Registration;
+        /// <summary>1 while a cancellation registration is held (released once, by whoever ends the sequence).</summary>
+        public int Registered;
+        /// <summary>Finished or failed: counted once, never touched again.</summary>
+        public bool Ended;
         public volatile bool CancelRequested;
         public KvLease? Lease;
         public int Prefilled;
