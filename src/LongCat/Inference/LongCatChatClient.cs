@@ -100,8 +100,9 @@ public sealed class LongCatChatClient : IChatClient
             if (turns.Count > 0 && turns[^1].Role == role) turns[^1] = turns[^1] with { Content = turns[^1].Content + "\n" + m.Text };
             else turns.Add(new ChatTurn(role, m.Text));
         }
-        if (turns.Count == 0 || turns.All(t => t.Role == ChatTurn.System)) throw new ArgumentException("messages must include at least one user message");
-        if (turns[^1].Role != ChatTurn.User) throw new ArgumentException($"messages: the last message must be from the user, got '{turns[^1].Role}'");
+        if (turns.Count == 0 || turns.All(t => t.Role == ChatTurn.System)) throw new ArgumentException("messages must include at least one user or assistant message");
+        // Order (ChatFormat): system messages anywhere join the system prompt, an assistant greeting first gets an
+        // empty user turn, a final assistant message is a prefix the reply continues.
         return ChatFormat.EncodePrompt(Generator.Tokenizer, turns);
     }
 

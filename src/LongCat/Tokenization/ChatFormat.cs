@@ -37,24 +37,36 @@ public static class ChatFormat
         "{%- elif m['role'] == 'assistant' -%}{{- m['content'] + '</longcat_s>' -}}{%- set ns.round = ns.round + 1 -%}" +
         "{%- endif -%}{%- endfor -%}";
 
-    /// <summary>A rendered piece: text, and whether it is assistant output (trainable).</summary>
-    readonly record struct Segment(string Text, bool Assistant);
+    /// <summary>
+    /// A rendered piece: text, whether it is assistant output (trainable), and whether it is control markup (the
+    /// end-of-turn token), the only text encoded with special-token matching: message contents are encoded as plain
+    /// text, so a user who types "&lt;/longcat_s&gt;" gets the characters, never the control token.
+    /// </summary>
+    readonly record struct Segment(string Text, bool Assistant, bool Control = false);
+
+    static void Encode(Tokenizer tokenizer, Segment s, List<int> ids)
+    {
+        if (s.Control) tokenizer.EncodeToIds(s.Text, ids);
+        else tokenizer.EncodeTextToIds(s.Text, ids);
+    }
 
     /// <summary>
     /// Renders <paramref name="turns"/> as text. With <paramref name="addGenerationPrompt"/>, a final user turn
-    /// ends with " ASSISTANT:" so the model continues with the reply.
+    /// ends with " ASSISTANT:" so the model continues with the reply. With <paramref name="continueFinalAssistant"/>,
+    /// a final assistant turn is left open (no end-of-turn), as <see cref="EncodePrompt"/> renders it.
     /// </summary>
-    public static string Render(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt = true) =>
-        string.Concat(Segments(turns, addGenerationPrompt).Select(s => s.Text));
+    public static string Render(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt = true, bool continueFinalAssistant = false) =>
+        string.Concat(Segments(turns, addGenerationPrompt, continueFinalAssistant).Select(s => s.Text));
 
     /// <summary>
-    /// Ids of the prompt for generation: the conversation so far plus " ASSISTANT:". Encoded segment by segment
+    /// Ids of the prompt for generation: the conversation so far plus " ASSISTANT:", or, when the last turn is an
+    /// assistant's, that turn left open so the model continues it. Encoded segment by segment
     /// exactly as <see cref="EncodeForTraining"/> does, so a model sees the same ids in training and inference.
     /// </summary>
     public static int[] EncodePrompt(Tokenizer tokenizer, IReadOnlyList<ChatTurn> turns)
     {
         var ids = new List<int>();
-        foreach (var s in Segments(turns, addGenerationPrompt: true)) tokenizer.EncodeToIds(s.Text, ids);
+        foreach (var s in Segments(turns, addGenerationPrompt: true, continueFinal: true)) Encode(tokenizer, s, ids);
         return [.. ids];
     }
 
@@ -66,53 +78,73 @@ public static class ChatFormat
     {
         var ids = new List<int>();
         var mask = new List<bool>();
-        foreach (var s in Segments(turns, addGenerationPrompt: false))
+        foreach (var s in Segments(turns, addGenerationPrompt: false, continueFinal: false))
         {
             int before = ids.Count;
-            tokenizer.EncodeToIds(s.Text, ids);
+            Encode(tokenizer, s, ids);
             for (int i = before; i < ids.Count; i++) mask.Add(s.Assistant);
         }
         return new EncodedChat([.. ids], [.. mask]);
     }
 
-    static List<Segment> Segments(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt)
+    /// <remarks>
+    /// Message order: every system message goes into the one system prompt before round 0, joined by newlines in
+    /// order (as <see cref="JinjaTemplate"/> does; the format has no place for a system turn inside a round). An
+    /// assistant turn without a user turn before it (a greeting) gets an empty user turn, since a round always starts
+    /// with "USER:". With <paramref name="continueFinal"/>, a final assistant turn is a prefix the model continues:
+    /// it is left open (no end-of-turn token).
+    /// </remarks>
+    static List<Segment> Segments(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt, bool continueFinal)
     {
         var segs = new List<Segment>();
         var prompt = new StringBuilder();
-        int i = 0;
-        var system = new List<string>();
-        while (i < turns.Count && turns[i].Role == ChatTurn.System) system.Add(turns[i++].Content);
-        string sys = string.Join("\n", system);
+        string sys = string.Join("\n", turns.Where(t => t.Role == ChatTurn.System).Select(t => t.Content));
         if (sys.Length > 0) prompt.Append("SYSTEM:").Append(sys);
-        int round = 0;
-        for (; i < turns.Count; i++)
+        int round = 0, previous = -1;  // index of the previous non-system turn
+        for (int i = 0; i < turns.Count; i++)
         {
             var t = turns[i];
+            if (t.Role == ChatTurn.System) continue;
+            int prev = previous;
+            previous = i;
             switch (t.Role)
             {
                 case ChatTurn.User:
-                    if (i > 0 && turns[i - 1].Role == ChatTurn.User)
+                    if (prev >= 0 && turns[prev].Role == ChatTurn.User)
                         throw new ArgumentException($"turn {i}: two user turns in a row; user and assistant must alternate");
-                    if (prompt.Length > 0 || segs.Count > 0) prompt.Append(' ');
-                    prompt.Append("[Round ").Append(round.ToString(CultureInfo.InvariantCulture)).Append("] USER:").Append(t.Content);
-                    if (i + 1 < turns.Count || addGenerationPrompt) prompt.Append(" ASSISTANT:");
+                    StartRound(t.Content);
+                    if (NextNonSystem(turns, i) < turns.Count || addGenerationPrompt) prompt.Append(" ASSISTANT:");
                     break;
                 case ChatTurn.Assistant:
-                    if (i == 0 || turns[i - 1].Role != ChatTurn.User)
-                        throw new ArgumentException($"turn {i}: an assistant turn must follow a user turn");
+                    if (prev >= 0 && turns[prev].Role == ChatTurn.Assistant)
+                        throw new ArgumentException($"turn {i}: two assistant turns in a row; user and assistant must alternate");
+                    if (prev < 0) StartRound("").Append(" ASSISTANT:");   // a greeting: round 0 with an empty user turn
                     segs.Add(new Segment(prompt.ToString(), false));
                     prompt.Clear();
-                    segs.Add(new Segment(t.Content + EndOfTurn, true));
+                    bool open = continueFinal && NextNonSystem(turns, i) == turns.Count;   // a prefix to continue
+                    segs.Add(new Segment(t.Content, true));
+                    if (!open) segs.Add(new Segment(EndOfTurn, true, Control: true));
                     round++;
                     break;
-                case ChatTurn.System:
-                    throw new ArgumentException($"turn {i}: a system turn must come before the first user turn");
                 default:
                     throw new ArgumentException($"turn {i}: unknown role '{t.Role}' (system, user, assistant)");
             }
         }
         if (prompt.Length > 0) segs.Add(new Segment(prompt.ToString(), false));
         return segs;
+
+        StringBuilder StartRound(string user)
+        {
+            if (prompt.Length > 0 || segs.Count > 0) prompt.Append(' ');
+            return prompt.Append("[Round ").Append(round.ToString(CultureInfo.InvariantCulture)).Append("] USER:").Append(user);
+        }
+    }
+
+    static int NextNonSystem(IReadOnlyList<ChatTurn> turns, int i)
+    {
+        int j = i + 1;
+        while (j < turns.Count && turns[j].Role == ChatTurn.System) j++;
+        return j;
     }
 
     /// <summary>
