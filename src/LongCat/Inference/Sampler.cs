@@ -3,10 +3,17 @@ using LongCat.Model;
 namespace LongCat.Inference;
 
 /// <summary>
-/// Turns logits into a token: penalties (repetition, frequency, presence), temperature, top-k, top-p, min-p,
-/// then a draw from a seeded generator (or argmax at temperature 0). <see cref="Distribution"/> exposes the
+/// Turns logits into a token: logit bias, penalties (repetition, frequency, presence), temperature, top-k, top-p,
+/// min-p, then a draw from a seeded generator (or argmax at temperature 0). <see cref="Distribution"/> exposes the
 /// final probabilities, which speculative decoding needs for both the draft and the target.
 /// </summary>
+/// <remarks>
+/// The filters never sort the whole vocabulary: the kept set is always a prefix of the order "probability
+/// descending, lower id first", so the sampler selects only the best candidates (a bounded heap), sorts those, and
+/// widens the candidate set (doubling) in the rare case top-p needs more. The kept set, its order, and so every
+/// sum and result are exactly those of sorting everything (<see cref="SamplingReference"/>, which the tests and
+/// <c>longcat bench sample</c> compare against).
+/// </remarks>
 public sealed class Sampler
 {
     readonly GenerationOptions _o;
@@ -15,6 +22,7 @@ public sealed class Sampler
     readonly HashSet<int> _prompt = [];
     readonly int[] _order;
     readonly float[] _probs;
+
 
     public Sampler(GenerationOptions options, int vocabSize, IEnumerable<int> prompt)
     {
@@ -33,6 +41,8 @@ public sealed class Sampler
     /// <summary>Applies the penalties and the temperature in place.</summary>
     void Adjust(Span<float> logits)
     {
+        if (_o.LogitBias is { } bias)
+            foreach (var (t, b) in bias) logits[t] += b;
         if (_o.RepetitionPenalty != 1f)
         {
             float r = _o.RepetitionPenalty;
@@ -68,29 +78,101 @@ public sealed class Sampler
         for (int i = 0; i < v; i++) p[i] = (float)(p[i] / sum);
         bool filter = _o.TopK > 0 && _o.TopK < v || _o.TopP < 1 || _o.MinP > 0;
         if (!filter) return p;
+        Filter(p);
+        return p;
+    }
 
-        // Sort descending by probability (ties: lower id first) to apply the filters deterministically.
-        for (int i = 0; i < v; i++) _order[i] = i;
-        Array.Sort(_order, (a, b) => p[a] != p[b] ? p[b].CompareTo(p[a]) : a.CompareTo(b));
-        int keep = v;
-        if (_o.TopK > 0) keep = Math.Min(keep, _o.TopK);
-        if (_o.TopP < 1)
+    /// <summary>Applies top-k, top-p and min-p to probabilities <paramref name="p"/> in place (see the remarks).</summary>
+    void Filter(float[] p)
+    {
+        int v = p.Length;
+        // Candidates: exactly the top-k; for top-p / min-p alone, a first guess widened until it decides the cut.
+        int c = _o.TopK > 0 ? Math.Min(_o.TopK, v) : Math.Min(64, v);
+        int keep;
+        while (true)
         {
-            double cum = 0;
-            for (int i = 0; i < keep; i++) { cum += p[_order[i]]; if (cum >= _o.TopP) { keep = i + 1; break; } }
-        }
-        if (_o.MinP > 0)
-        {
-            float thr = _o.MinP * p[_order[0]];
-            int k2 = 1;
-            while (k2 < keep && p[_order[k2]] >= thr) k2++;
-            keep = k2;
+            if (2 * c >= v && _o.TopK <= 0) c = v;
+            SelectBest(p, c);
+            keep = c;
+            bool decided = c == v || _o.TopK > 0;
+            if (_o.TopP < 1)
+            {
+                double cum = 0;
+                for (int i = 0; i < keep; i++) { cum += p[_order[i]]; if (cum >= _o.TopP) { keep = i + 1; decided = true; break; } }
+            }
+            if (_o.MinP > 0)
+            {
+                float thr = _o.MinP * p[_order[0]];
+                int k2 = 1;
+                while (k2 < keep && p[_order[k2]] >= thr) k2++;
+                // A cut inside the candidates is final: everything past them is no more likely than the last one.
+                if (k2 < c) decided = true;
+                keep = k2;
+            }
+            if (decided) break;
+            c *= 2;
         }
         double kept = 0;
         for (int i = 0; i < keep; i++) kept += p[_order[i]];
-        for (int i = keep; i < v; i++) p[_order[i]] = 0;
-        for (int i = 0; i < keep; i++) p[_order[i]] = (float)(p[_order[i]] / kept);
-        return p;
+        var values = keep <= 4096 ? stackalloc float[keep] : new float[keep];
+        for (int i = 0; i < keep; i++) values[i] = (float)(p[_order[i]] / kept);
+        Array.Clear(p);
+        for (int i = 0; i < keep; i++) p[_order[i]] = values[i];
+    }
+
+    /// <summary>True when id <paramref name="a"/> comes before <paramref name="b"/>: more probable, or as probable and lower.</summary>
+    static bool Before(float[] p, int a, int b)
+    {
+        int c = p[b].CompareTo(p[a]);
+        return c != 0 ? c < 0 : a < b;
+    }
+
+    /// <summary>
+    /// Puts the <paramref name="count"/> first ids of the order into <c>_order[0..count)</c>, sorted: a heap whose
+    /// root is the last of the best so far (most ids fail one comparison with it), then a sort of those only.
+    /// </summary>
+    void SelectBest(float[] p, int count)
+    {
+        int v = p.Length;
+        var h = _order;
+        if (count == v)
+        {
+            for (int i = 0; i < v; i++) h[i] = i;
+        }
+        else
+        {
+            for (int i = 0; i < count; i++) { h[i] = i; SiftUp(p, h, i); }
+            for (int i = count; i < v; i++)
+                if (Before(p, i, h[0])) { h[0] = i; SiftDown(p, h, count); }
+        }
+        var f = p;
+        Array.Sort(h, 0, count, Comparer<int>.Create((a, b) => a == b ? 0 : Before(f, a, b) ? -1 : 1));
+    }
+
+    // The heap keeps its last-in-order element at the root: a parent never comes before its children.
+    static void SiftUp(float[] p, int[] h, int i)
+    {
+        while (i > 0)
+        {
+            int parent = (i - 1) >> 1;
+            if (!Before(p, h[parent], h[i])) break;
+            (h[parent], h[i]) = (h[i], h[parent]);
+            i = parent;
+        }
+    }
+
+    static void SiftDown(float[] p, int[] h, int n)
+    {
+        int i = 0;
+        while (true)
+        {
+            int l = 2 * i + 1, r = l + 1, last = i;
+            if (l < n && Before(p, h[last], h[l])) last = l;
+            if (r < n && Before(p, h[last], h[r])) last = r;
+            if (last == i) return;
+            (h[last], h[i]) = (h[i], h[last]);
+            i = last;
+        }
     }
 
     /// <summary>Draws a token from a distribution (argmax when greedy).</summary>
