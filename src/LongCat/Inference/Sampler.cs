@@ -86,32 +86,43 @@ public sealed class Sampler
     void Filter(float[] p)
     {
         int v = p.Length;
-        // Candidates: exactly the top-k; for top-p / min-p alone, a first guess widened until it decides the cut.
-        int c = _o.TopK > 0 ? Math.Min(_o.TopK, v) : Math.Min(64, v);
-        int keep;
-        while (true)
+        int c = Candidates(p);
+        // The cuts, over the sorted candidates exactly as over the whole order.
+        int keep = _o.TopK > 0 ? Math.Min(_o.TopK, c) : c;
+        bool reached = _o.TopP >= 1;
+        if (_o.TopP < 1)
         {
-            if (2 * c >= v && _o.TopK <= 0) c = v;
-            SelectBest(p, c);
-            keep = c;
-            bool decided = c == v || _o.TopK > 0;
-            if (_o.TopP < 1)
-            {
-                double cum = 0;
-                for (int i = 0; i < keep; i++) { cum += p[_order[i]]; if (cum >= _o.TopP) { keep = i + 1; decided = true; break; } }
-            }
-            if (_o.MinP > 0)
-            {
-                float thr = _o.MinP * p[_order[0]];
-                int k2 = 1;
-                while (k2 < keep && p[_order[k2]] >= thr) k2++;
-                // A cut inside the candidates is final: everything past them is no more likely than the last one.
-                if (k2 < c) decided = true;
-                keep = k2;
-            }
-            if (decided) break;
-            c *= 2;
+            double cum = 0;
+            for (int i = 0; i < keep; i++) { cum += p[_order[i]]; if (cum >= _o.TopP) { keep = i + 1; reached = true; break; } }
         }
+        if (_o.MinP > 0)
+        {
+            float thr = _o.MinP * p[_order[0]];
+            int k2 = 1;
+            while (k2 < keep && p[_order[k2]] >= thr) k2++;
+            keep = k2;
+        }
+        if (!reached && _o.TopK <= 0 && _o.MinP <= 0 && c < v)
+        {
+            // Top-p's cut lies past the candidates (only float rounding of the bucket sums can do this): sort all.
+            SortAll(p);
+            Filter2(p, v);
+            return;
+        }
+        Normalize(p, keep);
+    }
+
+    /// <summary>The rare fallback: the cuts over the fully sorted order.</summary>
+    void Filter2(float[] p, int v)
+    {
+        int keep = v;
+        double cum = 0;
+        for (int i = 0; i < keep; i++) { cum += p[_order[i]]; if (cum >= _o.TopP) { keep = i + 1; break; } }
+        Normalize(p, keep);
+    }
+
+    void Normalize(float[] p, int keep)
+    {
         double kept = 0;
         for (int i = 0; i < keep; i++) kept += p[_order[i]];
         var values = keep <= 4096 ? stackalloc float[keep] : new float[keep];
@@ -119,6 +130,65 @@ public sealed class Sampler
         Array.Clear(p);
         for (int i = 0; i < keep; i++) p[_order[i]] = values[i];
     }
+
+    /// <summary>
+    /// Puts a sorted prefix of the order into <c>_order[0..count)</c> that is sure to hold the kept set, and returns
+    /// its length: the top-k (a bounded heap); with min-p, every id at or above the threshold (one pass); with top-p
+    /// alone, every id in the probability buckets (IEEE exponent and 4 mantissa bits, so monotonic) down to one past
+    /// the bucket where the mass reaches p.
+    /// </summary>
+    int Candidates(float[] p)
+    {
+        int v = p.Length;
+        if (_o.TopK > 0)
+        {
+            int k = Math.Min(_o.TopK, v);
+            if (8L * k >= v) { SortAll(p); return v; }
+            HeapSelect(p, k);
+            return k;
+        }
+        int n = 0;
+        if (_o.MinP > 0)
+        {
+            float max = 0;
+            for (int i = 0; i < v; i++) if (p[i] > max) max = p[i];
+            float thr = _o.MinP * max;
+            for (int i = 0; i < v; i++) if (p[i] >= thr) _order[n++] = i;
+        }
+        else
+        {
+            var mass = _bucketMass ??= new double[Buckets];
+            Array.Clear(mass);
+            for (int i = 0; i < v; i++) mass[Bucket(p[i])] += p[i];
+            // Walk down to the bucket where the mass reaches p, then take one more (a margin for the rounding of
+            // these sums, which add in another order than the cut's); the cut is checked exactly afterwards.
+            int lowest = 0, margin = 1;
+            double cum = 0;
+            for (int b = Buckets - 1; b > 0; b--)
+            {
+                if (mass[b] == 0) continue;
+                if (cum >= _o.TopP && margin-- == 0) { lowest = b + 1; break; }
+                cum += mass[b];
+            }
+            for (int i = 0; i < v; i++) if (Bucket(p[i]) >= lowest) _order[n++] = i;
+            if (2L * n >= v) { SortAll(p); return v; }
+        }
+        Sort(p, n);
+        return n;
+    }
+
+    const int Buckets = 1 << 12;
+    double[]? _bucketMass;
+
+    static int Bucket(float x) => x > 0 ? BitConverter.SingleToInt32Bits(x) >> 19 : 0;
+
+    void SortAll(float[] p)
+    {
+        for (int i = 0; i < p.Length; i++) _order[i] = i;
+        Sort(p, p.Length);
+    }
+
+    void Sort(float[] p, int count) => Array.Sort(_order, 0, count, Comparer<int>.Create((a, b) => a == b ? 0 : Before(p, a, b) ? -1 : 1));
 
     /// <summary>True when id <paramref name="a"/> comes before <paramref name="b"/>: more probable, or as probable and lower.</summary>
     static bool Before(float[] p, int a, int b)
@@ -128,25 +198,16 @@ public sealed class Sampler
     }
 
     /// <summary>
-    /// Puts the <paramref name="count"/> first ids of the order into <c>_order[0..count)</c>, sorted: a heap whose
-    /// root is the last of the best so far (most ids fail one comparison with it), then a sort of those only.
+    /// The <paramref name="count"/> first ids of the order into <c>_order[0..count)</c>, sorted: a heap whose root is
+    /// the last of the best so far (most ids fail one comparison with it), then a sort of those only.
     /// </summary>
-    void SelectBest(float[] p, int count)
+    void HeapSelect(float[] p, int count)
     {
-        int v = p.Length;
         var h = _order;
-        if (count == v)
-        {
-            for (int i = 0; i < v; i++) h[i] = i;
-        }
-        else
-        {
-            for (int i = 0; i < count; i++) { h[i] = i; SiftUp(p, h, i); }
-            for (int i = count; i < v; i++)
-                if (Before(p, i, h[0])) { h[0] = i; SiftDown(p, h, count); }
-        }
-        var f = p;
-        Array.Sort(h, 0, count, Comparer<int>.Create((a, b) => a == b ? 0 : Before(f, a, b) ? -1 : 1));
+        for (int i = 0; i < count; i++) { h[i] = i; SiftUp(p, h, i); }
+        for (int i = count; i < p.Length; i++)
+            if (Before(p, i, h[0])) { h[0] = i; SiftDown(p, h, count); }
+        Sort(p, count);
     }
 
     // The heap keeps its last-in-order element at the root: a parent never comes before its children.
