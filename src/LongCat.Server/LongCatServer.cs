@@ -240,7 +240,13 @@ public static class LongCatServer
         {
             var text = new StringBuilder(first.Text);
             ChatResponseUpdate last = first;
-            while (await updates.MoveNextAsync()) { text.Append(updates.Current.Text); last = updates.Current; }
+            var lps = new List<TokenLogprob>();
+            while (await updates.MoveNextAsync())
+            {
+                text.Append(updates.Current.Text);
+                last = updates.Current;
+                if (LogprobsOf(last) is { } lp) lps.AddRange(lp);
+            }
             await Results.Json(new JsonObject
             {
                 ["id"] = id,
@@ -251,7 +257,7 @@ public static class LongCatServer
                 {
                     ["index"] = 0,
                     ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text.ToString(), ["refusal"] = null },
-                    ["logprobs"] = null,
+                    ["logprobs"] = req.Logprobs is null ? null : Logprobs.Chat(s.Generator.Tokenizer, lps),
                     ["finish_reason"] = FinishReason(last.FinishReason),
                 }),
                 ["usage"] = Usage(last),
@@ -270,7 +276,12 @@ public static class LongCatServer
             ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finish }),
         };
         await StreamUpdates(ctx, updates, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null),
-            u => Chunk(new JsonObject { ["content"] = u.Text }, null),
+            u =>
+            {
+                var c = Chunk(new JsonObject { ["content"] = u.Text }, null);
+                if (req.Logprobs is not null) c["choices"]![0]!["logprobs"] = Logprobs.Chat(s.Generator.Tokenizer, LogprobsOf(u) ?? []);
+                return c;
+            },
             last =>
             {
                 var done = Chunk(new JsonObject(), FinishReason(last.FinishReason));
@@ -314,16 +325,28 @@ public static class LongCatServer
 
         if (!req.Stream)
         {
-            var text = new StringBuilder();
+            var text = new StringBuilder(req.Echo ? req.Prompt : "");
             GenerationResult? result = null;
-            while (await deltas.MoveNextAsync()) { text.Append(deltas.Current.Text); result ??= deltas.Current.Result; }
+            var lps = new List<TokenLogprob>();
+            while (await deltas.MoveNextAsync())
+            {
+                text.Append(deltas.Current.Text);
+                result ??= deltas.Current.Result;
+                if (deltas.Current.Logprobs is { } lp) lps.AddRange(lp);
+            }
             await Results.Json(new JsonObject
             {
                 ["id"] = id,
                 ["object"] = "text_completion",
                 ["created"] = created,
                 ["model"] = s.ModelId,
-                ["choices"] = new JsonArray(new JsonObject { ["text"] = text.ToString(), ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = FinishReason(result!) }),
+                ["choices"] = new JsonArray(new JsonObject
+                {
+                    ["text"] = text.ToString(),
+                    ["index"] = 0,
+                    ["logprobs"] = req.Logprobs is null ? null : Logprobs.Legacy(s.Generator.Tokenizer, lps, 0),
+                    ["finish_reason"] = FinishReason(result!),
+                }),
                 ["usage"] = Usage(result!),
                 ["longcat"] = StatsJson(LongCatChatClient.Stats(result!)),
             }).ExecuteAsync(ctx);
@@ -331,16 +354,29 @@ public static class LongCatServer
         }
 
         StartSse(ctx.Response);
-        JsonObject Chunk(string text, string? finish) => new()
+        int offset = 0;   // text offset of the next token, for legacy logprobs
+        JsonObject Chunk(string text, string? finish, IReadOnlyList<TokenLogprob>? lps = null)
         {
-            ["id"] = id,
-            ["object"] = "text_completion",
-            ["created"] = created,
-            ["model"] = s.ModelId,
-            ["choices"] = new JsonArray(new JsonObject { ["text"] = text, ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = finish }),
-        };
+            var c = new JsonObject
+            {
+                ["id"] = id,
+                ["object"] = "text_completion",
+                ["created"] = created,
+                ["model"] = s.ModelId,
+                ["choices"] = new JsonArray(new JsonObject
+                {
+                    ["text"] = text,
+                    ["index"] = 0,
+                    ["logprobs"] = req.Logprobs is null ? null : Logprobs.Legacy(s.Generator.Tokenizer, lps ?? [], offset),
+                    ["finish_reason"] = finish,
+                }),
+            };
+            offset += text.Length;
+            return c;
+        }
         try
         {
+            if (req.Echo) await Sse(ctx.Response, Chunk(req.Prompt!, null).ToJsonString(), ct);
             while (await deltas.MoveNextAsync())
             {
                 var d = deltas.Current;
@@ -348,10 +384,21 @@ public static class LongCatServer
                 {
                     var done = Chunk(d.Text, FinishReason(r));
                     done["longcat"] = StatsJson(LongCatChatClient.Stats(r));
-                    if (req.IncludeUsage) done["usage"] = Usage(r);
+                    if (req.IncludeUsage) done["usage"] = null;
                     await Sse(ctx.Response, done.ToJsonString(), ct);
+                    // As in chat: usage comes in a last chunk of its own, with no choices.
+                    if (req.IncludeUsage)
+                        await Sse(ctx.Response, new JsonObject
+                        {
+                            ["id"] = id,
+                            ["object"] = "text_completion",
+                            ["created"] = created,
+                            ["model"] = s.ModelId,
+                            ["choices"] = new JsonArray(),
+                            ["usage"] = Usage(r),
+                        }.ToJsonString(), ct);
                 }
-                else if (d.Text.Length > 0) await Sse(ctx.Response, Chunk(d.Text, null).ToJsonString(), ct);
+                else if (d.Text.Length > 0 || d.Logprobs is { Count: > 0 }) await Sse(ctx.Response, Chunk(d.Text, null, d.Logprobs).ToJsonString(), ct);
             }
             await Sse(ctx.Response, "[DONE]", ct);
         }
@@ -393,7 +440,7 @@ public static class LongCatServer
                     await Sse(ctx.Response, finish(u).ToJsonString(), ct);
                     if (usage is not null) await Sse(ctx.Response, usage(u).ToJsonString(), ct);
                 }
-                else if (u.Text.Length > 0) await Sse(ctx.Response, content(u).ToJsonString(), ct);
+                else if (u.Text.Length > 0 || LogprobsOf(u) is { Count: > 0 }) await Sse(ctx.Response, content(u).ToJsonString(), ct);
             }
             await Sse(ctx.Response, "[DONE]", ct);
         }
@@ -417,6 +464,9 @@ public static class LongCatServer
     }
 
     // ------------------------------------------------------------------ pieces of responses
+
+    static IReadOnlyList<TokenLogprob>? LogprobsOf(ChatResponseUpdate u) =>
+        u.AdditionalProperties?.TryGetValue(LongCatChatClient.LogprobsKey, out var v) == true ? v as IReadOnlyList<TokenLogprob> : null;
 
     static string FinishReason(ChatFinishReason? r) => r == ChatFinishReason.Length ? "length" : "stop";
 

@@ -16,6 +16,10 @@ public sealed class OpenAIRequest
     public List<ChatMessage> Messages { get; } = [];
     public string? Prompt { get; private init; }
     public ChatOptions Options { get; } = new();
+    /// <summary>Log-probabilities asked for: the alternatives per token (null = none). See <see cref="RequestOptions"/>.</summary>
+    public int? Logprobs { get; internal set; }
+    /// <summary>Completions: the prompt is echoed before the completion.</summary>
+    public bool Echo { get; internal set; }
 
     /// <summary>
     /// Reads the body as JSON: 415 unless it is sent as application/json, 400 for anything else or for a string that
@@ -147,8 +151,7 @@ public sealed class OpenAIRequest
             if (list.Any(s => s.Length == 0 || s.Length > 256)) throw ApiException.BadParam("stop", "stop strings must have 1..256 characters");
             o.StopSequences = list;
         }
-        if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
-            throw ApiException.BadParam("logprobs", "logprobs are not supported by this server");
+        RequestOptions.Parse(root, chat, r, o);
         if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
             throw ApiException.BadParam("tools", "tool calls are not supported by this server");
         return r;

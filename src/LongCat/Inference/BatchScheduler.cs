@@ -325,13 +325,13 @@ public sealed class BatchScheduler : IDisposable
                     if (s.Prefilled < s.Prompt.Length) continue;
                     s.FirstTokenTicks = Stopwatch.GetTimestamp();
                     int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
-                    (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + n - 1));
+                    (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + n - 1), r.Logits.AsSpan(row * v, v));
                 }
                 else if (s.Draft < 0)
                 {
                     if (keepHidden) s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
                     int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
-                    (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok));
+                    (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok), r.Logits.AsSpan(row * v, v));
                 }
                 else
                 {
@@ -343,13 +343,13 @@ public sealed class BatchScheduler : IDisposable
                     if (verified == d)
                     {
                         s.Accepted++;
-                        (stop, matched) = Emit(s, d, true, RealExperts(r.Routing, tok));
+                        (stop, matched) = Emit(s, d, true, RealExperts(r.Routing, tok), r.Logits.AsSpan(row * v, v));
                         if (stop == StopReason.None)
                         {
                             s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
                             s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + 1) * hd, hd).ToArray());
                             int y = s.Sampler.Sample(r.Logits.AsSpan((row + 1) * v, v));
-                            (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + 1));
+                            (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + 1), r.Logits.AsSpan((row + 1) * v, v));
                         }
                     }
                     else
@@ -357,7 +357,7 @@ public sealed class BatchScheduler : IDisposable
                         // Drop the draft from the main cache; the resampled token is the next one.
                         main.Truncate(main.Length - 1);
                         s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
-                        (stop, matched) = Emit(s, verified, false, RealExperts(r.Routing, tok));
+                        (stop, matched) = Emit(s, verified, false, RealExperts(r.Routing, tok), r.Logits.AsSpan(row * v, v));
                     }
                 }
                 generated += s.Output.Count - before;
@@ -380,12 +380,13 @@ public sealed class BatchScheduler : IDisposable
     }
 
     /// <summary>Streams a decided token and checks the stop conditions (as <see cref="GenerationSession"/>); sets it pending otherwise.</summary>
-    (StopReason, string?) Emit(Seq s, int token, bool fromDraft, int[] experts)
+    (StopReason, string?) Emit(Seq s, int token, bool fromDraft, int[] experts, ReadOnlySpan<float> logits)
     {
         s.Output.Add(token);
         s.Sampler.Accept(token);
         foreach (var e in experts) s.Hist[e]++;
-        s.Channel.Writer.TryWrite(new GeneratedToken(token, s.Output.Count - 1, fromDraft, experts));
+        var logprob = s.O.Logprobs is { } top ? TokenLogprobs.Compute(logits, token, top) : null;
+        s.Channel.Writer.TryWrite(new GeneratedToken(token, s.Output.Count - 1, fromDraft, experts, logprob));
         s.Pending = -1;
         var stop = s.O.CheckStop(s.Output);
         if (stop.Reason != StopReason.None) return stop;

@@ -21,6 +21,8 @@ public sealed record GenerationOptions
     public float PresencePenalty { get; init; }
     /// <summary>OpenAI logit_bias: added to a token's logit before penalties and temperature. Values in [-100, 100].</summary>
     public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+    /// <summary>Report each generated token's log-probability and this many alternatives (0..20; null = off); see <see cref="TokenLogprobs"/>.</summary>
+    public int? Logprobs { get; init; }
     /// <summary>Token ids that end generation (the stop token is reported, not counted as text).</summary>
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
     /// <summary>Strings that end generation; needs <see cref="Decode"/>.</summary>
@@ -70,6 +72,7 @@ public sealed record GenerationOptions
                 if (id < 0 || id >= vocabSize) throw Bad("logit_bias", id, $"token ids must be in 0..{vocabSize - 1}");
                 if (!(b >= -100 && b <= 100)) throw Bad("logit_bias", $"{b} for token {id}", "biases must be in [-100, 100]");
             }
+        if (Logprobs is < 0 or > TokenLogprobs.MaxTop) throw Bad("top_logprobs", Logprobs, $"must be in 0..{TokenLogprobs.MaxTop}");
         foreach (var id in StopTokenIds)
             if (id < 0 || id >= vocabSize) throw Bad("stop_token_ids", id, $"token ids must be in 0..{vocabSize - 1}");
         if (StopStrings.Any(string.IsNullOrEmpty)) throw Bad("stop", "\"\"", "stop strings must not be empty");

@@ -77,6 +77,8 @@ public sealed class LongCatChatClient : IChatClient
             StopStrings = o.StopSequences is { } s ? [.. s] : [],
             Seed = o.Seed is { } seed ? unchecked((ulong)seed) : (ulong)Random.Shared.NextInt64(),
             Speculative = spec,
+            LogitBias = Extra(o, LogitBiasKey) as IReadOnlyDictionary<int, float>,
+            Logprobs = Extra(o, LogprobsKey) is int top ? top : null,
         };
         g = Generator.Complete(g);
         g.Validate(Generator.Scheduler.Model.Config.VocabSize);
@@ -159,10 +161,20 @@ public sealed class LongCatChatClient : IChatClient
                 final.AdditionalProperties = Stats(r);
                 yield return final;
             }
-            else if (d.Tokens == 0 || d.Text.Length > 0)
-                yield return Update(d.Text);
+            else if (d.Tokens == 0 || d.Text.Length > 0 || d.Logprobs is { Count: > 0 })
+            {
+                var u = Update(d.Text);
+                if (d.Logprobs is { Count: > 0 } lp) u.AdditionalProperties = new() { [LogprobsKey] = lp };
+                yield return u;
+            }
         }
     }
+
+    /// <summary>
+    /// ChatOptions.AdditionalProperties keys: "logit_bias" (an IReadOnlyDictionary&lt;int, float&gt;) and "logprobs"
+    /// (an int, the alternatives per token) in requests; "logprobs" (IReadOnlyList&lt;TokenLogprob&gt;) on updates.
+    /// </summary>
+    public const string LogitBiasKey = "logit_bias", LogprobsKey = "logprobs";
 
     /// <summary>A finished generation's numbers, as AdditionalProperties.</summary>
     public static AdditionalPropertiesDictionary Stats(GenerationResult r) => new()

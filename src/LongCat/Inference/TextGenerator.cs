@@ -8,7 +8,11 @@ namespace LongCat.Inference;
 /// <param name="Tokens">Tokens these pieces cover.</param>
 /// <param name="RealExperts">Mean real experts per layer over those tokens (the dynamic compute).</param>
 /// <param name="Result">Set on the last piece: stop reason and counts.</param>
-public sealed record TextDelta(string Text, int Tokens, double RealExperts, GenerationResult? Result = null);
+public sealed record TextDelta(string Text, int Tokens, double RealExperts, GenerationResult? Result = null)
+{
+    /// <summary>The log-probabilities of this piece's tokens (stop tokens left out), when the options asked for them.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
+}
 
 /// <summary>
 /// Text in, text out over a <see cref="BatchScheduler"/>: stop tokens of the model and tokenizer (eos, end of turn)
@@ -65,14 +69,16 @@ public sealed class TextGenerator
                 var text = new System.Text.StringBuilder();
                 int n = 0;
                 long experts = 0, layers = 0;
+                List<TokenLogprob>? logprobs = o.Logprobs is null ? null : [];
                 while (reader.TryRead(out var t))
                 {
+                    if (t.Logprob is { } lp && !o.StopTokenIds.Contains(t.Id)) logprobs!.Add(lp);
                     text.Append(detok.Push(t.Id));
                     n++;
                     foreach (var e in t.RealExpertsPerLayer) experts += e;
                     layers += t.RealExpertsPerLayer.Length;
                 }
-                if (n > 0) yield return new TextDelta(text.ToString(), n, layers == 0 ? 0 : (double)experts / layers);
+                if (n > 0) yield return new TextDelta(text.ToString(), n, layers == 0 ? 0 : (double)experts / layers) { Logprobs = logprobs };
             }
             var result = await seq.Completion.ConfigureAwait(false);
             if (result.StopReason == StopReason.Cancelled) cancellationToken.ThrowIfCancellationRequested();
