@@ -77,3 +77,65 @@ public class SchedulerFailureTests
         Assert.Equal(StopReason.Length, (await after.Completion).StopReason);
     }
 }
+
+/// <summary>n choices of one prompt share its prefill (issue 12 item 4).</summary>
+public class SchedulerGroupTests
+{
+    static async Task<List<int>> Collect(ScheduledSequence s)
+    {
+        var ids = new List<int>();
+        await foreach (var t in s.Tokens.ReadAllAsync()) ids.Add(t.Id);
+        return ids;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ChoicesSharePrefillAndMatchSingleRuns(bool speculative)
+    {
+        using var model = LongCatModel.Load(ServerTestSupport.ModelDir);
+        int v = model.Config.VocabSize;
+        var rng = new Random(4);
+        int[] prompt = [1, .. Enumerable.Range(0, 70).Select(_ => rng.Next(5, v))];
+        var options = Enumerable.Range(0, 3).Select(i => new GenerationOptions { MaxTokens = 8 + i, Temperature = 0.9f, TopK = 40, Seed = (ulong)(10 + i), Speculative = speculative }).ToArray();
+        var want = options.Select(o => new GenerationSession(model, prompt, o).Run().ToList()).ToArray();
+
+        using var scheduler = new BatchScheduler(model, new SchedulerOptions { PrefillChunkTokens = 32, ContextLength = 256, KvCacheBytes = 32L << 20 });
+        var group = scheduler.SubmitGroup(prompt, options);
+        var got = await Task.WhenAll(group.Select(Collect));
+        for (int i = 0; i < 3; i++) Assert.Equal(want[i], got[i]);
+        Assert.True(await ServerTestSupport.WaitUntil(() => scheduler.Stats().Running == 0));
+        var st = scheduler.Stats();
+        Assert.Equal(prompt.Length, st.PrefillTokens);      // once, not three times
+        Assert.Equal(3 * prompt.Length, st.PromptTokens);   // served three times
+        Assert.Equal(3, st.Finished);
+        Assert.Equal(0, scheduler.Pool.RentedBytes);
+    }
+
+    [Fact]
+    public async Task CancellingTheLeaderLetsTheOthersFinish()
+    {
+        using var model = LongCatModel.Load(ServerTestSupport.ModelDir);
+        int v = model.Config.VocabSize;
+        int[] prompt = [1, 7, 9, 11, 13];
+        var options = Enumerable.Range(0, 3).Select(i => new GenerationOptions { MaxTokens = 5, Temperature = 0, Seed = (ulong)i }).ToArray();
+        var want = new GenerationSession(model, prompt, options[0]).Run().ToList();
+        // Fill the only slot so the group waits in the queue, cancel its leader there, then free the slot.
+        using var scheduler = new BatchScheduler(model, new SchedulerOptions { MaxRunningSequences = 3, ContextLength = 64, KvCacheBytes = 16L << 20 });
+        var blocker = scheduler.SubmitGroup([1, 2, 3], Enumerable.Range(0, 3).Select(_ => new GenerationOptions { MaxTokens = 40, Temperature = 0 }).ToArray());
+        var group = scheduler.SubmitGroup(prompt, options);
+        group[0].Cancel();
+        Assert.Equal(StopReason.Cancelled, (await group[0].Completion).StopReason);
+        Assert.Equal(want, await Collect(group[1]));
+        Assert.Equal(want, await Collect(group[2]));
+        await Task.WhenAll(blocker.Select(b => b.Completion));
+        // Cancelling a follower leaves the leader alone.
+        var g2 = scheduler.SubmitGroup(prompt, options);
+        g2[2].Cancel();
+        Assert.Equal(want, await Collect(g2[0]));
+        Assert.Equal(want, await Collect(g2[1]));
+        Assert.True(await ServerTestSupport.WaitUntil(() => scheduler.Stats().Running == 0));
+        Assert.Equal(0, scheduler.Pool.RentedBytes);
+        Assert.Throws<ArgumentException>(() => scheduler.SubmitGroup(prompt, Enumerable.Range(0, 4).Select(_ => new GenerationOptions()).ToArray()));
+    }
+}

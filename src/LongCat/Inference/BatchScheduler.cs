@@ -31,6 +31,7 @@ public sealed class BatchScheduler : IDisposable
     bool _disposed;
     volatile int _runningCount;
     int _liveRegistrations;
+    long _prefillTokens;
     long _submitted, _rejected, _finished, _cancelled, _failed, _promptTokens, _completionTokens, _steps, _drafted, _accepted, _expertSum, _expertPairs;
 
     public BatchScheduler(LongCatModel model, SchedulerOptions? options = null)
@@ -58,7 +59,61 @@ public sealed class BatchScheduler : IDisposable
     /// Queues a generation. Throws <see cref="ArgumentException"/> for bad options or prompts (as
     /// <see cref="GenerationSession"/>) and <see cref="SchedulerBusyException"/> when the wait queue is full.
     /// </summary>
-    public ScheduledSequence Submit(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellationToken = default)
+    public ScheduledSequence Submit(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellationToken = default) =>
+        SubmitGroup(prompt, [options], cancellationToken)[0];
+
+    /// <summary>
+    /// Queues n generations of one prompt (OpenAI's n choices) that share its prefill: they are admitted together,
+    /// the first runs the prompt through the model, and when its prefill ends the others copy its KV cache and
+    /// sample their first token from the same logits, each with its own options (seed). Options must agree on
+    /// speculative decoding. Throws as <see cref="Submit"/>.
+    /// </summary>
+    public IReadOnlyList<ScheduledSequence> SubmitGroup(IReadOnlyList<int> prompt, IReadOnlyList<GenerationOptions> group, CancellationToken cancellationToken = default)
+    {
+        if (group.Count == 0) throw new ArgumentException("a group needs at least one sequence");
+        if (group.Any(g => g.Speculative != group[0].Speculative)) throw new ArgumentException("speculative must be the same for every choice");
+        var c = _model.Config;
+        foreach (var g in group) CheckSubmission(prompt, g);
+        var seqs = group.Select(g => new Seq([.. prompt], g, new Sampler(g, c.VocabSize, prompt), (int)Math.Min(ContextLength, (long)prompt.Count + g.MaxTokens + 1), c.MoeTopK)).ToList();
+        if (seqs.Count > _o.MaxRunningSequences)
+            throw new ArgumentException($"n = {seqs.Count} is invalid: at most {_o.MaxRunningSequences} sequences run together on this server");
+        if (seqs.Count > 1 && seqs.Sum(x => Pool.LeaseBytes(x.Capacity, x.O.Speculative)) > Pool.CapacityBytes)
+            throw new ArgumentException($"these {seqs.Count} choices need {seqs.Sum(x => Pool.LeaseBytes(x.Capacity, x.O.Speculative)) >> 20} MiB of KV cache together, more than the whole pool of {Pool.CapacityBytes >> 20} MiB: ask for fewer choices or tokens");
+        var s = seqs[0];
+        for (int i = 1; i < seqs.Count; i++) { seqs[i].Leader = s; s.Followers.Add(seqs[i]); }
+        // Register before the loop can see the sequences: once queued they may finish (and unregister) at any moment.
+        if (cancellationToken.CanBeCanceled)
+            foreach (var q in seqs)
+            {
+                Interlocked.Increment(ref _liveRegistrations);
+                q.Registered = 1;
+                q.Registration = cancellationToken.Register(() => RequestCancel(q));
+            }
+        try
+        {
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                int freeSlots = Math.Max(0, _o.MaxRunningSequences - _runningCount);
+                if (_queue.Count - freeSlots >= _o.MaxQueuedRequests)
+                {
+                    _rejected++;
+                    throw new SchedulerBusyException($"the server is busy: {_runningCount} sequences running and {_queue.Count} waiting (limit {_o.MaxQueuedRequests}); retry later", TimeSpan.FromSeconds(1));
+                }
+                s.Node = _queue.AddLast(s);
+                _submitted += seqs.Count;
+                Monitor.PulseAll(_lock);
+            }
+        }
+        catch
+        {
+            foreach (var q in seqs) Unregister(q);
+            throw;
+        }
+        return seqs.Select(q => new ScheduledSequence(q.Channel.Reader, q.Done.Task, prompt.Count, () => RequestCancel(q))).ToList();
+    }
+
+    void CheckSubmission(IReadOnlyList<int> prompt, GenerationOptions options)
     {
         var c = _model.Config;
         options.Validate(c.VocabSize);
@@ -73,37 +128,6 @@ public sealed class BatchScheduler : IDisposable
         int capacity = (int)Math.Min(ContextLength, (long)prompt.Count + options.MaxTokens + 1);
         if (!Pool.CanEverFit(capacity, options.Speculative))
             throw new ArgumentException($"this request needs {Pool.LeaseBytes(capacity, options.Speculative) >> 20} MiB of KV cache ({capacity} tokens), more than the whole pool of {Pool.CapacityBytes >> 20} MiB: ask for fewer tokens");
-
-        var s = new Seq([.. prompt], options, new Sampler(options, c.VocabSize, prompt), capacity, c.MoeTopK);
-        // Register before the loop can see the sequence: once queued it may finish (and unregister) at any moment.
-        if (cancellationToken.CanBeCanceled)
-        {
-            Interlocked.Increment(ref _liveRegistrations);
-            s.Registered = 1;
-            s.Registration = cancellationToken.Register(() => RequestCancel(s));
-        }
-        try
-        {
-            lock (_lock)
-            {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                int freeSlots = Math.Max(0, _o.MaxRunningSequences - _runningCount);
-                if (_queue.Count - freeSlots >= _o.MaxQueuedRequests)
-                {
-                    _rejected++;
-                    throw new SchedulerBusyException($"the server is busy: {_runningCount} sequences running and {_queue.Count} waiting (limit {_o.MaxQueuedRequests}); retry later", TimeSpan.FromSeconds(1));
-                }
-                s.Node = _queue.AddLast(s);
-                _submitted++;
-                Monitor.PulseAll(_lock);
-            }
-        }
-        catch
-        {
-            Unregister(s);
-            throw;
-        }
-        return new ScheduledSequence(s.Channel.Reader, s.Done.Task, prompt.Count, () => RequestCancel(s));
     }
 
     /// <remarks>
@@ -151,6 +175,7 @@ public sealed class BatchScheduler : IDisposable
                 Cancelled = _cancelled,
                 Failed = _failed,
                 PromptTokens = _promptTokens,
+                PrefillTokens = _prefillTokens,
                 CompletionTokens = _completionTokens,
                 Steps = _steps,
                 DraftedTokens = _drafted,
@@ -196,7 +221,8 @@ public sealed class BatchScheduler : IDisposable
         _running.Clear();
         lock (_lock)
         {
-            foreach (var s in _queue) Finish(s, StopReason.Cancelled, null);
+            foreach (var s in _queue)
+                foreach (var q in (List<Seq>)[s, .. s.Followers]) Finish(q, StopReason.Cancelled, null);
             _queue.Clear();
         }
     }
@@ -210,18 +236,40 @@ public sealed class BatchScheduler : IDisposable
             for (var n = _queue.First; n is not null;)
             {
                 var next = n.Next;
-                if (n.Value.CancelRequested) { _queue.Remove(n); Finish(n.Value, StopReason.Cancelled, null); }
+                if (n.Value.CancelRequested)
+                {
+                    var gone = n.Value;
+                    // The next choice of the group leads it now (with the rest as its followers), in the same place.
+                    if (Promote(gone) is { } heir) { n.Value = heir; heir.Node = n; }
+                    else _queue.Remove(n);
+                    Finish(gone, StopReason.Cancelled, null);
+                }
                 n = next;
             }
             // 2. Admission, in arrival order (a request that does not fit yet blocks the ones behind it: no starvation).
-            while (_queue.First is { } head && _running.Count < _o.MaxRunningSequences)
+            // A group (n choices) is admitted whole, so that its followers are there when the leader's prefill ends.
+            while (_queue.First is { } head && _running.Count + 1 + head.Value.Followers.Count <= _o.MaxRunningSequences)
             {
-                var lease = Pool.TryRent(head.Value.Capacity, head.Value.O.Speculative);
-                if (lease is null) break;
+                var group = (List<Seq>)[head.Value, .. head.Value.Followers];
+                var leases = new List<KvLease>();
+                foreach (var g in group)
+                {
+                    if (Pool.TryRent(g.Capacity, g.O.Speculative) is not { } lease) break;
+                    leases.Add(lease);
+                }
+                if (leases.Count < group.Count)
+                {
+                    foreach (var l in leases) l.Dispose();
+                    break;
+                }
                 _queue.RemoveFirst();
-                head.Value.Lease = lease;
-                head.Value.AdmittedTicks = Stopwatch.GetTimestamp();
-                _running.Add(head.Value);
+                long now = Stopwatch.GetTimestamp();
+                for (int i = 0; i < group.Count; i++)
+                {
+                    group[i].Lease = leases[i];
+                    group[i].AdmittedTicks = now;
+                    _running.Add(group[i]);
+                }
             }
             _runningCount = _running.Count;
         }
@@ -282,7 +330,7 @@ public sealed class BatchScheduler : IDisposable
                 int[] t = s.Draft >= 0 ? [s.Pending, s.Draft] : [s.Pending];
                 batch.Add(s); tokens.Add(t); rows.Add(t.Length);
             }
-            else if (budget > 0)
+            else if (budget > 0 && s.Leader is null)   // a follower waits for its leader's prefill
             {
                 int n = Math.Min(s.Prompt.Length - s.Prefilled, budget);
                 budget -= n;
@@ -320,10 +368,17 @@ public sealed class BatchScheduler : IDisposable
                 if (s.Pending < 0)
                 {
                     s.Prefilled += n;
+                    _prefillTokens += n;
                     if (keepHidden)
                         for (int j = 0; j < n; j++) s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + j) * hd, hd).ToArray());
                     if (s.Prefilled < s.Prompt.Length) continue;
                     s.FirstTokenTicks = Stopwatch.GetTimestamp();
+                    foreach (var f in s.Followers)
+                    {
+                        var fs = StartFollower(s, f, r.Logits.AsSpan(row * v, v), RealExperts(r.Routing, tok + n - 1));
+                        if (fs is not null) generated++;
+                        if (fs is { } stopped && stopped != StopReason.None) ended.Add(f);
+                    }
                     int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
                     (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + n - 1), r.Logits.AsSpan(row * v, v));
                 }
@@ -379,6 +434,48 @@ public sealed class BatchScheduler : IDisposable
         }
     }
 
+    /// <summary>
+    /// A follower of a group starts where its leader's prefill ended: a copy of the leader's caches (and MTP inputs),
+    /// then its first token from the same logits with its own sampler. Returns its stop reason (null when it was no
+    /// longer waiting for this leader).
+    /// </summary>
+    StopReason? StartFollower(Seq leader, Seq f, ReadOnlySpan<float> logits, int[] experts)
+    {
+        if (f.Ended || f.Leader != leader) return null;
+        try
+        {
+            f.Leader = null;
+            f.Lease!.Main.CopyFrom(leader.Lease!.Main);
+            if (f.Lease.Mtp is { } mtp) mtp.CopyFrom(leader.Lease.Mtp!);
+            f.PendingHidden.AddRange(leader.PendingHidden);
+            f.Prefilled = f.Prompt.Length;
+            f.FirstTokenTicks = leader.FirstTokenTicks;
+            var (stop, matched) = Emit(f, f.Sampler.Sample(logits), false, experts, logits);
+            if (stop != StopReason.None) Finish(f, stop, matched);
+            return stop;
+        }
+        catch (Exception e)
+        {
+            FailOne(f, e);
+            return StopReason.Cancelled;
+        }
+    }
+
+    /// <summary>
+    /// A leader that leaves: its followers still waiting lead themselves (running: they prefill on their own) or,
+    /// for a queued group, the first of them leads the rest. Returns the new leader of a queued group.
+    /// </summary>
+    Seq? Promote(Seq leader)
+    {
+        var waiting = leader.Followers.Where(f => f.Leader == leader && !f.Ended).ToList();
+        leader.Followers.Clear();
+        foreach (var f in waiting) f.Leader = null;
+        if (waiting.Count == 0 || leader.Lease is not null || leader.Node is null) return null;
+        var next = waiting[0];
+        for (int i = 1; i < waiting.Count; i++) { waiting[i].Leader = next; next.Followers.Add(waiting[i]); }
+        return next;
+    }
+
     /// <summary>Streams a decided token and checks the stop conditions (as <see cref="GenerationSession"/>); sets it pending otherwise.</summary>
     (StopReason, string?) Emit(Seq s, int token, bool fromDraft, int[] experts, ReadOnlySpan<float> logits)
     {
@@ -399,6 +496,7 @@ public sealed class BatchScheduler : IDisposable
     {
         if (s.Ended) return;
         s.Ended = true;
+        if (s.Lease is not null) Promote(s);
         long now = Stopwatch.GetTimestamp();
         s.Lease?.Dispose();
         s.Lease = null;
@@ -447,6 +545,7 @@ public sealed class BatchScheduler : IDisposable
     {
         if (s.Ended) return;
         s.Ended = true;
+        if (s.Lease is not null) Promote(s);
         s.Lease?.Dispose();
         s.Lease = null;
         s.PendingHidden.Clear();
@@ -485,6 +584,10 @@ public sealed class BatchScheduler : IDisposable
         public readonly List<float[]> PendingHidden = [];
         public readonly long[] Hist = new long[topK + 1];
         public LinkedListNode<Seq>? Node;
+        /// <summary>n &gt; 1: the group's first sequence, whose prefill this one waits for (null once started or alone).</summary>
+        public Seq? Leader;
+        /// <summary>n &gt; 1, on the group's first sequence: the others.</summary>
+        public readonly List<Seq> Followers = [];
         public CancellationTokenRegistration Registration;
         /// <summary>1 while a cancellation registration is held (released once, by whoever ends the sequence).</summary>
         public int Registered;
