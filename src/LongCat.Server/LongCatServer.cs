@@ -227,6 +227,7 @@ public static class LongCatServer
         using var doc = await OpenAIRequest.ReadJsonAsync(ctx.Request, ct);
         var req = OpenAIRequest.ParseChat(doc.RootElement);
         CheckModel(req.Model, s);
+        if (req.N > 1) { await MultipleChoices.RunAsync(ctx, s, req, chat: true); return; }
         req.Options.ModelId = null;
         await using var updates = s.Client.GetStreamingResponseAsync(req.Messages, req.Options, ct).GetAsyncEnumerator(ct);
         // The first update arrives once the request is queued: validation, prompt and queue errors are thrown here,
@@ -308,6 +309,7 @@ public static class LongCatServer
         using var doc = await OpenAIRequest.ReadJsonAsync(ctx.Request, ct);
         var req = OpenAIRequest.ParseCompletion(doc.RootElement);
         CheckModel(req.Model, s);
+        if (req.N > 1) { await MultipleChoices.RunAsync(ctx, s, req, chat: false); return; }
         var g = s.Client.ToGenerationOptions(req.Options);
         var prompt = s.Generator.Tokenizer.EncodeToIds(req.Prompt!);
         if (prompt.Length == 0) throw ApiException.BadParam("prompt", "'prompt' encodes to no tokens");

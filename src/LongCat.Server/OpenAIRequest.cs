@@ -20,6 +20,9 @@ public sealed class OpenAIRequest
     public int? Logprobs { get; internal set; }
     /// <summary>Completions: the prompt is echoed before the completion.</summary>
     public bool Echo { get; internal set; }
+    /// <summary>Choices to generate (OpenAI's n, 1..<see cref="MaxChoices"/>); they share the prompt's prefill.</summary>
+    public int N { get; private set; } = 1;
+    public const int MaxChoices = 16;
 
     /// <summary>
     /// Reads the body as JSON: 415 unless it is sent as application/json, 400 for anything else or for a string that
@@ -125,8 +128,7 @@ public sealed class OpenAIRequest
         };
         var o = r.Options;
         o.ModelId = r.Model;
-        int? n = Int(root, "n", 1, 1_000_000);
-        if (n is > 1) throw ApiException.BadParam("n", $"n = {n} is not supported: this server returns one choice (n = 1)");
+        r.N = Int(root, "n", 1, MaxChoices) ?? 1;
         int? maxCompletion = chat ? Int(root, "max_completion_tokens", 1, int.MaxValue) : null;
         o.MaxOutputTokens = maxCompletion ?? Int(root, "max_tokens", 1, int.MaxValue);
         o.Temperature = Float(root, "temperature", 0, 2);

@@ -164,7 +164,8 @@ public class ServerOptionsTests(ServerFixture f) : IClassFixture<ServerFixture>
     [InlineData("v1/chat/completions", "\"store\":true", "store")]
     [InlineData("v1/chat/completions", "\"web_search_options\":{}", "web_search_options")]
     [InlineData("v1/chat/completions", "\"functions\":[{\"name\":\"f\"}]", "functions")]
-    [InlineData("v1/chat/completions", "\"n\":2", "n")]
+    [InlineData("v1/chat/completions", "\"n\":17", "n")]
+    [InlineData("v1/completions", "\"n\":0", "n")]
     [InlineData("v1/chat/completions", "\"top_logprobs\":2", "top_logprobs")]
     [InlineData("v1/chat/completions", "\"logprobs\":true,\"top_logprobs\":21", "top_logprobs")]
     [InlineData("v1/chat/completions", "\"logprobs\":3", "logprobs")]
@@ -190,6 +191,40 @@ public class ServerOptionsTests(ServerFixture f) : IClassFixture<ServerFixture>
     public async Task HarmlessParametersAreAccepted(string extra)
     {
         await Post("v1/chat/completions", $$"""{"messages":[{"role":"user","content":"hi"}],"max_tokens":1,{{extra}}}""");
+    }
+
+    [Fact]
+    public async Task NChoicesSharePrefill()
+    {
+        const string body = """{"messages":[{"role":"user","content":"Tell me about cats and dogs"}],"max_tokens":6,"temperature":1,"seed":11,"logprobs":true}""";
+        var one = await Post("v1/chat/completions", body);
+        long before = f.Served.Scheduler.Stats().PrefillTokens;
+        var three = await Post("v1/chat/completions", body.Replace("\"seed\"", "\"n\":3,\"seed\""));
+        long prefilled = f.Served.Scheduler.Stats().PrefillTokens - before;
+        int promptTokens = three.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        Assert.Equal(promptTokens, prefilled);   // one prefill for three choices
+        Assert.Equal(one.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), promptTokens);
+        var choices = three.GetProperty("choices").EnumerateArray().ToArray();
+        Assert.Equal([0, 1, 2], choices.Select(c => c.GetProperty("index").GetInt32()));
+        string Text(JsonElement c) => c.GetProperty("message").GetProperty("content").GetString()!;
+        // Choice 0 has the request's seed: it is the n = 1 answer; the others have their own seeds.
+        Assert.Equal(Text(one.GetProperty("choices")[0]), Text(choices[0]));
+        Assert.True(choices.Select(Text).Distinct().Count() > 1, "three sampled choices came out identical");
+        Assert.All(choices, c => Assert.Equal(JsonValueKind.Object, c.GetProperty("logprobs").ValueKind));
+        var sum = three.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        Assert.True(sum >= 3 && sum <= 18);
+
+        // Completions, streamed: every chunk names its choice; per choice, the text equals the non-streamed one.
+        const string comp = """{"prompt":"The cat sat on","max_tokens":5,"temperature":1,"seed":2,"n":2}""";
+        var whole = await Post("v1/completions", comp);
+        var chunks = await Stream("v1/completions", comp.Replace("}", ""","stream":true,"stream_options":{"include_usage":true}}"""));
+        for (int i = 0; i < 2; i++)
+        {
+            var streamed = string.Concat(chunks.Where(c => c.GetProperty("choices").GetArrayLength() > 0 && c.GetProperty("choices")[0].GetProperty("index").GetInt32() == i)
+                .Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString()));
+            Assert.Equal(whole.GetProperty("choices")[i].GetProperty("text").GetString(), streamed);
+        }
+        Assert.Equal(whole.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), chunks[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
     }
 
     [Fact]

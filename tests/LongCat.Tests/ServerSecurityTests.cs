@@ -60,7 +60,7 @@ public class ServerSecurityTests(ServerFixture f) : IClassFixture<ServerFixture>
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"max_tokens":100000}""", "max_tokens")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"max_tokens":1e30}""", "max_tokens")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"presence_penalty":-3}""", "presence_penalty")]
-    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"n":2}""", "n")]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"n":17}""", "n")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"stop":["a","b","c","d","e"]}""", "stop")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"stop":[""]}""", "stop")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"seed":"x"}""", "seed")]

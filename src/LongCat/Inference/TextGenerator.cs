@@ -57,6 +57,34 @@ public sealed class TextGenerator
     {
         var o = Complete(options);
         var seq = Scheduler.Submit(prompt, o, cancellationToken);
+        await foreach (var d in Follow(seq, o, cancellationToken).ConfigureAwait(false)) yield return d;
+    }
+
+    /// <summary>
+    /// n completions of one prompt that share its prefill (<see cref="BatchScheduler.SubmitGroup"/>), queued now
+    /// (throws as <see cref="StreamAsync"/> does at its first MoveNextAsync); choice i is sampled with the seed
+    /// <see cref="ChoiceSeed"/>(seed, i). Each stream behaves as <see cref="StreamAsync"/>'s.
+    /// </summary>
+    public IReadOnlyList<IAsyncEnumerable<TextDelta>> StreamChoices(IReadOnlyList<int> prompt, GenerationOptions options, int n, CancellationToken cancellationToken = default)
+    {
+        var o = Complete(options);
+        var group = Enumerable.Range(0, n).Select(i => o with { Seed = ChoiceSeed(o.Seed, i) }).ToList();
+        var seqs = Scheduler.SubmitGroup(prompt, group, cancellationToken);
+        return seqs.Select((q, i) => Follow(q, group[i], cancellationToken)).ToList();
+    }
+
+    /// <summary>The seed of choice <paramref name="i"/>: the request's seed for the first (n = 1 is unchanged), a SplitMix64 mix after.</summary>
+    public static ulong ChoiceSeed(ulong seed, int i)
+    {
+        if (i == 0) return seed;
+        ulong z = seed + 0x9E3779B97F4A7C15UL * (ulong)i;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    async IAsyncEnumerable<TextDelta> Follow(ScheduledSequence seq, GenerationOptions o, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
         var detok = new StreamingDetokenizer(Tokenizer, o.StopStrings);
         bool done = false;
         try
