@@ -28,13 +28,15 @@ public static class ChatFormat
 
     /// <summary>The same format as a Jinja chat template (written into tokenizer_config.json by the trainer).</summary>
     public const string JinjaTemplate =
-        "{%- set ns = namespace(sys='', round=0, started=false) -%}" +
+        "{%- set ns = namespace(sys='', round=0, started=false, open=false) -%}" +
         "{%- for m in messages -%}{%- if m['role'] == 'system' -%}{%- set ns.sys = ns.sys + ('\\n' if ns.sys else '') + m['content'] -%}{%- endif -%}{%- endfor -%}" +
         "{%- if ns.sys -%}{{- 'SYSTEM:' + ns.sys -}}{%- set ns.started = true -%}{%- endif -%}" +
         "{%- for m in messages -%}" +
-        "{%- if m['role'] == 'user' -%}{{- (' ' if ns.started else '') + '[Round ' + ns.round|string + '] USER:' + m['content'] -}}{%- set ns.started = true -%}" +
+        "{%- if m['role'] == 'user' -%}{{- (' ' if ns.started else '') + '[Round ' + ns.round|string + '] USER:' + m['content'] -}}{%- set ns.started = true -%}{%- set ns.open = true -%}" +
         "{%- if not loop.last or add_generation_prompt -%}{{- ' ASSISTANT:' -}}{%- endif -%}" +
-        "{%- elif m['role'] == 'assistant' -%}{{- m['content'] + '</longcat_s>' -}}{%- set ns.round = ns.round + 1 -%}" +
+        "{%- elif m['role'] == 'assistant' -%}" +
+        "{%- if not ns.open -%}{{- (' ' if ns.started else '') + '[Round ' + ns.round|string + '] USER: ASSISTANT:' -}}{%- set ns.started = true -%}{%- endif -%}" +
+        "{{- m['content'] + '</longcat_s>' -}}{%- set ns.round = ns.round + 1 -%}{%- set ns.open = false -%}" +
         "{%- endif -%}{%- endfor -%}";
 
     /// <summary>
