@@ -92,6 +92,9 @@ public static class LongCatServer
                 metrics.Count(route, ctx.Response.StatusCode);
             }
         });
+        // Security guards (HostFiltering.cs, Cors.cs): before the key check, so a preflight needs no key.
+        HostFiltering.Use(app, options);
+        Cors.Use(app, options);
         if (options.ApiKey is { } key)
         {
             var want = SHA256.HashData(Encoding.UTF8.GetBytes(key));
@@ -179,6 +182,7 @@ public static class LongCatServer
     static ApiException ToApiError(Exception e) => e switch
     {
         ApiException a => a,
+        ContextLengthExceededException c => new ApiException(400, c.Message + ": shorten the conversation", param: "messages", code: "context_length_exceeded"),
         SchedulerBusyException b => new ApiException(429, b.Message, "rate_limit_error", code: "rate_limit_exceeded") { Data = { ["retry"] = b.RetryAfter } },
         ArgumentException a => new ApiException(400, a.Message.Split(" (Parameter '")[0], param: ParamOf(a.Message)),
         BadHttpRequestException { StatusCode: 413 } => new ApiException(413, "the request body is too large", code: "request_too_large"),
@@ -197,17 +201,22 @@ public static class LongCatServer
 
     static async Task WriteError(HttpContext ctx, ApiException e)
     {
+        // Clear drops every header: keep the ones that belong to the answer (401's challenge, 405's Allow, CORS).
+        var keep = KeptHeaders.Select(h => (h, ctx.Response.Headers[h])).Where(h => h.Item2.Count > 0).ToList();
         ctx.Response.Clear();
+        foreach (var (h, v) in keep) ctx.Response.Headers[h] = v;
         ctx.Response.StatusCode = e.Status;
         if (e.Data["retry"] is TimeSpan retry) ctx.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         ctx.Response.ContentType = "application/json";
         await ctx.Response.WriteAsync(e.ToJson().ToJsonString());
     }
 
+    static readonly string[] KeptHeaders = ["WWW-Authenticate", "Allow", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Vary"];
+
     static void CheckModel(string? model, ServedModel s)
     {
         if (model is not null && model != s.ModelId)
-            throw new ApiException(400, $"model '{model}' does not exist: this server has '{s.ModelId}'", param: "model", code: "model_not_found");
+            throw new ApiException(404, $"model '{model}' does not exist: this server has '{s.ModelId}'", param: "model", code: "model_not_found");
     }
 
     // ------------------------------------------------------------------ chat completions
@@ -218,6 +227,7 @@ public static class LongCatServer
         using var doc = await OpenAIRequest.ReadJsonAsync(ctx.Request, ct);
         var req = OpenAIRequest.ParseChat(doc.RootElement);
         CheckModel(req.Model, s);
+        if (req.N > 1) { await MultipleChoices.RunAsync(ctx, s, req, chat: true); return; }
         req.Options.ModelId = null;
         await using var updates = s.Client.GetStreamingResponseAsync(req.Messages, req.Options, ct).GetAsyncEnumerator(ct);
         // The first update arrives once the request is queued: validation, prompt and queue errors are thrown here,
@@ -232,7 +242,14 @@ public static class LongCatServer
             var reply = new OpenAITools.Reply();   // text, reasoning_content and tool_calls
             reply.Add(first);
             ChatResponseUpdate last = first;
-            while (await updates.MoveNextAsync()) { reply.Add(updates.Current); last = updates.Current; }
+            var lps = new List<TokenLogprob>();
+            if (LogprobsOf(first) is { } lp0) lps.AddRange(lp0);
+            while (await updates.MoveNextAsync())
+            {
+                reply.Add(updates.Current);
+                last = updates.Current;
+                if (LogprobsOf(last) is { } lp) lps.AddRange(lp);
+            }
             await Results.Json(new JsonObject
             {
                 ["id"] = id,
@@ -243,7 +260,7 @@ public static class LongCatServer
                 {
                     ["index"] = 0,
                     ["message"] = reply.Message(),
-                    ["logprobs"] = null,
+                    ["logprobs"] = req.Logprobs is null ? null : Logprobs.Chat(s.Generator.Tokenizer, lps),
                     ["finish_reason"] = FinishReason(last.FinishReason),
                 }),
                 ["usage"] = Usage(last),
@@ -263,7 +280,19 @@ public static class LongCatServer
         };
         var toolState = new OpenAITools.StreamState();
         await StreamUpdates(ctx, updates, Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null),
-            u => OpenAITools.Deltas(u, toolState).Select(d => Chunk(d, null)),
+            u =>
+            {
+                var chunks = OpenAITools.Deltas(u, toolState).Select(d => Chunk(d, null)).ToList();
+                if (req.Logprobs is not null)
+                {
+                    // The update's token logprobs go on its first chunk (an empty-content chunk when the text is held
+                    // back, e.g. inside a tool-call tag); its other chunks carry an empty list.
+                    var lp = LogprobsOf(u);
+                    if (chunks.Count == 0 && lp is { Count: > 0 }) chunks.Add(Chunk(new JsonObject { ["content"] = "" }, null));
+                    for (int i = 0; i < chunks.Count; i++) chunks[i]["choices"]![0]!["logprobs"] = Logprobs.Chat(s.Generator.Tokenizer, i == 0 ? lp ?? [] : []);
+                }
+                return chunks;
+            },
             last =>
             {
                 var done = Chunk(new JsonObject(), FinishReason(last.FinishReason));
@@ -290,26 +319,46 @@ public static class LongCatServer
         using var doc = await OpenAIRequest.ReadJsonAsync(ctx.Request, ct);
         var req = OpenAIRequest.ParseCompletion(doc.RootElement);
         CheckModel(req.Model, s);
+        if (req.N > 1) { await MultipleChoices.RunAsync(ctx, s, req, chat: false); return; }
         var g = s.Client.ToGenerationOptions(req.Options);
         var prompt = s.Generator.Tokenizer.EncodeToIds(req.Prompt!);
         if (prompt.Length == 0) throw ApiException.BadParam("prompt", "'prompt' encodes to no tokens");
         string id = "cmpl-" + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         await using var deltas = s.Generator.StreamAsync(prompt, g, ct).GetAsyncEnumerator(ct);
-        if (!await deltas.MoveNextAsync()) throw new InvalidOperationException("the generator ended without a reply");
+        try
+        {
+            if (!await deltas.MoveNextAsync()) throw new InvalidOperationException("the generator ended without a reply");
+        }
+        catch (ContextLengthExceededException e)
+        {
+            throw new ApiException(400, e.Message + ": shorten the prompt", param: "prompt", code: "context_length_exceeded");
+        }
 
         if (!req.Stream)
         {
-            var text = new StringBuilder();
+            var text = new StringBuilder(req.Echo ? req.Prompt : "");
             GenerationResult? result = null;
-            while (await deltas.MoveNextAsync()) { text.Append(deltas.Current.Text); result ??= deltas.Current.Result; }
+            var lps = new List<TokenLogprob>();
+            while (await deltas.MoveNextAsync())
+            {
+                text.Append(deltas.Current.Text);
+                result ??= deltas.Current.Result;
+                if (deltas.Current.Logprobs is { } lp) lps.AddRange(lp);
+            }
             await Results.Json(new JsonObject
             {
                 ["id"] = id,
                 ["object"] = "text_completion",
                 ["created"] = created,
                 ["model"] = s.ModelId,
-                ["choices"] = new JsonArray(new JsonObject { ["text"] = text.ToString(), ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = FinishReason(result!) }),
+                ["choices"] = new JsonArray(new JsonObject
+                {
+                    ["text"] = text.ToString(),
+                    ["index"] = 0,
+                    ["logprobs"] = req.Logprobs is null ? null : Logprobs.Legacy(s.Generator.Tokenizer, lps, 0),
+                    ["finish_reason"] = FinishReason(result!),
+                }),
                 ["usage"] = Usage(result!),
                 ["longcat"] = StatsJson(LongCatChatClient.Stats(result!)),
             }).ExecuteAsync(ctx);
@@ -317,16 +366,29 @@ public static class LongCatServer
         }
 
         StartSse(ctx.Response);
-        JsonObject Chunk(string text, string? finish) => new()
+        int offset = 0;   // text offset of the next token, for legacy logprobs
+        JsonObject Chunk(string text, string? finish, IReadOnlyList<TokenLogprob>? lps = null)
         {
-            ["id"] = id,
-            ["object"] = "text_completion",
-            ["created"] = created,
-            ["model"] = s.ModelId,
-            ["choices"] = new JsonArray(new JsonObject { ["text"] = text, ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = finish }),
-        };
+            var c = new JsonObject
+            {
+                ["id"] = id,
+                ["object"] = "text_completion",
+                ["created"] = created,
+                ["model"] = s.ModelId,
+                ["choices"] = new JsonArray(new JsonObject
+                {
+                    ["text"] = text,
+                    ["index"] = 0,
+                    ["logprobs"] = req.Logprobs is null ? null : Logprobs.Legacy(s.Generator.Tokenizer, lps ?? [], offset),
+                    ["finish_reason"] = finish,
+                }),
+            };
+            offset += text.Length;
+            return c;
+        }
         try
         {
+            if (req.Echo) await Sse(ctx.Response, Chunk(req.Prompt!, null).ToJsonString(), ct);
             while (await deltas.MoveNextAsync())
             {
                 var d = deltas.Current;
@@ -334,10 +396,21 @@ public static class LongCatServer
                 {
                     var done = Chunk(d.Text, FinishReason(r));
                     done["longcat"] = StatsJson(LongCatChatClient.Stats(r));
-                    if (req.IncludeUsage) done["usage"] = Usage(r);
+                    if (req.IncludeUsage) done["usage"] = null;
                     await Sse(ctx.Response, done.ToJsonString(), ct);
+                    // As in chat: usage comes in a last chunk of its own, with no choices.
+                    if (req.IncludeUsage)
+                        await Sse(ctx.Response, new JsonObject
+                        {
+                            ["id"] = id,
+                            ["object"] = "text_completion",
+                            ["created"] = created,
+                            ["model"] = s.ModelId,
+                            ["choices"] = new JsonArray(),
+                            ["usage"] = Usage(r),
+                        }.ToJsonString(), ct);
                 }
-                else if (d.Text.Length > 0) await Sse(ctx.Response, Chunk(d.Text, null).ToJsonString(), ct);
+                else if (d.Text.Length > 0 || d.Logprobs is { Count: > 0 }) await Sse(ctx.Response, Chunk(d.Text, null, d.Logprobs).ToJsonString(), ct);
             }
             await Sse(ctx.Response, "[DONE]", ct);
         }
@@ -402,6 +475,9 @@ public static class LongCatServer
     }
 
     // ------------------------------------------------------------------ pieces of responses
+
+    static IReadOnlyList<TokenLogprob>? LogprobsOf(ChatResponseUpdate u) =>
+        u.AdditionalProperties?.TryGetValue(LongCatChatClient.LogprobsKey, out var v) == true ? v as IReadOnlyList<TokenLogprob> : null;
 
     static string FinishReason(ChatFinishReason? r) => r == ChatFinishReason.Length ? "length" : r == ChatFinishReason.ToolCalls ? "tool_calls" : "stop";
 

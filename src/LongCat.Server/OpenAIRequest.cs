@@ -16,13 +16,27 @@ public sealed class OpenAIRequest
     public List<ChatMessage> Messages { get; } = [];
     public string? Prompt { get; private init; }
     public ChatOptions Options { get; } = new();
+    /// <summary>Log-probabilities asked for: the alternatives per token (null = none). See <see cref="RequestOptions"/>.</summary>
+    public int? Logprobs { get; internal set; }
+    /// <summary>Completions: the prompt is echoed before the completion.</summary>
+    public bool Echo { get; internal set; }
+    /// <summary>Choices to generate (OpenAI's n, 1..<see cref="MaxChoices"/>); they share the prompt's prefill.</summary>
+    public int N { get; private set; } = 1;
+    public const int MaxChoices = 16;
 
-    /// <summary>Reads the body as JSON whatever its content type says (400 for anything else, 413 past the size limit).</summary>
+    /// <summary>
+    /// Reads the body as JSON: 415 unless it is sent as application/json, 400 for anything else or for a string that
+    /// is not valid Unicode (see <see cref="RequestValidation"/>), 413 past the size limit.
+    /// </summary>
     public static async Task<JsonDocument> ReadJsonAsync(Microsoft.AspNetCore.Http.HttpRequest request, CancellationToken ct)
     {
+        RequestValidation.RequireJson(request);
         try
         {
-            return await JsonDocument.ParseAsync(request.Body, new JsonDocumentOptions { MaxDepth = 32 }, ct);
+            var doc = await JsonDocument.ParseAsync(request.Body, new JsonDocumentOptions { MaxDepth = 32 }, ct);
+            try { RequestValidation.CheckStrings(doc.RootElement); }
+            catch { doc.Dispose(); throw; }
+            return doc;
         }
         catch (JsonException e)
         {
@@ -115,8 +129,7 @@ public sealed class OpenAIRequest
         };
         var o = r.Options;
         o.ModelId = r.Model;
-        int? n = Int(root, "n", 1, 1_000_000);
-        if (n is > 1) throw ApiException.BadParam("n", $"n = {n} is not supported: this server returns one choice (n = 1)");
+        r.N = Int(root, "n", 1, MaxChoices) ?? 1;
         int? maxCompletion = chat ? Int(root, "max_completion_tokens", 1, int.MaxValue) : null;
         o.MaxOutputTokens = maxCompletion ?? Int(root, "max_tokens", 1, int.MaxValue);
         o.Temperature = Float(root, "temperature", 0, 2);
@@ -141,8 +154,7 @@ public sealed class OpenAIRequest
             if (list.Any(s => s.Length == 0 || s.Length > 256)) throw ApiException.BadParam("stop", "stop strings must have 1..256 characters");
             o.StopSequences = list;
         }
-        if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.True)
-            throw ApiException.BadParam("logprobs", "logprobs are not supported by this server");
+        RequestOptions.Parse(root, chat, r, o);   // logprobs, logit_bias, n, echo, the refused parameters
         if (chat) ResponseFormat.Parse(root, o); else ResponseFormat.Refuse(root);
         if (chat) OpenAITools.Parse(root, o);  // tools, tool_choice, parallel_tool_calls, think_on
         else if (root.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)

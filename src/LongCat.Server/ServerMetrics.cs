@@ -37,7 +37,8 @@ public sealed class ServerMetrics
         Metric("longcat_requests_finished_total", "counter", "Generations that ended normally.", (model, s.Finished));
         Metric("longcat_requests_cancelled_total", "counter", "Generations cancelled (client disconnected).", (model, s.Cancelled));
         Metric("longcat_requests_failed_total", "counter", "Generations that failed with an internal error.", (model, s.Failed));
-        Metric("longcat_prompt_tokens_total", "counter", "Prompt tokens prefilled (tokens in).", (model, s.PromptTokens));
+        Metric("longcat_prompt_tokens_total", "counter", "Prompt tokens of finished sequences (tokens in; a prompt shared by n choices counts n times).", (model, s.PromptTokens));
+        Metric("longcat_prefill_tokens_total", "counter", "Prompt tokens run through the model (a prompt shared by n choices counts once).", (model, s.PrefillTokens));
         Metric("longcat_completion_tokens_total", "counter", "Tokens generated (tokens out).", (model, s.CompletionTokens));
         Metric("longcat_generation_tokens_per_second", "gauge", "Tokens generated per second over the last 5 seconds, all sequences together.", (model, Math.Round(s.RecentTokensPerSecond, 3)));
         Metric("longcat_queue_depth", "gauge", "Requests waiting for a slot or KV-cache room.", (model, s.Queued));

@@ -11,6 +11,10 @@ public sealed record ServerOptions
     public string? ApiKey { get; init; }
     /// <summary>Largest request body accepted (413 beyond).</summary>
     public long MaxRequestBodyBytes { get; init; } = 1 << 20;
+    /// <summary>Host names accepted in the Host header besides localhost, 127.0.0.1 and [::1] (see <see cref="HostFiltering"/>).</summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = [];
+    /// <summary>Origins whose web pages may call the API (CORS); none by default, "*" for any.</summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
     /// <summary>Log requests and errors to the console (the CLI); tests keep it quiet.</summary>
     public bool ConsoleLogging { get; init; }
 
@@ -21,6 +25,11 @@ public sealed record ServerOptions
         if (MaxRequestBodyBytes < 1024) throw new ArgumentException($"the request body limit must be at least 1024 bytes, got {MaxRequestBodyBytes}");
         if (ApiKey is { Length: 0 }) throw new ArgumentException("--api-key must not be empty");
         _ = ParseHost(Host);
+        foreach (var h in AllowedHosts)
+            if (h.Length == 0 || h.Any(c => char.IsWhiteSpace(c) || c is '/' or ',')) throw new ArgumentException($"--allowed-host must be a host name or address, got '{h}'");
+        foreach (var o in CorsOrigins)
+            if (o != "*" && !(Uri.TryCreate(o, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" && u.PathAndQuery == "/"))
+                throw new ArgumentException($"--cors-origin must be '*' or an origin like https://app.example:8080, got '{o}'");
     }
 
     /// <summary>The address to bind for a --host value.</summary>

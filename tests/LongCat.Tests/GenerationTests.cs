@@ -184,7 +184,7 @@ public class GenerationTests
         Assert.Contains("top_p", Assert.Throws<ArgumentException>(() => new GenerationSession(model, [1], new GenerationOptions { TopP = 0 })).Message);
         Assert.Contains("temperature", Assert.Throws<ArgumentException>(() => new GenerationSession(model, [1], new GenerationOptions { Temperature = -1 })).Message);
         Assert.Contains("MTP", Assert.Throws<ArgumentException>(() => new GenerationSession(model, [1], new GenerationOptions { Speculative = true })).Message);
-        Assert.Contains("context", Assert.Throws<ArgumentException>(() => new GenerationSession(model, [1, 2, 3, 4], new GenerationOptions(), contextLength: 4)).Message);
+        Assert.Contains("context", Assert.Throws<ContextLengthExceededException>(() => new GenerationSession(model, [1, 2, 3, 4], new GenerationOptions(), contextLength: 4)).Message);
     }
 
     [Fact]

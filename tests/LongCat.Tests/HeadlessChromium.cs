@@ -29,11 +29,47 @@ public sealed partial class HeadlessChromium : IAsyncDisposable
         _profile = profile;
     }
 
-    /// <summary>The executable: $LONGCAT_CHROMIUM, else Debian's /usr/bin/chromium (or chromium-browser, google-chrome).</summary>
+    static readonly string[] Candidates = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
+    static readonly Lazy<string> Executable = new(() => FindOrInstall(Candidates, CanInstallWithApt(), InstallWithApt));
+
+    /// <summary>
+    /// The executable: $LONGCAT_CHROMIUM, else Debian's /usr/bin/chromium (or chromium-browser, google-chrome); when
+    /// none is there and this runs as root with apt-get (a fresh container), Debian's chromium is installed once, so
+    /// the README's plain <c>dotnet test</c> works on a fresh machine. $LONGCAT_NO_BROWSER_INSTALL=1 turns that off.
+    /// </summary>
     public static string FindExecutable() =>
-        Environment.GetEnvironmentVariable("LONGCAT_CHROMIUM") is { Length: > 0 } env ? env
-        : new[] { "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome" }.FirstOrDefault(File.Exists)
-          ?? throw new InvalidOperationException("Chromium not found: install Debian's package (apt-get install -y chromium; .ci/run does) or set LONGCAT_CHROMIUM");
+        Environment.GetEnvironmentVariable("LONGCAT_CHROMIUM") is { Length: > 0 } env ? env : Executable.Value;
+
+    /// <summary>The first existing candidate, else what <paramref name="install"/> provides; a clear error otherwise.</summary>
+    internal static string FindOrInstall(IReadOnlyList<string> candidates, bool canInstall, Func<(bool Ok, string Log)> install)
+    {
+        if (candidates.FirstOrDefault(File.Exists) is { } found) return found;
+        const string how = "install Debian's package (as root: apt-get install -y chromium), or set LONGCAT_CHROMIUM to a Chromium binary";
+        if (!canInstall)
+            throw new InvalidOperationException($"Chromium not found (looked for {string.Join(", ", candidates)}) and it cannot be installed here " +
+                $"(that needs root and apt-get, and LONGCAT_NO_BROWSER_INSTALL unset): {how}");
+        var (ok, log) = install();
+        if (ok && candidates.FirstOrDefault(File.Exists) is { } installed) return installed;
+        var tail = string.Join('\n', log.Split('\n').TakeLast(15));
+        throw new InvalidOperationException($"Chromium not found and installing it failed ({(ok ? "no browser after the install" : "the install command failed")}): {how}\n{tail}");
+    }
+
+    static bool CanInstallWithApt() =>
+        OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("LONGCAT_NO_BROWSER_INSTALL") is not "1"
+        && Environment.UserName == "root" && File.Exists("/usr/bin/apt-get");
+
+    static (bool, string) InstallWithApt()
+    {
+        var psi = new ProcessStartInfo("/bin/sh", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium"])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode == 0, output + err.Result);
+    }
 
     [GeneratedRegex(@"DevTools listening on (ws://\S+)")]
     private static partial Regex DevToolsUrl();

@@ -70,6 +70,33 @@ public class ServerBrowserTests(ServerFixture f, ITestOutputHelper output) : ICl
         Assert.True(await ServerTestSupport.WaitUntil(() => f.Served.Scheduler.Stats().Running == 0 && f.Served.Scheduler.Pool.RentedBytes == 0, 30));
         Assert.True(f.Served.Scheduler.Stats().Cancelled >= 1);
         Assert.False((await browser.EvalAsync("document.getElementById('send').disabled")).GetBoolean());
+        var stopped = (await browser.EvalAsync(LastReply)).GetProperty("stats").GetString()!;
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(stopped, "stopped"));
+
+        // Enter while an input method is composing confirms the composition; it must not send.
+        int before = (await browser.EvalAsync("document.querySelectorAll('.msg').length")).GetInt32();
+        await browser.EvalAsync("const i = document.getElementById('input'); i.value = 'ni hao'; " +
+            "i.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', keyCode: 229, isComposing: true, bubbles: true, cancelable: true })); true");
+        await Task.Delay(300);
+        Assert.Equal(before, (await browser.EvalAsync("document.querySelectorAll('.msg').length")).GetInt32());
+        Assert.Equal("ni hao", (await browser.EvalAsync("document.getElementById('input').value")).GetString());
+
+        // "New chat" while a reply streams, then a message: the new chat has just that exchange, and it works.
+        await browser.EvalAsync("document.getElementById('input').value = 'Another long story.'; true");
+        await browser.ClickAsync("#send");
+        Assert.True(await Poll(async () => (await browser.EvalAsync(LastReply)).GetProperty("text").GetString()!.Length > 0, 60), "the third reply did not start");
+        await browser.ClickAsync("#clear");
+        Assert.True(await Poll(async () => !(await browser.EvalAsync("document.getElementById('send').disabled")).GetBoolean(), 30));
+        await browser.EvalAsync("document.getElementById('max_tokens').value = '5'; document.getElementById('input').value = 'Hi again'; true");
+        await browser.ClickAsync("#send");
+        Assert.True(await Poll(async () => (await browser.EvalAsync(LastReply)) is { ValueKind: JsonValueKind.Object } r && r.GetProperty("stats").GetString()!.Length > 0, 60),
+            "the reply after New chat did not finish");
+        var fresh = await browser.EvalAsync(LastReply);
+        Assert.False(fresh.GetProperty("error").GetBoolean(), fresh.GetProperty("text").GetString());
+        Assert.Equal(2, (await browser.EvalAsync("document.querySelectorAll('.msg').length")).GetInt32());
+        // The page's conversation (the script's top-level `history`) holds only the new exchange.
+        Assert.Equal("user,assistant", (await browser.EvalAsync("history.map(m => m.role).join(',')")).GetString());
+        Assert.Equal("Hi again", (await browser.EvalAsync("history[0].content")).GetString());
     }
 
     static async Task<bool> Poll(Func<Task<bool>> condition, double seconds)

@@ -110,10 +110,10 @@ public class ServerChatClientTests(ServedModelFixture f) : IClassFixture<ServedM
         await Bad(hi, new ChatOptions { MaxOutputTokens = 100_000 }, "max_tokens");
         await Bad(hi, new ChatOptions { FrequencyPenalty = 3 }, "frequency_penalty");
         await Bad(hi, new ChatOptions { ModelId = "gpt-4" }, "gpt-4");
-        await Bad([], null, "at least one user message");
+        await Bad([], null, "at least one user or assistant message");
+        await Bad([new(ChatRole.System, "s")], null, "at least one user or assistant message");
         await Bad([new(new ChatRole("critic"), "x")], null, "role");
         await Bad([new(ChatRole.Tool, "x")], null, "tool result");  // a tool result needs a call before it
-        await Bad([new(ChatRole.User, "a"), new(ChatRole.Assistant, "b")], null, "last message");
     }
 
     [Fact]

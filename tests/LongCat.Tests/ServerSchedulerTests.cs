@@ -161,7 +161,7 @@ public class ServerSchedulerTests
         using var scheduler = new BatchScheduler(model, new SchedulerOptions { ContextLength = 16 });
         Assert.Throws<ArgumentException>(() => scheduler.Submit([], new GenerationOptions()));
         Assert.Throws<ArgumentException>(() => scheduler.Submit([1, 999], new GenerationOptions()));
-        Assert.Throws<ArgumentException>(() => scheduler.Submit(Enumerable.Repeat(1, 16).ToArray(), new GenerationOptions()));
+        Assert.Throws<ContextLengthExceededException>(() => scheduler.Submit(Enumerable.Repeat(1, 16).ToArray(), new GenerationOptions()));
         Assert.Throws<ArgumentException>(() => scheduler.Submit([1], new GenerationOptions { TopP = 0 }));
         Assert.Throws<ArgumentException>(() => scheduler.Submit([1], new GenerationOptions { Speculative = true }));
         Assert.Throws<ArgumentException>(() => new BatchScheduler(model, new SchedulerOptions { MaxRunningSequences = 0 }));

@@ -49,7 +49,6 @@ public class ServerSecurityTests(ServerFixture f) : IClassFixture<ServerFixture>
     [InlineData("""{"messages":"hi"}""", "messages")]
     [InlineData("""{"messages":[]}""", "messages")]
     [InlineData("""{"temperature":0.5}""", "messages")]
-    [InlineData("""{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}""", "model")]
     [InlineData("""{"messages":[{"role":"wizard","content":"hi"}]}""", "messages[0].role")]
     [InlineData("""{"messages":[{"role":"user","content":5}]}""", "messages[0].content")]
     [InlineData("""{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""", "messages[0].content")]
@@ -61,12 +60,11 @@ public class ServerSecurityTests(ServerFixture f) : IClassFixture<ServerFixture>
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"max_tokens":100000}""", "max_tokens")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"max_tokens":1e30}""", "max_tokens")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"presence_penalty":-3}""", "presence_penalty")]
-    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"n":2}""", "n")]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"n":17}""", "n")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"stop":["a","b","c","d","e"]}""", "stop")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"stop":[""]}""", "stop")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"seed":"x"}""", "seed")]
     [InlineData("""{"messages":[{"role":"user","content":"hi"}],"stream":"yes"}""", "stream")]
-    [InlineData("""{"messages":[{"role":"assistant","content":"hi"}]}""", "messages")]
     [InlineData("""{"messages":[{"role":"system","content":"hi"}]}""", "messages")]
     public async Task BadChatRequestsAre400WithTheErrorObject(string body, string? param)
     {
@@ -77,7 +75,6 @@ public class ServerSecurityTests(ServerFixture f) : IClassFixture<ServerFixture>
     [InlineData("""{"prompt":""}""", "prompt")]
     [InlineData("""{"prompt":["a","b"]}""", "prompt")]
     [InlineData("""{"max_tokens":3}""", "prompt")]
-    [InlineData("""{"prompt":"hi","model":"x"}""", "model")]
     [InlineData("""{"prompt":"hi","temperature":-0.1}""", "temperature")]
     public async Task BadCompletionRequestsAre400(string body, string param)
     {

@@ -13,6 +13,7 @@ public static class BenchCommand
         cmd.Subcommands.Add(CreateForward());
         cmd.Subcommands.Add(TokenizeBench.Create());
         cmd.Subcommands.Add(GenerateBench.Create());
+        cmd.Subcommands.Add(SampleBench.Create());
         cmd.Subcommands.Add(ServeBench.Create());
         cmd.Subcommands.Add(TrainBench.Create());
         cmd.Subcommands.Add(ConstrainBench.Create());

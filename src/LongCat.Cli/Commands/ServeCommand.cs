@@ -24,9 +24,11 @@ public static class ServeCommand
         var defaultMax = new Option<int>("--default-max-tokens") { Description = "Completion tokens when a chat request sets no max_tokens.", DefaultValueFactory = _ => 512 };
         var speculative = new Option<string?>("--speculative") { Description = "'mtp': draft with the MTP head by default (requests can still say \"speculative\": false)." };
         var maxBody = new Option<int>("--max-body-kb") { Description = "Largest request body in KiB (413 beyond).", DefaultValueFactory = _ => 1024 };
+        var allowedHost = new Option<string[]>("--allowed-host") { Description = "Host header value to accept besides localhost, 127.0.0.1 and [::1] (repeatable; e.g. the name a reverse proxy forwards). Other hosts get 421." };
+        var corsOrigin = new Option<string[]>("--cors-origin") { Description = "Origin whose web pages may call the API, e.g. https://app.example (repeatable; '*' for any). None by default." };
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models), with continuous batching, /health, /metrics and a chat page at /.")
         {
-            model, tokenizer, host, port, apiKey, name, ctx, maxRunning, kvMb, maxQueue, prefill, maxTokens, defaultMax, speculative, maxBody,
+            model, tokenizer, host, port, apiKey, name, ctx, maxRunning, kvMb, maxQueue, prefill, maxTokens, defaultMax, speculative, maxBody, allowedHost, corsOrigin,
         };
         cmd.SetAction(p => CliSupport.Run(p, () =>
         {
@@ -44,6 +46,8 @@ public static class ServeCommand
                 ApiKey = key,
                 MaxRequestBodyBytes = p.GetValue(maxBody) * 1024L,
                 ConsoleLogging = true,
+                AllowedHosts = p.GetValue(allowedHost) ?? [],
+                CorsOrigins = p.GetValue(corsOrigin) ?? [],
             };
             server.Validate();
             var config = Config.LongCatConfig.Load(Path.Combine(dir, "config.json"));

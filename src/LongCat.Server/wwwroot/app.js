@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const history = [];          // {role, content} of the conversation so far
 let controller = null;       // AbortController of the reply in flight
 let modelId = null;
+let chatEpoch = 0;           // bumped by "New chat": a reply of an older chat must not touch the new history
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -68,6 +69,7 @@ async function loadModel() {
 }
 
 async function send(text) {
+  const epoch = chatEpoch;
   history.push({ role: "user", content: text });
   addMessage("user", text);
   const div = addMessage("assistant", "");
@@ -124,12 +126,15 @@ async function send(text) {
         }
       }
     }
-    history.push({ role: "assistant", content: reply });
+    if (epoch === chatEpoch) history.push({ role: "assistant", content: reply });
     stats.textContent = describe(usage, extra, finish, started, firstToken);
   } catch (e) {
-    if (e.name === "AbortError") {
+    if (epoch !== chatEpoch) {
+      // "New chat" aborted this reply: its conversation is gone, leave the new one alone.
+    } else if (e.name === "AbortError") {
       history.push({ role: "assistant", content: reply });
-      stats.textContent = "stopped · " + describe(usage, extra, "stopped", started, firstToken);
+      const rest = describe(usage, extra, null, started, firstToken);
+      stats.textContent = rest ? "stopped · " + rest : "stopped";
     } else {
       div.classList.add("error");
       out.textContent = (reply ? reply + "\n" : "") + "error: " + e.message;
@@ -163,10 +168,13 @@ $("composer").addEventListener("submit", (e) => {
   send(text);
 });
 $("input").addEventListener("keydown", (e) => {
+  // Enter while an input method is composing (Chinese, Japanese...) confirms the composition: it must not send.
+  if (e.isComposing || e.keyCode === 229) return;
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
 });
 $("stop").addEventListener("click", () => { if (controller) controller.abort(); });
 $("clear").addEventListener("click", () => {
+  chatEpoch++;
   if (controller) controller.abort();
   history.length = 0;
   $("messages").textContent = "";

@@ -30,6 +30,8 @@ public sealed class BatchScheduler : IDisposable
     readonly Queue<(long Ticks, int Tokens)> _recent = new();
     bool _disposed;
     volatile int _runningCount;
+    int _liveRegistrations;
+    long _prefillTokens;
     long _submitted, _rejected, _finished, _cancelled, _failed, _promptTokens, _completionTokens, _steps, _drafted, _accepted, _expertSum, _expertPairs;
 
     public BatchScheduler(LongCatModel model, SchedulerOptions? options = null)
@@ -57,7 +59,61 @@ public sealed class BatchScheduler : IDisposable
     /// Queues a generation. Throws <see cref="ArgumentException"/> for bad options or prompts (as
     /// <see cref="GenerationSession"/>) and <see cref="SchedulerBusyException"/> when the wait queue is full.
     /// </summary>
-    public ScheduledSequence Submit(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellationToken = default)
+    public ScheduledSequence Submit(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellationToken = default) =>
+        SubmitGroup(prompt, [options], cancellationToken)[0];
+
+    /// <summary>
+    /// Queues n generations of one prompt (OpenAI's n choices) that share its prefill: they are admitted together,
+    /// the first runs the prompt through the model, and when its prefill ends the others copy its KV cache and
+    /// sample their first token from the same logits, each with its own options (seed). Options must agree on
+    /// speculative decoding. Throws as <see cref="Submit"/>.
+    /// </summary>
+    public IReadOnlyList<ScheduledSequence> SubmitGroup(IReadOnlyList<int> prompt, IReadOnlyList<GenerationOptions> group, CancellationToken cancellationToken = default)
+    {
+        if (group.Count == 0) throw new ArgumentException("a group needs at least one sequence");
+        if (group.Any(g => g.Speculative != group[0].Speculative)) throw new ArgumentException("speculative must be the same for every choice");
+        var c = _model.Config;
+        foreach (var g in group) CheckSubmission(prompt, g);
+        var seqs = group.Select(g => new Seq([.. prompt], g, new Sampler(g, c.VocabSize, prompt), (int)Math.Min(ContextLength, (long)prompt.Count + g.MaxTokens + 1), c.MoeTopK)).ToList();
+        if (seqs.Count > _o.MaxRunningSequences)
+            throw new ArgumentException($"n = {seqs.Count} is invalid: at most {_o.MaxRunningSequences} sequences run together on this server");
+        if (seqs.Count > 1 && seqs.Sum(x => Pool.LeaseBytes(x.Capacity, x.O.Speculative)) > Pool.CapacityBytes)
+            throw new ArgumentException($"these {seqs.Count} choices need {seqs.Sum(x => Pool.LeaseBytes(x.Capacity, x.O.Speculative)) >> 20} MiB of KV cache together, more than the whole pool of {Pool.CapacityBytes >> 20} MiB: ask for fewer choices or tokens");
+        var s = seqs[0];
+        for (int i = 1; i < seqs.Count; i++) { seqs[i].Leader = s; s.Followers.Add(seqs[i]); }
+        // Register before the loop can see the sequences: once queued they may finish (and unregister) at any moment.
+        if (cancellationToken.CanBeCanceled)
+            foreach (var q in seqs)
+            {
+                Interlocked.Increment(ref _liveRegistrations);
+                q.Registered = 1;
+                q.Registration = cancellationToken.Register(() => RequestCancel(q));
+            }
+        try
+        {
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                int freeSlots = Math.Max(0, _o.MaxRunningSequences - _runningCount);
+                if (_queue.Count - freeSlots >= _o.MaxQueuedRequests)
+                {
+                    _rejected++;
+                    throw new SchedulerBusyException($"the server is busy: {_runningCount} sequences running and {_queue.Count} waiting (limit {_o.MaxQueuedRequests}); retry later", TimeSpan.FromSeconds(1));
+                }
+                s.Node = _queue.AddLast(s);
+                _submitted += seqs.Count;
+                Monitor.PulseAll(_lock);
+            }
+        }
+        catch
+        {
+            foreach (var q in seqs) Unregister(q);
+            throw;
+        }
+        return seqs.Select(q => new ScheduledSequence(q.Channel.Reader, q.Done.Task, prompt.Count, () => RequestCancel(q))).ToList();
+    }
+
+    void CheckSubmission(IReadOnlyList<int> prompt, GenerationOptions options)
     {
         var c = _model.Config;
         options.Validate(c.VocabSize);
@@ -66,29 +122,12 @@ public sealed class BatchScheduler : IDisposable
             if (prompt[i] < 0 || prompt[i] >= c.VocabSize)
                 throw new ArgumentException($"prompt token {i} = {prompt[i]} is outside the vocabulary 0..{c.VocabSize - 1}");
         if (prompt.Count >= ContextLength)
-            throw new ArgumentException($"the prompt has {prompt.Count} tokens, which leaves no room in the context of {ContextLength} tokens");
+            throw new ContextLengthExceededException(prompt.Count, ContextLength);
         if (options.Speculative && _model.Mtp is null)
             throw new ArgumentException("speculative decoding needs an MTP head, and this checkpoint has no model.mtp.* weights");
         int capacity = (int)Math.Min(ContextLength, (long)prompt.Count + options.MaxTokens + 1);
         if (!Pool.CanEverFit(capacity, options.Speculative))
             throw new ArgumentException($"this request needs {Pool.LeaseBytes(capacity, options.Speculative) >> 20} MiB of KV cache ({capacity} tokens), more than the whole pool of {Pool.CapacityBytes >> 20} MiB: ask for fewer tokens");
-
-        var s = new Seq([.. prompt], options, new Sampler(options, c.VocabSize, prompt), capacity, c.MoeTopK);
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            int freeSlots = Math.Max(0, _o.MaxRunningSequences - _runningCount);
-            if (_queue.Count - freeSlots >= _o.MaxQueuedRequests)
-            {
-                _rejected++;
-                throw new SchedulerBusyException($"the server is busy: {_runningCount} sequences running and {_queue.Count} waiting (limit {_o.MaxQueuedRequests}); retry later", TimeSpan.FromSeconds(1));
-            }
-            s.Node = _queue.AddLast(s);
-            _submitted++;
-            Monitor.PulseAll(_lock);
-        }
-        if (cancellationToken.CanBeCanceled) s.Registration = cancellationToken.Register(() => RequestCancel(s));
-        return new ScheduledSequence(s.Channel.Reader, s.Done.Task, prompt.Count, () => RequestCancel(s));
     }
 
     /// <remarks>
@@ -99,6 +138,18 @@ public sealed class BatchScheduler : IDisposable
     {
         s.CancelRequested = true;
         lock (_lock) Monitor.PulseAll(_lock);
+    }
+
+    /// <summary>Cancellation registrations of sequences not yet ended (0 once everything ended: none leaks).</summary>
+    internal int LiveRegistrations => Volatile.Read(ref _liveRegistrations);
+
+    void Unregister(Seq s)
+    {
+        if (Interlocked.Exchange(ref s.Registered, 0) == 1)
+        {
+            s.Registration.Unregister();
+            Interlocked.Decrement(ref _liveRegistrations);
+        }
     }
 
     /// <summary>Counters and gauges now.</summary>
@@ -124,6 +175,7 @@ public sealed class BatchScheduler : IDisposable
                 Cancelled = _cancelled,
                 Failed = _failed,
                 PromptTokens = _promptTokens,
+                PrefillTokens = _prefillTokens,
                 CompletionTokens = _completionTokens,
                 Steps = _steps,
                 DraftedTokens = _drafted,
@@ -160,17 +212,17 @@ public sealed class BatchScheduler : IDisposable
             }
             catch (Exception e)
             {
-                // A bug or out of memory: fail the sequences of this step, keep serving the others.
-                foreach (var s in _running.ToArray()) Fail(s, e);
-                _running.Clear();
-                _runningCount = 0;
+                // Last resort (the step's own handlers fail only the sequences a failure touched): fail the running
+                // sequences that have not ended, keep serving the queue.
+                Fail(_running.ToArray(), e);
             }
         }
         foreach (var s in _running) Finish(s, StopReason.Cancelled, null);
         _running.Clear();
         lock (_lock)
         {
-            foreach (var s in _queue) Finish(s, StopReason.Cancelled, null);
+            foreach (var s in _queue)
+                foreach (var q in (List<Seq>)[s, .. s.Followers]) Finish(q, StopReason.Cancelled, null);
             _queue.Clear();
         }
     }
@@ -184,18 +236,40 @@ public sealed class BatchScheduler : IDisposable
             for (var n = _queue.First; n is not null;)
             {
                 var next = n.Next;
-                if (n.Value.CancelRequested) { _queue.Remove(n); Finish(n.Value, StopReason.Cancelled, null); }
+                if (n.Value.CancelRequested)
+                {
+                    var gone = n.Value;
+                    // The next choice of the group leads it now (with the rest as its followers), in the same place.
+                    if (Promote(gone) is { } heir) { n.Value = heir; heir.Node = n; }
+                    else _queue.Remove(n);
+                    Finish(gone, StopReason.Cancelled, null);
+                }
                 n = next;
             }
             // 2. Admission, in arrival order (a request that does not fit yet blocks the ones behind it: no starvation).
-            while (_queue.First is { } head && _running.Count < _o.MaxRunningSequences)
+            // A group (n choices) is admitted whole, so that its followers are there when the leader's prefill ends.
+            while (_queue.First is { } head && _running.Count + 1 + head.Value.Followers.Count <= _o.MaxRunningSequences)
             {
-                var lease = Pool.TryRent(head.Value.Capacity, head.Value.O.Speculative);
-                if (lease is null) break;
+                var group = (List<Seq>)[head.Value, .. head.Value.Followers];
+                var leases = new List<KvLease>();
+                foreach (var g in group)
+                {
+                    if (Pool.TryRent(g.Capacity, g.O.Speculative) is not { } lease) break;
+                    leases.Add(lease);
+                }
+                if (leases.Count < group.Count)
+                {
+                    foreach (var l in leases) l.Dispose();
+                    break;
+                }
                 _queue.RemoveFirst();
-                head.Value.Lease = lease;
-                head.Value.AdmittedTicks = Stopwatch.GetTimestamp();
-                _running.Add(head.Value);
+                long now = Stopwatch.GetTimestamp();
+                for (int i = 0; i < group.Count; i++)
+                {
+                    group[i].Lease = leases[i];
+                    group[i].AdmittedTicks = now;
+                    _running.Add(group[i]);
+                }
             }
             _runningCount = _running.Count;
         }
@@ -225,7 +299,16 @@ public sealed class BatchScheduler : IDisposable
                 s.PendingHidden.Clear();
                 toks.Add(t);
             }
-            var draftLogits = m.Mtp!.ForwardBatch(hid.ToArray(), toks, spec.Select(s => s.Lease!.Mtp!).ToList(), m.LmHead, m.Rope);
+            float[] draftLogits;
+            try
+            {
+                draftLogits = m.Mtp!.ForwardBatch(hid.ToArray(), toks, spec.Select(s => s.Lease!.Mtp!).ToList(), m.LmHead, m.Rope);
+            }
+            catch (Exception e)
+            {
+                Fail(spec, e);  // their MTP caches are in an unknown state; the others go on
+                return;
+            }
             for (int i = 0; i < spec.Count; i++)
             {
                 var s = spec[i];
@@ -247,7 +330,7 @@ public sealed class BatchScheduler : IDisposable
                 int[] t = s.Draft >= 0 ? [s.Pending, s.Draft] : [s.Pending];
                 batch.Add(s); tokens.Add(t); rows.Add(t.Length);
             }
-            else if (budget > 0)
+            else if (budget > 0 && s.Leader is null)   // a follower waits for its leader's prefill
             {
                 int n = Math.Min(s.Prompt.Length - s.Prefilled, budget);
                 budget -= n;
@@ -256,7 +339,16 @@ public sealed class BatchScheduler : IDisposable
                 rows.Add(s.Prefilled + n == s.Prompt.Length ? 1 : 0);
             }
         }
-        var r = m.ForwardBatchRows(tokens, batch.Select(s => s.Lease!.Main).ToList(), rows);
+        BatchRowsResult r;
+        try
+        {
+            r = m.ForwardBatchRows(tokens, batch.Select(s => s.Lease!.Main).ToList(), rows);
+        }
+        catch (Exception e)
+        {
+            Fail(batch, e);  // their KV caches are in an unknown state; sequences outside this batch go on
+            return;
+        }
         _steps++;
         int generated = 0;
 
@@ -265,57 +357,73 @@ public sealed class BatchScheduler : IDisposable
         for (int i = 0; i < batch.Count; i++)
         {
             var s = batch[i];
-            int n = tokens[i].Length, tok = r.TokenOffset[i], row = r.LogitOffset[i];
-            var main = s.Lease!.Main;
-            bool keepHidden = s.Lease.Mtp is not null;
-            int before = s.Output.Count;
-            StopReason stop;
-            string? matched;
-            if (s.Pending < 0)
+            try
             {
-                s.Prefilled += n;
-                if (keepHidden)
-                    for (int j = 0; j < n; j++) s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + j) * hd, hd).ToArray());
-                if (s.Prefilled < s.Prompt.Length) continue;
-                s.FirstTokenTicks = Stopwatch.GetTimestamp();
-                int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
-                (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + n - 1));
-            }
-            else if (s.Draft < 0)
-            {
-                if (keepHidden) s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
-                int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
-                (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok));
-            }
-            else
-            {
-                int d = s.Draft;
-                var p = s.Sampler.Distribution(r.Logits.AsSpan(row * v, v));
-                int verified = GenerationSession.AcceptOrResample(p, s.DraftQ!, d, s.Sampler);
-                s.Draft = -1;
-                s.DraftQ = null;
-                if (verified == d)
+                int n = tokens[i].Length, tok = r.TokenOffset[i], row = r.LogitOffset[i];
+                var main = s.Lease!.Main;
+                bool keepHidden = s.Lease.Mtp is not null;
+                int before = s.Output.Count;
+                StopReason stop;
+                string? matched;
+                if (s.Pending < 0)
                 {
-                    s.Accepted++;
-                    (stop, matched) = Emit(s, d, true, RealExperts(r.Routing, tok));
-                    if (stop == StopReason.None)
+                    s.Prefilled += n;
+                    _prefillTokens += n;
+                    if (keepHidden)
+                        for (int j = 0; j < n; j++) s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + j) * hd, hd).ToArray());
+                    if (s.Prefilled < s.Prompt.Length) continue;
+                    s.FirstTokenTicks = Stopwatch.GetTimestamp();
+                    foreach (var f in s.Followers)
                     {
-                        s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
-                        s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + 1) * hd, hd).ToArray());
-                        int y = s.Sampler.Sample(r.Logits.AsSpan((row + 1) * v, v));
-                        (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + 1));
+                        var fs = StartFollower(s, f, r.Logits.AsSpan(row * v, v), RealExperts(r.Routing, tok + n - 1));
+                        if (fs is not null) generated++;
+                        if (fs is { } stopped && stopped != StopReason.None) ended.Add(f);
                     }
+                    int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
+                    (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + n - 1), r.Logits.AsSpan(row * v, v));
+                }
+                else if (s.Draft < 0)
+                {
+                    if (keepHidden) s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
+                    int y = s.Sampler.Sample(r.Logits.AsSpan(row * v, v));
+                    (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok), r.Logits.AsSpan(row * v, v));
                 }
                 else
                 {
-                    // Drop the draft from the main cache; the resampled token is the next one.
-                    main.Truncate(main.Length - 1);
-                    s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
-                    (stop, matched) = Emit(s, verified, false, RealExperts(r.Routing, tok));
+                    int d = s.Draft;
+                    var p = s.Sampler.Distribution(r.Logits.AsSpan(row * v, v));
+                    int verified = GenerationSession.AcceptOrResample(p, s.DraftQ!, d, s.Sampler);
+                    s.Draft = -1;
+                    s.DraftQ = null;
+                    if (verified == d)
+                    {
+                        s.Accepted++;
+                        (stop, matched) = Emit(s, d, true, RealExperts(r.Routing, tok), r.Logits.AsSpan(row * v, v));
+                        if (stop == StopReason.None)
+                        {
+                            s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
+                            s.PendingHidden.Add(r.FinalHidden.AsSpan((tok + 1) * hd, hd).ToArray());
+                            int y = s.Sampler.Sample(r.Logits.AsSpan((row + 1) * v, v));
+                            (stop, matched) = Emit(s, y, false, RealExperts(r.Routing, tok + 1), r.Logits.AsSpan((row + 1) * v, v));
+                        }
+                    }
+                    else
+                    {
+                        // Drop the draft from the main cache; the resampled token is the next one.
+                        main.Truncate(main.Length - 1);
+                        s.PendingHidden.Add(r.FinalHidden.AsSpan(tok * hd, hd).ToArray());
+                        (stop, matched) = Emit(s, verified, false, RealExperts(r.Routing, tok), r.Logits.AsSpan(row * v, v));
+                    }
                 }
+                generated += s.Output.Count - before;
+                if (stop != StopReason.None) { ended.Add(s); Finish(s, stop, matched); }
             }
-            generated += s.Output.Count - before;
-            if (stop != StopReason.None) { ended.Add(s); Finish(s, stop, matched); }
+            catch (Exception e)
+            {
+                // This sequence's sampling or stop check threw (a bug, a caller's Decode): it alone fails.
+                ended.Add(s);
+                FailOne(s, e);
+            }
         }
         foreach (var s in ended) _running.Remove(s);
         lock (_lock)
@@ -326,13 +434,56 @@ public sealed class BatchScheduler : IDisposable
         }
     }
 
+    /// <summary>
+    /// A follower of a group starts where its leader's prefill ended: a copy of the leader's caches (and MTP inputs),
+    /// then its first token from the same logits with its own sampler. Returns its stop reason (null when it was no
+    /// longer waiting for this leader).
+    /// </summary>
+    StopReason? StartFollower(Seq leader, Seq f, ReadOnlySpan<float> logits, int[] experts)
+    {
+        if (f.Ended || f.Leader != leader) return null;
+        try
+        {
+            f.Leader = null;
+            f.Lease!.Main.CopyFrom(leader.Lease!.Main);
+            if (f.Lease.Mtp is { } mtp) mtp.CopyFrom(leader.Lease.Mtp!);
+            f.PendingHidden.AddRange(leader.PendingHidden);
+            f.Prefilled = f.Prompt.Length;
+            f.FirstTokenTicks = leader.FirstTokenTicks;
+            var (stop, matched) = Emit(f, f.Sampler.Sample(logits), false, experts, logits);
+            if (stop != StopReason.None) Finish(f, stop, matched);
+            return stop;
+        }
+        catch (Exception e)
+        {
+            FailOne(f, e);
+            return StopReason.Cancelled;
+        }
+    }
+
+    /// <summary>
+    /// A leader that leaves: its followers still waiting lead themselves (running: they prefill on their own) or,
+    /// for a queued group, the first of them leads the rest. Returns the new leader of a queued group.
+    /// </summary>
+    Seq? Promote(Seq leader)
+    {
+        var waiting = leader.Followers.Where(f => f.Leader == leader && !f.Ended).ToList();
+        leader.Followers.Clear();
+        foreach (var f in waiting) f.Leader = null;
+        if (waiting.Count == 0 || leader.Lease is not null || leader.Node is null) return null;
+        var next = waiting[0];
+        for (int i = 1; i < waiting.Count; i++) { waiting[i].Leader = next; next.Followers.Add(waiting[i]); }
+        return next;
+    }
+
     /// <summary>Streams a decided token and checks the stop conditions (as <see cref="GenerationSession"/>); sets it pending otherwise.</summary>
-    (StopReason, string?) Emit(Seq s, int token, bool fromDraft, int[] experts)
+    (StopReason, string?) Emit(Seq s, int token, bool fromDraft, int[] experts, ReadOnlySpan<float> logits)
     {
         s.Output.Add(token);
         s.Sampler.Accept(token);
         foreach (var e in experts) s.Hist[e]++;
-        s.Channel.Writer.TryWrite(new GeneratedToken(token, s.Output.Count - 1, fromDraft, experts));
+        var logprob = s.O.Logprobs is { } top ? TokenLogprobs.Compute(logits, token, top) : null;
+        s.Channel.Writer.TryWrite(new GeneratedToken(token, s.Output.Count - 1, fromDraft, experts, logprob));
         s.Pending = -1;
         var stop = s.O.CheckStop(s.Output);
         if (stop.Reason != StopReason.None) return stop;
@@ -343,6 +494,9 @@ public sealed class BatchScheduler : IDisposable
 
     void Finish(Seq s, StopReason reason, string? matched)
     {
+        if (s.Ended) return;
+        s.Ended = true;
+        if (s.Lease is not null) Promote(s);
         long now = Stopwatch.GetTimestamp();
         s.Lease?.Dispose();
         s.Lease = null;
@@ -372,17 +526,31 @@ public sealed class BatchScheduler : IDisposable
             _expertSum += s.Hist.Select((n, k) => n * k).Sum();
             _expertPairs += pairs;
         }
-        s.Registration.Unregister();
+        Unregister(s);
         s.Channel.Writer.TryComplete();
         s.Done.TrySetResult(result);
     }
 
-    void Fail(Seq s, Exception e)
+    /// <summary>Fails these sequences (those not already ended) and takes them out of the running set.</summary>
+    void Fail(IReadOnlyList<Seq> seqs, Exception e)
     {
+        foreach (var s in seqs) FailOne(s, e);
+        var gone = seqs.ToHashSet();
+        _running.RemoveAll(gone.Contains);
+        lock (_lock) _runningCount = _running.Count;
+    }
+
+    /// <summary>Ends a sequence with an error, counted once as failed (a no-op for a sequence that already ended).</summary>
+    void FailOne(Seq s, Exception e)
+    {
+        if (s.Ended) return;
+        s.Ended = true;
+        if (s.Lease is not null) Promote(s);
         s.Lease?.Dispose();
         s.Lease = null;
+        s.PendingHidden.Clear();
         lock (_lock) _failed++;
-        s.Registration.Unregister();
+        Unregister(s);
         s.Channel.Writer.TryComplete(e);
         s.Done.TrySetException(e);
     }
@@ -416,7 +584,15 @@ public sealed class BatchScheduler : IDisposable
         public readonly List<float[]> PendingHidden = [];
         public readonly long[] Hist = new long[topK + 1];
         public LinkedListNode<Seq>? Node;
+        /// <summary>n &gt; 1: the group's first sequence, whose prefill this one waits for (null once started or alone).</summary>
+        public Seq? Leader;
+        /// <summary>n &gt; 1, on the group's first sequence: the others.</summary>
+        public readonly List<Seq> Followers = [];
         public CancellationTokenRegistration Registration;
+        /// <summary>1 while a cancellation registration is held (released once, by whoever ends the sequence).</summary>
+        public int Registered;
+        /// <summary>Finished or failed: counted once, never touched again.</summary>
+        public bool Ended;
         public volatile bool CancelRequested;
         public KvLease? Lease;
         public int Prefilled;

@@ -19,6 +19,10 @@ public sealed record GenerationOptions
     public float FrequencyPenalty { get; init; }
     /// <summary>OpenAI presence penalty: logit -= p if the token occurred in the output. Range [-2, 2].</summary>
     public float PresencePenalty { get; init; }
+    /// <summary>OpenAI logit_bias: added to a token's logit before penalties and temperature. Values in [-100, 100].</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+    /// <summary>Report each generated token's log-probability and this many alternatives (0..20; null = off); see <see cref="TokenLogprobs"/>.</summary>
+    public int? Logprobs { get; init; }
     /// <summary>Token ids that end generation (the stop token is reported, not counted as text).</summary>
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
     /// <summary>Strings that end generation; needs <see cref="Decode"/>.</summary>
@@ -67,6 +71,13 @@ public sealed record GenerationOptions
         if (!(RepetitionPenalty > 0 && RepetitionPenalty <= 10)) throw Bad("repetition_penalty", RepetitionPenalty, "must be in (0, 10]");
         if (!(FrequencyPenalty >= -2 && FrequencyPenalty <= 2)) throw Bad("frequency_penalty", FrequencyPenalty, "must be in [-2, 2]");
         if (!(PresencePenalty >= -2 && PresencePenalty <= 2)) throw Bad("presence_penalty", PresencePenalty, "must be in [-2, 2]");
+        if (LogitBias is not null)
+            foreach (var (id, b) in LogitBias)
+            {
+                if (id < 0 || id >= vocabSize) throw Bad("logit_bias", id, $"token ids must be in 0..{vocabSize - 1}");
+                if (!(b >= -100 && b <= 100)) throw Bad("logit_bias", $"{b} for token {id}", "biases must be in [-100, 100]");
+            }
+        if (Logprobs is < 0 or > TokenLogprobs.MaxTop) throw Bad("top_logprobs", Logprobs, $"must be in 0..{TokenLogprobs.MaxTop}");
         foreach (var id in StopTokenIds)
             if (id < 0 || id >= vocabSize) throw Bad("stop_token_ids", id, $"token ids must be in 0..{vocabSize - 1}");
         if (StopStrings.Any(string.IsNullOrEmpty)) throw Bad("stop", "\"\"", "stop strings must not be empty");

@@ -12,7 +12,8 @@ public enum StopReason { None, Length, StopToken, StopString, ContextFull, Cance
 /// <param name="Index">0-based index in the completion.</param>
 /// <param name="FromDraft">True when the MTP draft proposed it and the main model accepted it.</param>
 /// <param name="RealExpertsPerLayer">Real (non-zero) experts the token activated in each layer.</param>
-public sealed record GeneratedToken(int Id, int Index, bool FromDraft, int[] RealExpertsPerLayer);
+/// <param name="Logprob">Its log-probability and alternatives, when the options asked for them (the batch scheduler).</param>
+public sealed record GeneratedToken(int Id, int Index, bool FromDraft, int[] RealExpertsPerLayer, TokenLogprob? Logprob = null);
 
 /// <summary>Counts and timings of a finished generation.</summary>
 public sealed record GenerationResult
@@ -64,7 +65,7 @@ public sealed class GenerationSession
         int ctx = contextLength ?? c.MaxPositionEmbeddings;
         if (ctx < 1 || ctx > c.MaxPositionEmbeddings) throw new ArgumentException($"context length {ctx} must be in 1..max_position_embeddings = {c.MaxPositionEmbeddings}");
         if (prompt.Count >= ctx)
-            throw new ArgumentException($"the prompt has {prompt.Count} tokens, which leaves no room in the context of {ctx} tokens");
+            throw new ContextLengthExceededException(prompt.Count, ctx);
         if (options.Speculative && model.Mtp is null)
             throw new ArgumentException("speculative decoding needs an MTP head, and this checkpoint has no model.mtp.* weights");
         _prompt = [.. prompt];

@@ -93,6 +93,8 @@ public sealed class LongCatChatClient : IChatClient
             Seed = o.Seed is { } seed ? unchecked((ulong)seed) : (ulong)Random.Shared.NextInt64(),
             Speculative = spec,
             Constraint = Constraints.StructuredOutput.For(o, Generator),
+            LogitBias = Extra(o, LogitBiasKey) as IReadOnlyDictionary<int, float>,
+            Logprobs = Extra(o, LogprobsKey) is int top ? top : null,
         };
         g = Generator.Complete(g);
         g.Validate(Generator.Scheduler.Model.Config.VocabSize);
@@ -236,9 +238,31 @@ public sealed class LongCatChatClient : IChatClient
                 yield return final;
             }
             else if (d.Tokens == 0) yield return Update(d.Text);
-            else foreach (var u in Pieces(parser.Push(d.Text))) yield return u;
+            else
+            {
+                // The token logprobs ride on the first update of this delta (or an empty one when the parser holds
+                // the text back, e.g. inside a tool-call tag).
+                var lp = d.Logprobs is { Count: > 0 } l ? l : null;
+                foreach (var u in Pieces(parser.Push(d.Text)))
+                {
+                    if (lp != null) { u.AdditionalProperties = new() { [LogprobsKey] = lp }; lp = null; }
+                    yield return u;
+                }
+                if (lp != null)
+                {
+                    var u = Update("");
+                    u.AdditionalProperties = new() { [LogprobsKey] = lp };
+                    yield return u;
+                }
+            }
         }
     }
+
+    /// <summary>
+    /// ChatOptions.AdditionalProperties keys: "logit_bias" (an IReadOnlyDictionary&lt;int, float&gt;) and "logprobs"
+    /// (an int, the alternatives per token) in requests; "logprobs" (IReadOnlyList&lt;TokenLogprob&gt;) on updates.
+    /// </summary>
+    public const string LogitBiasKey = "logit_bias", LogprobsKey = "logprobs";
 
     /// <summary>A finished generation's numbers, as AdditionalProperties.</summary>
     public static AdditionalPropertiesDictionary Stats(GenerationResult r) => new()

@@ -18,6 +18,8 @@ public sealed record SchedulerStats
     public long Cancelled { get; init; }
     public long Failed { get; init; }
     public long PromptTokens { get; init; }
+    /// <summary>Prompt tokens run through the model: a prompt shared by n choices counts once.</summary>
+    public long PrefillTokens { get; init; }
     public long CompletionTokens { get; init; }
     /// <summary>Batched forward steps run.</summary>
     public long Steps { get; init; }

@@ -109,9 +109,9 @@ public static class ToolCalls
             else turns.Add(new ChatTurn(role, text.ToString()) { ToolCalls = calls });
             index++;
         }
-        if (turns.Count == 0 || turns.All(t => t.Role == ChatTurn.System)) throw new ArgumentException("messages must include at least one user message");
-        if (turns[^1].Role is not (ChatTurn.User or ChatTurn.Tool))
-            throw new ArgumentException($"messages: the last message must be from the user or a tool, got '{turns[^1].Role}'");
+        if (turns.Count == 0 || turns.All(t => t.Role == ChatTurn.System)) throw new ArgumentException("messages must include at least one user or assistant message");
+        // Order (ChatFormat): system messages anywhere join the system prompt, an assistant greeting first gets an
+        // empty user turn, a final assistant message is a prefix the reply continues.
         return turns;
     }
 }

@@ -63,4 +63,18 @@ public sealed class KvCache
     }
 
     public void Reset() => Length = 0;
+
+    /// <summary>Makes this cache hold what <paramref name="source"/> holds (n &gt; 1 choices share one prefill).</summary>
+    public void CopyFrom(KvCache source)
+    {
+        if (source.Sublayers != Sublayers || source.LatentDim != LatentDim || source.RopeDim != RopeDim)
+            throw new ArgumentException("the caches belong to different models", nameof(source));
+        if (source.Length > Capacity) throw new ArgumentException($"{source.Length} cached tokens do not fit a capacity of {Capacity}", nameof(source));
+        for (int l = 0; l < Sublayers; l++)
+        {
+            Array.Copy(source._latent[l], _latent[l], (long)source.Length * LatentDim);
+            Array.Copy(source._ropeKey[l], _ropeKey[l], (long)source.Length * RopeDim);
+        }
+        Length = source.Length;
+    }
 }

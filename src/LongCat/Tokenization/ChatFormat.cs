@@ -51,49 +51,64 @@ public static class ChatFormat
 
     /// <summary>The same format as a Jinja chat template (written into tokenizer_config.json by the trainer).</summary>
     public const string JinjaTemplate =
-        "{%- set ns = namespace(sys='', round=0, started=false) -%}" +
+        "{%- set ns = namespace(sys='', round=0, started=false, open=false) -%}" +
         "{%- for m in messages -%}{%- if m['role'] == 'system' -%}{%- set ns.sys = ns.sys + ('\\n' if ns.sys else '') + m['content'] -%}{%- endif -%}{%- endfor -%}" +
         "{%- if ns.sys -%}{{- 'SYSTEM:' + ns.sys -}}{%- set ns.started = true -%}{%- endif -%}" +
         "{%- for m in messages -%}" +
-        "{%- if m['role'] == 'user' -%}{{- (' ' if ns.started else '') + '[Round ' + ns.round|string + '] USER:' + m['content'] -}}{%- set ns.started = true -%}" +
+        "{%- if m['role'] == 'user' -%}{{- (' ' if ns.started else '') + '[Round ' + ns.round|string + '] USER:' + m['content'] -}}{%- set ns.started = true -%}{%- set ns.open = true -%}" +
         "{%- if not loop.last or add_generation_prompt -%}{{- ' ASSISTANT:' -}}{%- endif -%}" +
-        "{%- elif m['role'] == 'assistant' -%}{{- m['content'] + '</longcat_s>' -}}{%- set ns.round = ns.round + 1 -%}" +
+        "{%- elif m['role'] == 'assistant' -%}" +
+        "{%- if not ns.open -%}{{- (' ' if ns.started else '') + '[Round ' + ns.round|string + '] USER: ASSISTANT:' -}}{%- set ns.started = true -%}{%- endif -%}" +
+        "{{- m['content'] + '</longcat_s>' -}}{%- set ns.round = ns.round + 1 -%}{%- set ns.open = false -%}" +
         "{%- endif -%}{%- endfor -%}";
 
-    /// <summary>A rendered piece: text, and whether it is assistant output (trainable).</summary>
-    readonly record struct Segment(string Text, bool Assistant);
+    /// <summary>
+    /// A rendered piece: text, whether it is assistant output (trainable), and whether it is control markup (the
+    /// end-of-turn token), the only text encoded with special-token matching: message contents are encoded as plain
+    /// text, so a user who types "&lt;/longcat_s&gt;" gets the characters, never the control token.
+    /// </summary>
+    readonly record struct Segment(string Text, bool Assistant, bool Control = false);
+
+    static void Encode(Tokenizer tokenizer, Segment s, List<int> ids)
+    {
+        if (s.Control) tokenizer.EncodeToIds(s.Text, ids);
+        else tokenizer.EncodeTextToIds(s.Text, ids);
+    }
 
     /// <summary>
     /// Renders <paramref name="turns"/> as text. With <paramref name="addGenerationPrompt"/>, a final user turn
-    /// ends with " ASSISTANT:" so the model continues with the reply.
+    /// ends with " ASSISTANT:" so the model continues with the reply. With <paramref name="continueFinalAssistant"/>,
+    /// a final assistant turn is left open (no end-of-turn), as <see cref="EncodePrompt"/> renders it.
     /// </summary>
-    public static string Render(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt = true, ChatRenderOptions? options = null) =>
-        string.Concat(Segments(turns, addGenerationPrompt, options ?? ChatRenderOptions.Default).Select(s => s.Text));
+    public static string Render(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt = true, ChatRenderOptions? options = null,
+        bool continueFinalAssistant = false) =>
+        string.Concat(Segments(turns, addGenerationPrompt, continueFinalAssistant, options ?? ChatRenderOptions.Default).Select(s => s.Text));
 
     /// <summary>
-    /// Ids of the prompt for generation: the conversation so far plus " ASSISTANT:". Encoded segment by segment
-    /// exactly as <see cref="EncodeForTraining"/> does, so a model sees the same ids in training and inference.
+    /// Ids of the prompt for generation: the conversation so far plus " ASSISTANT:", or, when the last turn is an
+    /// assistant's, that turn left open so the model continues it. Encoded segment by segment exactly as
+    /// <see cref="EncodeForTraining"/> does, so a model sees the same ids in training and inference.
     /// </summary>
     public static int[] EncodePrompt(Tokenizer tokenizer, IReadOnlyList<ChatTurn> turns, ChatRenderOptions? options = null)
     {
         var ids = new List<int>();
-        foreach (var s in Segments(turns, addGenerationPrompt: true, options ?? ChatRenderOptions.Default)) tokenizer.EncodeToIds(s.Text, ids);
+        foreach (var s in Segments(turns, addGenerationPrompt: true, continueFinal: true, options ?? ChatRenderOptions.Default)) Encode(tokenizer, s, ids);
         return [.. ids];
     }
 
     /// <summary>
-    /// Ids of a whole conversation for supervised fine-tuning, with the assistant replies (text, tool calls and
-    /// end-of-turn tokens) marked trainable; system, user, tool results and the tool description are not. Prompt
-    /// and reply are encoded separately, as at inference.
+    /// Ids of a whole conversation for supervised fine-tuning, with the assistant replies (text, tool calls and their
+    /// end-of-turn tokens) marked trainable; system, user, tool results and the tool description are not. Prompt and
+    /// reply are encoded separately, as at inference.
     /// </summary>
     public static EncodedChat EncodeForTraining(Tokenizer tokenizer, IReadOnlyList<ChatTurn> turns, ChatRenderOptions? options = null)
     {
         var ids = new List<int>();
         var mask = new List<bool>();
-        foreach (var s in Segments(turns, addGenerationPrompt: false, options ?? ChatRenderOptions.Default))
+        foreach (var s in Segments(turns, addGenerationPrompt: false, continueFinal: false, options ?? ChatRenderOptions.Default))
         {
             int before = ids.Count;
-            tokenizer.EncodeToIds(s.Text, ids);
+            Encode(tokenizer, s, ids);
             for (int i = before; i < ids.Count; i++) mask.Add(s.Assistant);
         }
         return new EncodedChat([.. ids], [.. mask]);
@@ -106,63 +121,107 @@ public static class ChatFormat
     /// followed by a user message on a new line. An assistant reply is its text, then its calls back to back, then
     /// the end-of-turn token.
     /// </summary>
-    static List<Segment> Segments(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt, ChatRenderOptions options)
+    /// <remarks>
+    /// Message order: every system message goes into the one system prompt before round 0, joined by newlines in
+    /// order (as <see cref="JinjaTemplate"/> does; the format has no place for a system turn inside a round). An
+    /// assistant turn without a user turn before it (a greeting) gets an empty user turn, since a round always starts
+    /// with "USER:". With <paramref name="continueFinal"/>, a final assistant turn is a prefix the model continues:
+    /// it is left open (no end-of-turn token). The format's markers (end of turn, tool-call and tool-response tags)
+    /// are control segments; every content (messages, tool descriptions, arguments, results) is plain text.
+    /// </remarks>
+    static List<Segment> Segments(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt, bool continueFinal, ChatRenderOptions options)
     {
-        var segs = new List<Segment>();
-        var prompt = new StringBuilder();
+        var b = new SegmentBuilder();
         bool started = false;
-        if (options.Tools.Count > 0) prompt.Append(ToolCallFormat.Description(options.Tools, options.ToolCallStyle)).Append("\n\n## Messages\n");
-        int i = 0;
-        var system = new List<string>();
-        while (i < turns.Count && turns[i].Role == ChatTurn.System) system.Add(turns[i++].Content);
-        string sys = string.Join("\n", system);
-        if (sys.Length > 0) { prompt.Append("SYSTEM:").Append(sys); started = true; }
-        int round = 0;
-        for (; i < turns.Count; i++)
+        if (options.Tools.Count > 0)
+        {
+            foreach (var (text, marker) in ToolCallFormat.DescriptionPieces(options.Tools, options.ToolCallStyle)) b.Add(text, false, marker);
+            b.Add("\n\n## Messages\n", false);
+        }
+        string sys = string.Join("\n", turns.Where(t => t.Role == ChatTurn.System).Select(t => t.Content));
+        if (sys.Length > 0) { b.Add("SYSTEM:" + sys, false); started = true; }
+        int round = 0, previous = -1;  // index of the previous non-system turn
+        for (int i = 0; i < turns.Count; i++)
         {
             var t = turns[i];
-            string? previous = i > 0 ? turns[i - 1].Role : null;
+            if (t.Role == ChatTurn.System) continue;
+            int prevIndex = previous;
+            string? prevRole = prevIndex >= 0 ? turns[prevIndex].Role : null;
+            previous = i;
+            int next = NextNonSystem(turns, i);
             switch (t.Role)
             {
                 case ChatTurn.User:
                 case ChatTurn.Tool:
-                    if (t.Role == ChatTurn.User && previous == ChatTurn.User)
+                    if (t.Role == ChatTurn.User && prevRole == ChatTurn.User)
                         throw new ArgumentException($"turn {i}: two user turns in a row; user and assistant must alternate");
-                    if (t.Role == ChatTurn.Tool && !(previous == ChatTurn.Tool || (previous == ChatTurn.Assistant && turns[i - 1].ToolCalls.Count > 0)))
+                    if (t.Role == ChatTurn.Tool && !(prevRole == ChatTurn.Tool || (prevRole == ChatTurn.Assistant && turns[prevIndex].ToolCalls.Count > 0)))
                         throw new ArgumentException($"turn {i}: a tool result must follow an assistant turn with tool calls");
-                    if (previous is ChatTurn.User or ChatTurn.Tool)
+                    if (prevRole is ChatTurn.User or ChatTurn.Tool)
                     {
-                        if (t.Role == ChatTurn.User) prompt.Append('\n');    // the user's words after the tool results
+                        if (t.Role == ChatTurn.User) b.Add("\n", false);    // the user's words after the tool results
                     }
-                    else
-                    {
-                        if (started) prompt.Append(' ');
-                        prompt.Append("[Round ").Append(round.ToString(CultureInfo.InvariantCulture)).Append("] USER:");
-                        started = true;
-                    }
-                    prompt.Append(t.Role == ChatTurn.Tool ? ToolCallFormat.Response(t.Content) : t.Content);
-                    if (options.ThinkOn && addGenerationPrompt && i + 1 == turns.Count) prompt.Append(ToolCallFormat.ThinkOnSuffix);
-                    bool roundEnds = i + 1 == turns.Count ? addGenerationPrompt : turns[i + 1].Role == ChatTurn.Assistant;
-                    if (roundEnds) prompt.Append(" ASSISTANT:");
+                    else StartRound();
+                    if (t.Role == ChatTurn.Tool)
+                        foreach (var (text, marker) in ToolCallFormat.ResponsePieces(t.Content)) b.Add(text, false, marker);
+                    else b.Add(t.Content, false);
+                    if (options.ThinkOn && addGenerationPrompt && next == turns.Count) b.Add(ToolCallFormat.ThinkOnSuffix, false);
+                    if (next == turns.Count ? addGenerationPrompt : turns[next].Role == ChatTurn.Assistant) b.Add(" ASSISTANT:", false);
                     break;
                 case ChatTurn.Assistant:
-                    if (previous is not (ChatTurn.User or ChatTurn.Tool))
-                        throw new ArgumentException($"turn {i}: an assistant turn must follow a user turn");
-                    segs.Add(new Segment(prompt.ToString(), false));
-                    prompt.Clear();
-                    var reply = new StringBuilder(t.Content);
-                    foreach (var call in t.ToolCalls) reply.Append(ToolCallFormat.Call(call, options.ToolCallStyle));
-                    segs.Add(new Segment(reply.Append(EndOfTurn).ToString(), true));
+                    if (prevRole == ChatTurn.Assistant)
+                        throw new ArgumentException($"turn {i}: two assistant turns in a row; user and assistant must alternate");
+                    if (prevRole is null) { StartRound(); b.Add(" ASSISTANT:", false); }   // a greeting: round 0 with an empty user turn
+                    b.Add(t.Content, true);
+                    foreach (var call in t.ToolCalls)
+                        foreach (var (text, marker) in ToolCallFormat.CallPieces(call, options.ToolCallStyle)) b.Add(text, true, marker);
+                    bool open = continueFinal && next == turns.Count;   // a prefix to continue
+                    if (!open) b.Add(EndOfTurn, true, control: true);
                     round++;
                     break;
-                case ChatTurn.System:
-                    throw new ArgumentException($"turn {i}: a system turn must come before the first user turn");
                 default:
                     throw new ArgumentException($"turn {i}: unknown role '{t.Role}' (system, user, assistant, tool)");
             }
         }
-        if (prompt.Length > 0) segs.Add(new Segment(prompt.ToString(), false));
-        return segs;
+        return b.Done();
+
+        void StartRound()
+        {
+            b.Add((started ? " " : "") + "[Round " + round.ToString(CultureInfo.InvariantCulture) + "] USER:", false);
+            started = true;
+        }
+    }
+
+    /// <summary>Collects segments: runs of plain text with the same trainability are joined, control pieces stand alone.</summary>
+    sealed class SegmentBuilder
+    {
+        readonly List<Segment> _segs = [];
+        readonly StringBuilder _text = new();
+        bool _assistant;
+
+        public void Add(string text, bool assistant, bool control = false)
+        {
+            if (text.Length == 0) return;
+            if (control || assistant != _assistant) Flush();
+            if (control) { _segs.Add(new Segment(text, assistant, Control: true)); return; }
+            _assistant = assistant;
+            _text.Append(text);
+        }
+
+        void Flush()
+        {
+            if (_text.Length > 0) _segs.Add(new Segment(_text.ToString(), _assistant));
+            _text.Clear();
+        }
+
+        public List<Segment> Done() { Flush(); return _segs; }
+    }
+
+    static int NextNonSystem(IReadOnlyList<ChatTurn> turns, int i)
+    {
+        int j = i + 1;
+        while (j < turns.Count && turns[j].Role == ChatTurn.System) j++;
+        return j;
     }
 
     /// <summary>

@@ -161,6 +161,28 @@ public sealed class Tokenizer
         ids.AddRange(st.Ids);
     }
 
+    /// <summary>
+    /// Appends the ids of <paramref name="text"/> as plain text: special added tokens written in it (like
+    /// "&lt;/longcat_s&gt;") are encoded as their characters, never as the control token (HF's
+    /// <c>encode_special_tokens=True</c> for this call only). For untrusted text such as chat messages.
+    /// </summary>
+    public void EncodeTextToIds(ReadOnlySpan<char> text, List<int> ids)
+    {
+        var st = _state.Value!;
+        st.BeginOutput(details: false);
+        st.PlainText = true;
+        try
+        {
+            EncodeCore(text, st);
+        }
+        finally
+        {
+            st.PlainText = false;
+        }
+        PostProcess(st, addSpecialTokens: false);
+        ids.AddRange(st.Ids);
+    }
+
     /// <summary>Encodes many texts on <see cref="Parallelism.Threads"/> threads; results are in input order and
     /// do not depend on the thread count.</summary>
     public TokenizedText[] EncodeBatch(IReadOnlyList<string> texts, bool addSpecialTokens = false)
@@ -194,7 +216,7 @@ public sealed class Tokenizer
         }
         var parts = st.Parts;
         parts.Clear();
-        Added.Split(st.Cps.AsSpan(0, n), normalized: false, EncodeSpecialTokens, parts);
+        Added.Split(st.Cps.AsSpan(0, n), normalized: false, EncodeSpecialTokens || st.PlainText, parts);
         // Split may be re-entered for normalized tokens below, so walk a copy of the indices.
         int count = parts.Count;
         for (int k = 0; k < count; k++)
@@ -244,7 +266,7 @@ public sealed class Tokenizer
         }
         var parts = st.NormalizedParts;
         parts.Clear();
-        Added.Split(pl.Span(whole), normalized: true, EncodeSpecialTokens, parts);
+        Added.Split(pl.Span(whole), normalized: true, EncodeSpecialTokens || st.PlainText, parts);
         var backing = pl.Backings[whole.B];
         foreach (var (ps, pe, tok) in parts)
         {
@@ -378,6 +400,8 @@ sealed class EncodeState
     public readonly List<(int Start, int End)> Offsets = [];
     public readonly List<string?> TokenText = [];
     public bool Details;
+    /// <summary>Special added tokens are not matched in this call (<see cref="Tokenizer.EncodeTextToIds"/>).</summary>
+    public bool PlainText;
 
     public void BeginOutput(bool details)
     {

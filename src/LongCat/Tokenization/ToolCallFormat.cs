@@ -99,7 +99,15 @@ public static class ToolCallFormat
     /// The tool description block that opens the prompt (the model card's text, trailing spaces included), followed
     /// by "\n\n## Messages\n" by <see cref="ChatFormat"/>.
     /// </summary>
-    public static string Description(IReadOnlyList<ToolDefinition> tools, ToolCallStyle style)
+    public static string Description(IReadOnlyList<ToolDefinition> tools, ToolCallStyle style) =>
+        string.Concat(DescriptionPieces(tools, style).Select(p => p.Text));
+
+    /// <summary>
+    /// <see cref="Description"/> as pieces: the tools' names, descriptions and schemas are text (<c>Marker</c> false,
+    /// encoded without special-token matching); the tags in the fixed note are markers (control tokens where the
+    /// tokenizer has them).
+    /// </summary>
+    public static IEnumerable<(string Text, bool Marker)> DescriptionPieces(IReadOnlyList<ToolDefinition> tools, ToolCallStyle style)
     {
         var sb = new StringBuilder();
         sb.Append("## Tools\nYou have access to the following tools: \n\n### Tool namespace: function\n\n");
@@ -109,38 +117,69 @@ public static class ToolCallFormat
             sb.Append("Description: ").Append(t.Description ?? "").Append("\n\n");
             sb.Append("InputSchema: \n").Append(PythonJson.Dumps(t.Parameters, indent: 2)).Append("\n\n");
         }
-        if (style == ToolCallStyle.Json)
-            sb.Append("**Note**: For each function call, return a json object with function name and arguments within <longcat_tool_call></longcat_tool_call> XML tags as follows:\n")
-              .Append("<longcat_tool_call>\n{\"name\": <function-name>, \"arguments\": <args-dict>}\n</longcat_tool_call>\n");
-        else
-            sb.Append("**Note**: For each function call, return the function name and its arguments within <longcat_tool_call></longcat_tool_call> XML tags as follows:\n")
-              .Append("<longcat_tool_call><function-name>\n<longcat_arg_key><arg-key></longcat_arg_key>\n<longcat_arg_value><arg-value></longcat_arg_value>\n</longcat_tool_call>\n");
-        sb.Append("When multiple functions need to be called simultaneously, each function call should be wrapped in its own <longcat_tool_call> tag and placed consecutively.");
-        return sb.ToString();
+        yield return (sb.ToString(), false);
+        string note = style == ToolCallStyle.Json
+            ? "**Note**: For each function call, return a json object with function name and arguments within <longcat_tool_call></longcat_tool_call> XML tags as follows:\n" +
+              "<longcat_tool_call>\n{\"name\": <function-name>, \"arguments\": <args-dict>}\n</longcat_tool_call>\n"
+            : "**Note**: For each function call, return the function name and its arguments within <longcat_tool_call></longcat_tool_call> XML tags as follows:\n" +
+              "<longcat_tool_call><function-name>\n<longcat_arg_key><arg-key></longcat_arg_key>\n<longcat_arg_value><arg-value></longcat_arg_value>\n</longcat_tool_call>\n";
+        note += "When multiple functions need to be called simultaneously, each function call should be wrapped in its own <longcat_tool_call> tag and placed consecutively.";
+        foreach (var p in SplitMarkers(note)) yield return p;
+    }
+
+    /// <summary>Our own fixed text cut at the tool-call tags (never applied to content).</summary>
+    static IEnumerable<(string Text, bool Marker)> SplitMarkers(string s)
+    {
+        int pos = 0;
+        while (pos < s.Length)
+        {
+            int best = -1; string? m = null;
+            foreach (var k in Markers) // the longest first where two start at the same place
+            {
+                int at = s.IndexOf(k, pos, StringComparison.Ordinal);
+                if (at >= 0 && (best < 0 || at < best || (at == best && k.Length > m!.Length))) { best = at; m = k; }
+            }
+            if (best < 0) { yield return (s[pos..], false); yield break; }
+            if (best > pos) yield return (s[pos..best], false);
+            yield return (m!, true);
+            pos = best + m!.Length;
+        }
     }
 
     /// <summary>One assistant tool call as the model writes it (no separator: calls are placed back to back).</summary>
-    public static string Call(ToolCall call, ToolCallStyle style)
+    public static string Call(ToolCall call, ToolCallStyle style) => string.Concat(CallPieces(call, style).Select(p => p.Text));
+
+    /// <summary><see cref="Call"/> as pieces: the tags are markers, the name and arguments text.</summary>
+    public static IEnumerable<(string Text, bool Marker)> CallPieces(ToolCall call, ToolCallStyle style)
     {
+        yield return (CallOpen, true);
         if (style == ToolCallStyle.Json)
         {
             string args = PythonJson.Dumps(call.Arguments, indent: null);
-            return $"{CallOpen}\n{{\"name\": {PythonJson.Quote(call.Name)}, \"arguments\": {args}}}\n{CallClose}";
+            yield return ($"\n{{\"name\": {PythonJson.Quote(call.Name)}, \"arguments\": {args}}}\n", false);
+            yield return (CallClose, true);
+            yield break;
         }
-        var sb = new StringBuilder(CallOpen).Append(call.Name).Append('\n');
-        using var d = JsonDocument.Parse(call.Arguments);
-        foreach (var p in d.RootElement.EnumerateObject())
+        yield return (call.Name + "\n", false);
+        var props = new List<(string Key, string Value)>();
+        using (var d = JsonDocument.Parse(call.Arguments))
+            foreach (var p in d.RootElement.EnumerateObject())
+                // Strings are written raw, everything else as JSON (the parser reads a value back by the schema's type).
+                props.Add((p.Name, p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : PythonJson.Dumps(p.Value.GetRawText(), indent: null)));
+        foreach (var (key, value) in props)
         {
-            // Strings are written raw, everything else as JSON (the parser reads a value back by the schema's type).
-            string v = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : PythonJson.Dumps(p.Value.GetRawText(), indent: null);
-            sb.Append(ArgKeyOpen).Append(p.Name).Append(ArgKeyClose).Append('\n')
-              .Append(ArgValueOpen).Append(v).Append(ArgValueClose).Append('\n');
+            yield return (ArgKeyOpen, true); yield return (key, false); yield return (ArgKeyClose, true); yield return ("\n", false);
+            yield return (ArgValueOpen, true); yield return (value, false); yield return (ArgValueClose, true); yield return ("\n", false);
         }
-        return sb.Append(CallClose).ToString();
+        yield return (CallClose, true);
     }
 
     /// <summary>A tool's result as the model reads it.</summary>
-    public static string Response(string content) => $"{ResponseOpen}\n{content}\n{ResponseClose}";
+    public static string Response(string content) => string.Concat(ResponsePieces(content).Select(p => p.Text));
+
+    /// <summary><see cref="Response"/> as pieces: the tags are markers, the result (and the newlines around it) text.</summary>
+    public static IEnumerable<(string Text, bool Marker)> ResponsePieces(string content) =>
+        [(ResponseOpen, true), ("\n" + content + "\n", false), (ResponseClose, true)];
 }
 
 /// <summary>
