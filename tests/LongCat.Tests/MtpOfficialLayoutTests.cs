@@ -1,6 +1,7 @@
 using System.Text.Json;
 using LongCat.Config;
 using LongCat.Inference;
+using LongCat.Kernels;
 using LongCat.IO;
 using LongCat.Model;
 
@@ -62,7 +63,7 @@ public class MtpOfficialLayoutTests
     /// tensor), with its own embedding (distinct from the main one) and non-unit norms, so that a head that read the
     /// main embedding, swapped the halves of eh_proj's input or skipped a norm would draft different logits.
     /// </summary>
-    static (string Dir, Dictionary<string, float[]> W) Checkpoint(Func<string, string?>? rename = null)
+    static (string Dir, Dictionary<string, float[]> W) Checkpoint(Func<string, string?>? rename = null, bool fp8 = false)
     {
         var src = Fixtures.Reference("tiny");
         var dir = Fixtures.NewTempDir();
@@ -84,7 +85,13 @@ public class MtpOfficialLayoutTests
             weights[name] = v;
             var stored = rename is null ? name : rename(name);
             if (stored is null) continue;
-            w.AddF32(stored, v, shape);
+            // The FP8 release: every MTP linear (eh_proj included) as E4M3 + 128x128 block scales; embedding and norms as stored.
+            if (fp8 && shape.Length == 2 && !name.Contains("embed_tokens"))
+            {
+                w.AddFp8Blocked(stored, stored[..^".weight".Length] + ".weight_scale_inv", v, (int)shape[0], (int)shape[1]);
+                map[stored[..^".weight".Length] + ".weight_scale_inv"] = "model-00002-of-00002.safetensors";
+            }
+            else w.AddF32(stored, v, shape);
             map[stored] = "model-00002-of-00002.safetensors";
         }
         w.Save(Path.Combine(dir, "model-00002-of-00002.safetensors"));
@@ -94,13 +101,26 @@ public class MtpOfficialLayoutTests
         return (dir, weights);
     }
 
-    [Fact]
-    public void OfficialLayoutLoadsItsOwnHeadAndDraftsWhatTheSpecComputes()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void OfficialLayoutLoadsItsOwnHeadAndDraftsWhatTheSpecComputes(bool fp8)
     {
-        var (dir, w) = Checkpoint();
+        var (dir, w) = Checkpoint(fp8: fp8);
         using var model = LongCatModel.Load(dir);
         var mtp = model.Mtp;
         Assert.NotNull(mtp);
+        if (fp8)
+        {
+            // The reference reads what the FP8 tensors hold: e4m3 values times their block scales.
+            Assert.All(mtp.Linears.Where(x => x != mtp.Embed), x => Assert.Equal(DType.F8_E4M3, x.DType));
+            foreach (var x in mtp.Linears)
+            {
+                var d = new float[(long)x.Rows * x.Cols];
+                for (int r = 0; r < x.Rows; r++) x.DequantizeRow(r, d.AsSpan(r * x.Cols, x.Cols));
+                w[x.Name] = d;
+            }
+        }
         Assert.True(mtp.OwnEmbedding);
         Assert.Equal("model.mtp.embed_tokens.weight", mtp.Embed.Name);
 
