@@ -51,6 +51,21 @@ public class ShippedModelTests
     }
 
     [Fact]
+    public void ItsTrainedMtpHeadDraftsWellAndSpeculativeOutputIsUnchanged()
+    {
+        // The real head in the official layout must be loaded and used: a head that were silently wrong (wrong
+        // embedding, halves swapped, h_t before the final norm) would accept about 1 draft in 8192, not most of them.
+        using var m = LongCatModel.Load(Dir);
+        var tok = Tokenizer.Load(Dir);
+        var prompt = new[] { 1 }.Concat(tok.EncodeToIds("class Queue:\n    \"\"\"A first-in, first-out queue.")).ToArray();
+        var plain = new LongCat.Inference.GenerationSession(m, prompt, new LongCat.Inference.GenerationOptions { Temperature = 0, MaxTokens = 48 });
+        var spec = new LongCat.Inference.GenerationSession(m, prompt, new LongCat.Inference.GenerationOptions { Temperature = 0, MaxTokens = 48, Speculative = true });
+        Assert.Equal(plain.Run(), spec.Run());
+        Assert.True(spec.Result!.DraftedTokens >= 20);
+        Assert.True(spec.Result.AcceptanceRate > 0.4, $"MTP acceptance {spec.Result.AcceptanceRate:P0}");
+    }
+
+    [Fact]
     public void GenerateUsesItByDefault()
     {
         var (exit, stdout, err) = CliProcess.Run("generate", "--prompt", "The json module", "--max-tokens", "12", "--temperature", "0", "--threads", "1");

@@ -115,10 +115,24 @@ public sealed class GenerationSession
         prefill = sw.Elapsed.TotalSeconds;
         sw.Restart();
         var lastLogits = r.Logits;
-        // MTP inputs not yet fed to the head: (h_t, token_{t+1}) for t = mtpCache.Length .. cache.Length-1.
-        var pendingHidden = new List<float[]>();
-        if (mtpCache is not null)
-            for (int t = 0; t < _prompt.Length; t++) pendingHidden.Add(r.FinalHidden.AsSpan(t * c.HiddenSize, c.HiddenSize).ToArray());
+        // MTP inputs not yet fed to the head: (h_t, token_{t+1}) for t = mtpCache.Length .. cache.Length-1; the h_t rows
+        // back to back in one buffer reused every step (at most 2 rows after the prompt's).
+        int hd = c.HiddenSize, pending = 0;
+        float[]? pendingHidden = null;
+        int[]? pendingTokens = null;
+        void Pend(ReadOnlySpan<float> rows)
+        {
+            int n = rows.Length / hd;
+            var buf = pendingHidden;
+            if (buf is null || buf.Length < (pending + n) * hd)
+            {
+                Array.Resize(ref buf, Math.Max((pending + n) * hd, 2 * hd));
+                pendingHidden = buf;
+            }
+            rows.CopyTo(buf.AsSpan(pending * hd));
+            pending += n;
+        }
+        if (mtpCache is not null) Pend(r.FinalHidden.AsSpan(0, _prompt.Length * hd));
         int[] lastExperts = RealExperts(r.Routing, r.Routing[0].Tokens - 1);
 
         int y = sampler.Sample(lastLogits);   // pending token: decided, not yet run through the main model
@@ -134,7 +148,7 @@ public sealed class GenerationSession
             if (mtpCache is null || cache.Length + 2 > Capacity)
             {
                 var step = m.ForwardCached([y], cache);
-                if (mtpCache is not null) pendingHidden.Add(step.FinalHidden);
+                if (mtpCache is not null) Pend(step.FinalHidden);
                 lastExperts = RealExperts(step.Routing, 0);
                 y = sampler.Sample(step.Logits);
                 continue;
@@ -143,16 +157,15 @@ public sealed class GenerationSession
             // Speculative step. Draft from the MTP head: feed every pending (h_t, token_{t+1}) pair.
             var mtp = m.Mtp!;
             int start = mtpCache.Length, np = cache.Length - start;
-            var hid = new float[np * c.HiddenSize];
-            var toks = new int[np];
+            Debug.Assert(np == pending);
+            var toks = Model.Buffers.Ensure(ref pendingTokens, np);
             for (int i = 0; i < np; i++)
             {
-                pendingHidden[i].CopyTo(hid, i * c.HiddenSize);
                 int pos = start + i + 1;
                 toks[i] = pos < _prompt.Length ? _prompt[pos] : (pos - _prompt.Length < _output.Count ? _output[pos - _prompt.Length] : y);
             }
-            pendingHidden.Clear();
-            var draftLogits = mtp.Forward(hid, toks, mtpCache, m.LmHead, m.Rope);
+            pending = 0;
+            var draftLogits = mtp.Forward(pendingHidden!.AsSpan(0, np * hd), toks.AsSpan(0, np), mtpCache, m.LmHead, m.Rope);
             float[] q;
             if (OracleDraft is not null)
             {
@@ -175,8 +188,7 @@ public sealed class GenerationSession
                 var (st2, ms2) = Emit(d, ex, sampler);
                 yield return new GeneratedToken(d, _output.Count - 1, true, ex);
                 if (st2 != StopReason.None) { stop = st2; matched = ms2; break; }
-                pendingHidden.Add(v.FinalHidden.AsSpan(0, c.HiddenSize).ToArray());
-                pendingHidden.Add(v.FinalHidden.AsSpan(c.HiddenSize, c.HiddenSize).ToArray());
+                Pend(v.FinalHidden.AsSpan(0, 2 * hd));
                 lastExperts = RealExperts(v.Routing, 1);
                 y = sampler.Sample(v.Logits.AsSpan(vs, vs));
             }
@@ -184,7 +196,7 @@ public sealed class GenerationSession
             {
                 // Drop the draft from the main cache; resample from norm(max(0, p - q)).
                 cache.Truncate(cache.Length - 1);
-                pendingHidden.Add(v.FinalHidden.AsSpan(0, c.HiddenSize).ToArray());
+                Pend(v.FinalHidden.AsSpan(0, hd));
                 lastExperts = RealExperts(v.Routing, 0);
                 y = verified;
             }

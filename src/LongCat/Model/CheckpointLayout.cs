@@ -54,6 +54,48 @@ public static class CheckpointLayout
             throw new ModelFormatException($"{checkpoint.Folder}: ffn_topology is \"{c.FfnTopology}\", but the checkpoint has no '{mlp1}': if it holds interleaved MoE/dense layers, set ffn_topology to \"{LongCatConfig.InterleavedTopology}\"");
     }
 
+    /// <summary>
+    /// Refuses a checkpoint whose MTP head would load partly or not at all: every tensor under <c>model.mtp.</c> must
+    /// be one of the official names (<see cref="Mtp"/>, with the main or its own embedding, plus the FP8/INT8 scales of
+    /// its linears), and a head that is there at all must be complete. Tensors of another draft-head layout (DeepSeek's
+    /// <c>model.layers.N.eh_proj</c>, <c>enorm</c>, <c>hnorm</c>, <c>shared_head</c>) are refused by name too. Without
+    /// this, a head under names this loader does not read would be silently absent (no speculative decoding, or a
+    /// "no MTP head" error that hides the cause).
+    /// </summary>
+    public static void CheckMtp(LongCatConfig c, Checkpoint checkpoint)
+    {
+        var official = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var t in Mtp(c, ownEmbedding: true))
+        {
+            official.Add(t.Name);
+            if (t.Kind == TensorKind.Linear)
+            {
+                var module = t.Name[..^".weight".Length];
+                official.Add(module + ".weight_scale_inv");
+                official.Add(module + ".weight_scale");
+            }
+        }
+        var foreign = checkpoint.TensorNames.Where(n => !official.Contains(n) && LooksLikeDraftHead(n)).Order(StringComparer.Ordinal).ToList();
+        if (foreign.Count > 0)
+            throw new ModelFormatException($"{checkpoint.Folder}: {foreign.Count} tensor(s) of an MTP/draft head under names this loader does not recognise ({string.Join(", ", foreign.Take(6))}{(foreign.Count > 6 ? ", ..." : "")}); the official LongCat-Flash layout, as vLLM and SGLang load it, is {MtpLayoutSummary}: rename them (or remove them to load the model without its draft head)");
+        var present = Mtp(c).Where(t => checkpoint.Contains(t.Name)).ToList();
+        if (present.Count == 0) return;
+        var missing = Mtp(c).Where(t => !checkpoint.Contains(t.Name)).Select(t => t.Name).ToList();
+        if (missing.Count > 0)
+            throw new ModelFormatException($"{checkpoint.Folder}: the MTP head is incomplete: it has {present.Count} of its tensors but lacks {string.Join(", ", missing.Take(6))}{(missing.Count > 6 ? $" and {missing.Count - 6} more" : "")} (official layout: {MtpLayoutSummary})");
+    }
+
+    const string MtpLayoutSummary = "model.mtp.layers.0.{enorm.m, hnorm.m, eh_proj, input_layernorm, post_attention_layernorm}.weight, " +
+        "model.mtp.layers.0.self_attn.<MLA names>.weight, model.mtp.layers.0.transformer_layer.mlp.{gate,up,down}_proj.weight, " +
+        "model.mtp.norm.weight and optionally model.mtp.embed_tokens.weight";
+
+    static bool LooksLikeDraftHead(string name) =>
+        name.StartsWith("model.mtp.", StringComparison.Ordinal) ||
+        name.Contains(".eh_proj.", StringComparison.Ordinal) || name.StartsWith("eh_proj.", StringComparison.Ordinal) ||
+        name.Contains(".enorm.", StringComparison.Ordinal) || name.StartsWith("enorm.", StringComparison.Ordinal) ||
+        name.Contains(".hnorm.", StringComparison.Ordinal) || name.StartsWith("hnorm.", StringComparison.Ordinal) ||
+        name.Contains("shared_head.", StringComparison.Ordinal);
+
     /// <summary>The MTP head's tensors (spec section 2), sharing the main embedding unless <paramref name="ownEmbedding"/>.</summary>
     public static IEnumerable<TensorSpec> Mtp(LongCatConfig c, bool ownEmbedding = false)
     {

@@ -72,7 +72,11 @@ public sealed class LongCatModel : IDisposable
     {
         var config = Config = p.Config;
         _checkpoint = checkpoint;
-        if (checkpoint is not null) CheckpointLayout.CheckTopology(config, checkpoint);
+        if (checkpoint is not null)
+        {
+            CheckpointLayout.CheckTopology(config, checkpoint);
+            CheckpointLayout.CheckMtp(config, checkpoint);
+        }
         _embed = p.Linear("model.embed_tokens.weight", config.VocabSize, config.HiddenSize);
         Layers = new DecoderLayer[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++) Layers[i] = new DecoderLayer(p, i);
