@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using LongCat.Distributed;
 using LongCat.Training;
 
 namespace LongCat.Cli.Commands;
@@ -45,14 +46,20 @@ public static class TrainCommand
             if (Environment.GetEnvironmentVariable("LONGCAT_TEST_CHECKPOINT_DELAY_MS") is { } delay &&
                 int.TryParse(delay, NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0)
                 TrainingCheckpoint.BeforeTensorWrite = () => Thread.Sleep(ms);
-            return Run(o, from, p.GetValue(quiet));
+            // Started by mpirun: the ranks share each step's micro-batches (same bits as one process); rank 0 reports.
+            var comm = Communicator.FromEnvironment();
+            int rc = Run(o, from, p.GetValue(quiet), comm);
+            // MPI_Finalize after a clean run only: a failing rank exits without it, and mpirun then ends the others.
+            comm.Dispose();
+            return rc;
         }));
         return cmd;
     }
 
-    static int Run(TrainingOptions o, string? resumeFrom, bool quiet)
+    static int Run(TrainingOptions o, string? resumeFrom, bool quiet, Communicator comm)
     {
-        using var trainer = Trainer.Create(o, resumeFrom);
+        using var trainer = Trainer.Create(o, resumeFrom, comm);
+        if (!trainer.IsWriter) return RunQuietRank(trainer);
         var c = trainer.Model.Config;
         var inv = CultureInfo.InvariantCulture;
         var plot = new TrainPlot();
@@ -62,7 +69,7 @@ public static class TrainCommand
         var progress = new Progress(o.Steps, trainer.Step);
         Console.Error.WriteLine(string.Create(inv,
             $"longcat train: {trainer.Model.Parameters.Table.TrainableCount:N0} parameters, {c.NumLayers} layers, {c.NRoutedExperts}+{c.ZeroExpertNum} experts (top {c.MoeTopK}), " +
-            $"{o.BatchSize}x{o.SequenceLength} tokens/step, {o.Steps} steps{(resumeFrom is null ? "" : $", resumed at step {trainer.Step} from {resumeFrom}")}; metrics in {trainer.MetricsPath}"));
+            $"{o.BatchSize}x{o.SequenceLength} tokens/step, {o.Steps} steps{(comm.Size > 1 ? $", data parallel over {comm.Size} processes" : "")}{(resumeFrom is null ? "" : $", resumed at step {trainer.Step} from {resumeFrom}")}; metrics in {trainer.MetricsPath}"));
         if (!trainer.HasValidation) Console.Error.WriteLine($"longcat train: note: {o.DataDir} has no held-out sequence of {o.SequenceLength} tokens: no validation loss");
 
         void Line(string text)
@@ -105,6 +112,13 @@ public static class TrainCommand
         Console.WriteLine(string.Create(inv,
             $"trained {trainer.Step} steps ({trainer.Tokens:N0} tokens, {trainer.Faults} faulty step(s) skipped){val}; model in {trainer.ModelDir}, " +
             $"checkpoints in {trainer.CheckpointsDir}, metrics {trainer.MetricsPath}{(o.Plot == "svg" ? ", plot " + plotPath : "")}"));
+        return 0;
+    }
+
+    /// <summary>An MPI rank other than 0: trains in step with the others, prints and writes nothing.</summary>
+    static int RunQuietRank(Trainer trainer)
+    {
+        trainer.Run();
         return 0;
     }
 
