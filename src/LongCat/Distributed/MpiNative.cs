@@ -11,6 +11,8 @@ namespace LongCat.Distributed;
 internal static unsafe class MpiNative
 {
     public const string LibraryName = "libmpi.so.40";
+    /// <summary>Environment variable naming another libmpi to load (a full path), for an Open MPI outside the loader's path.</summary>
+    public const string LibraryVariable = "LONGCAT_MPI_LIBRARY";
     public const int MaxErrorString = 256;   // MPI_MAX_ERROR_STRING in Open MPI
 
     static nint _lib;
@@ -38,10 +40,11 @@ internal static unsafe class MpiNative
     {
         if (_lib != 0) return;
         nint lib;
-        try { lib = NativeLibrary.Load(LibraryName); }
+        string path = Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } v ? v : LibraryName;
+        try { lib = NativeLibrary.Load(path); }
         catch (DllNotFoundException e)
         {
-            throw new MpiException($"this process was started by mpirun but Open MPI's {LibraryName} cannot be loaded ({e.Message}); " +
+            throw new MpiException($"this process was started by mpirun but Open MPI's {path} cannot be loaded ({e.Message.Trim()}); " +
                 "install Open MPI (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi-dev)", inner: e);
         }
         nint Sym(string name)
