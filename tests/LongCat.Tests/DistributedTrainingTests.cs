@@ -47,7 +47,10 @@ public class DistributedTrainingTests
     }
 
     /// <summary>Runs <c>mpirun -n <paramref name="ranks"/> longcat ARGS</c> on this machine.</summary>
-    internal static (int Exit, string Out, string Err) MpiRun(int ranks, params string[] args)
+    internal static (int Exit, string Out, string Err) MpiRun(int ranks, params string[] args) => MpiRunWith(ranks, null, args);
+
+    /// <summary>The same with extra environment variables for every rank.</summary>
+    internal static (int Exit, string Out, string Err) MpiRunWith(int ranks, Dictionary<string, string>? env, params string[] args)
     {
         var psi = new ProcessStartInfo(Mpirun())
         {
@@ -58,6 +61,7 @@ public class DistributedTrainingTests
         // CI runs as root; Open MPI refuses that unless told twice.
         psi.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
         psi.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
         foreach (var a in new[] { "--oversubscribe", "--bind-to", "none", "-n", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "dotnet", "exec", Path.Combine(AppContext.BaseDirectory, "longcat.dll") }) psi.ArgumentList.Add(a);
         foreach (var a in args) psi.ArgumentList.Add(a);
@@ -114,6 +118,34 @@ public class DistributedTrainingTests
             Assert.Single(mout.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("trained 4 steps", StringComparison.Ordinal));   // rank 0 alone reports
             AssertSameRun(single, outDir, $"mpirun -n {n}");
         }
+    }
+
+    [Fact]
+    public void KilledRankEndsTheJobAndElasticResumeOverTwoThreeOneProcessesMatchesAStraightRun()
+    {
+        Mpirun();
+        var data = TrainingRuns.SyntheticData(40);
+        var straight = Fixtures.NewTempDir();
+        var (rc, _, err) = CliProcess.Run("train", "--config", Config(data, straight, 6), "--threads", "2", "--quiet");
+        Assert.True(rc == 0, err);
+
+        // 2 processes; rank 1 dies after step 3: the job must end (not hang) with an error, keeping checkpoint 2.
+        var outDir = Fixtures.NewTempDir();
+        var config = Config(data, outDir, 6);
+        var (krc, kout, kerr) = MpiRunWith(2, new() { ["LONGCAT_TEST_KILL_RANK_AT_STEP"] = "1:3" }, "train", "--config", config, "--threads", "1");
+        Assert.True(krc != 0, $"a killed rank must fail the job\n{kout}\n{kerr}");
+        Assert.Contains("process rank 1", kerr);
+        Assert.Contains("exited on signal 9", kerr);
+        Assert.Equal("step-00000002", File.ReadAllText(Path.Combine(outDir, "checkpoints", "latest")).Trim());
+        // 3 processes resume from step 2; rank 2 dies after step 5, leaving checkpoint 4.
+        (krc, kout, kerr) = MpiRunWith(3, new() { ["LONGCAT_TEST_KILL_RANK_AT_STEP"] = "2:5" }, "train", "--config", config, "--resume", "--threads", "1");
+        Assert.True(krc != 0, $"a killed rank must fail the job\n{kout}\n{kerr}");
+        Assert.Contains("exited on signal 9", kerr);
+        Assert.Equal("step-00000004", File.ReadAllText(Path.Combine(outDir, "checkpoints", "latest")).Trim());
+        // One process finishes.
+        var (frc, fout, ferr) = MpiRun(1, "train", "--config", config, "--resume", "--threads", "2");
+        Assert.True(frc == 0, $"{fout}\n{ferr}");
+        AssertSameRun(straight, outDir, "resumed 2 -> 3 -> 1 processes");
     }
 
     [Fact]

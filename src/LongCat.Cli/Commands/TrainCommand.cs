@@ -59,6 +59,11 @@ public static class TrainCommand
     static int Run(TrainingOptions o, string? resumeFrom, bool quiet, Communicator comm)
     {
         using var trainer = Trainer.Create(o, resumeFrom, comm);
+        // Test hook (fault tolerance): "R:S" makes rank R kill itself (SIGKILL) once step S is done.
+        if (Environment.GetEnvironmentVariable("LONGCAT_TEST_KILL_RANK_AT_STEP") is { } kill && kill.Split(':') is [var kr, var ks] &&
+            int.TryParse(kr, CultureInfo.InvariantCulture, out var killRank) && long.TryParse(ks, CultureInfo.InvariantCulture, out var killStep) &&
+            killRank == comm.Rank)
+            trainer.StepCompleted += m => { if (m.Step == killStep) System.Diagnostics.Process.GetCurrentProcess().Kill(); };
         if (!trainer.IsWriter) return RunQuietRank(trainer);
         var c = trainer.Model.Config;
         var inv = CultureInfo.InvariantCulture;
