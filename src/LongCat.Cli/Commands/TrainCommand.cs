@@ -112,6 +112,9 @@ public static class TrainCommand
         try { trainer.Run(cancel.Token); }
         finally { Console.CancelKeyPress -= onCancel; }
         if (tty) Console.Error.WriteLine();
+        if (comm.Size > 1)
+            Console.Error.WriteLine(string.Create(inv,
+                $"longcat train: rank 0 sent {comm.BytesSent:N0} bytes to the other {comm.Size - 1} process(es) in this run (gradient shards, records, gathers)"));
         if (o.Plot == "svg") plot.Save(plotPath, "LongCat training: cross-entropy and real experts per token");
         var val = trainer.LastValidationLoss is { } v ? string.Create(inv, $", validation loss {v:F4}") : "";
         Console.WriteLine(string.Create(inv,
