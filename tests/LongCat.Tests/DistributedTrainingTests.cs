@@ -4,9 +4,9 @@ using System.Text.Json.Nodes;
 namespace LongCat.Tests;
 
 /// <summary>
-/// Data-parallel training over Open MPI (issue 14): <c>mpirun -n N longcat train</c> gives the same bits as one
-/// process (final model, every checkpoint file, every metrics line but the timings) for N = 1, 2, 3, with micro-batch
-/// counts that do not divide evenly. Needs Open MPI's mpirun (Debian: openmpi-bin libopenmpi-dev); as root the
+/// Data-parallel training over Open MPI (issue 14): <c>mpirun -n N longcat train</c> (ZeRO-1: Adam moments and
+/// update sharded) gives the same bits as one process (final model, every checkpoint file, every metrics line but the
+/// timings) for N = 1, 2, 3, with micro-batch counts that do not divide evenly. Needs Open MPI's mpirun (Debian: openmpi-bin libopenmpi-dev); as root the
 /// allow-run-as-root variables are set, and --oversubscribe lets 3 ranks share 2 cores.
 /// </summary>
 public class DistributedTrainingTests
@@ -114,7 +114,11 @@ public class DistributedTrainingTests
             var outDir = Fixtures.NewTempDir();
             var (mrc, mout, merr) = MpiRun(n, "train", "--config", Config(data, outDir, 4), "--threads", "1");
             Assert.True(mrc == 0, $"mpirun -n {n}: exit {mrc}\n{mout}\n{merr}");
-            if (n > 1) Assert.Contains($"data parallel over {n} processes", merr);
+            if (n > 1)
+            {
+                Assert.Contains($"data parallel over {n} processes", merr);
+                Assert.Contains("ZeRO-1: Adam moments", merr);   // each rank holds its range of the moments only
+            }
             Assert.Single(mout.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("trained 4 steps", StringComparison.Ordinal));   // rank 0 alone reports
             AssertSameRun(single, outDir, $"mpirun -n {n}");
         }

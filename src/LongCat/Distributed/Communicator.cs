@@ -27,6 +27,9 @@ public abstract class Communicator : IDisposable
     /// <summary>Rank r sends counts[r] elements; <paramref name="receive"/> gets them one after the other, rank order.</summary>
     public abstract void Allgatherv(ReadOnlySpan<float> send, Span<float> receive, ReadOnlySpan<int> counts);
 
+    /// <summary>Rank r sends counts[r] elements; rank <paramref name="root"/>'s <paramref name="receive"/> gets them one after the other (others pass an empty span).</summary>
+    public abstract void Gatherv(ReadOnlySpan<float> send, Span<float> receive, ReadOnlySpan<int> counts, int root);
+
     /// <summary>
     /// Personalised exchange: this rank sends send[sendOffsets[k] .. + sendCounts[k]) to rank k and receives rank k's
     /// block for it at receive[receiveOffsets[k] ..  + receiveCounts[k]).
@@ -57,6 +60,11 @@ public abstract class Communicator : IDisposable
         public override void Broadcast<T>(Span<T> data, int root) => CheckRoot(root);
         public override void Allgather<T>(ReadOnlySpan<T> send, Span<T> receive) => send.CopyTo(receive);
         public override void Allgatherv(ReadOnlySpan<float> send, Span<float> receive, ReadOnlySpan<int> counts) => send[..counts[0]].CopyTo(receive);
+        public override void Gatherv(ReadOnlySpan<float> send, Span<float> receive, ReadOnlySpan<int> counts, int root)
+        {
+            CheckRoot(root);
+            send[..counts[0]].CopyTo(receive);
+        }
 
         public override void Alltoallv(ReadOnlySpan<float> send, ReadOnlySpan<int> sendCounts, ReadOnlySpan<int> sendOffsets,
             Span<float> receive, ReadOnlySpan<int> receiveCounts, ReadOnlySpan<int> receiveOffsets) =>

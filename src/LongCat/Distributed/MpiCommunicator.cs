@@ -71,6 +71,17 @@ public sealed unsafe class MpiCommunicator : Communicator
         BytesSent += (long)counts[Rank] * sizeof(float) * (Size - 1);
     }
 
+    public override void Gatherv(ReadOnlySpan<float> send, Span<float> receive, ReadOnlySpan<int> counts, int root)
+    {
+        Span<int> displs = stackalloc int[Size];
+        long at = 0;
+        for (int k = 0; k < Size; k++) { displs[k] = checked((int)at); at += counts[k]; }
+        if (Rank == root && receive.Length < at) throw new ArgumentException($"Gatherv: receive holds {receive.Length}, needs {at}");
+        fixed (float* s = send) fixed (float* r = receive) fixed (int* c = counts) fixed (int* d = displs)
+            MpiNative.Check(MpiNative.Gatherv(s, counts[Rank], MpiNative.Float, r, c, d, MpiNative.Float, root, _comm), "MPI_Gatherv");
+        if (Rank != root) BytesSent += (long)counts[Rank] * sizeof(float);
+    }
+
     public override void Alltoallv(ReadOnlySpan<float> send, ReadOnlySpan<int> sendCounts, ReadOnlySpan<int> sendOffsets,
         Span<float> receive, ReadOnlySpan<int> receiveCounts, ReadOnlySpan<int> receiveOffsets)
     {

@@ -32,6 +32,7 @@ internal static unsafe class MpiNative
     public static delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> Allgather;
     public static delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, nint, int> Allgatherv;
     public static delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, int> Alltoallv;
+    public static delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, int, nint, int> Gatherv;
     public static delegate* unmanaged<void*, int, nint, int, int, nint, int> Send;
     public static delegate* unmanaged<void*, int, nint, int, int, nint, void*, int> Recv;
 
@@ -74,6 +75,7 @@ internal static unsafe class MpiNative
         Allgather = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)Sym("MPI_Allgather");
         Allgatherv = (delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, nint, int>)Sym("MPI_Allgatherv");
         Alltoallv = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, int>)Sym("MPI_Alltoallv");
+        Gatherv = (delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, int, nint, int>)Sym("MPI_Gatherv");
         Send = (delegate* unmanaged<void*, int, nint, int, int, nint, int>)Sym("MPI_Send");
         Recv = (delegate* unmanaged<void*, int, nint, int, int, nint, void*, int>)Sym("MPI_Recv");
         _lib = lib;

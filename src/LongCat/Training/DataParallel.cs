@@ -13,18 +13,24 @@ namespace LongCat.Training;
 /// each round an all-to-all sends every shard of every fresh gradient to the shard's owner, which folds them into its
 /// running sum in index order: sum = g₀, then sum = sum + g₁, sum + g₂, ... (fp32, elementwise). So every element of
 /// the summed gradient is the same left fold over micro-batches 0 .. M−1 whatever N is, and memory stays at one
-/// gradient, one shard sum and one round's shards. Finally the shard sums are all-gathered into the gradient buffer
-/// on every rank (every rank then runs the same optimizer update on the same values).</para>
+/// gradient, one shard sum and one round's shards.</para>
+/// <para>ZeRO-1: the shards are the ranges of <see cref="AdamW.ShardStarts"/>, and each rank's optimizer owns its
+/// shard's moments. A rank updates its own range with its own summed gradient shard; the gradient norm is the sum of
+/// the per-chunk partials of every rank, added in chunk order (as one process adds them); then the updated
+/// parameters are all-gathered, so every rank holds the same full model for the next forward.</para>
 /// <para>Each micro-batch also yields a record of doubles (losses, routing counts, monitors); the records are
 /// all-gathered and every rank folds them in index order too.</para>
 /// </summary>
 internal sealed unsafe class DataParallel : IDisposable
 {
-    const int Align = 16, ChunkFloats = 1 << 15;
+    const int ChunkFloats = 1 << 15;
 
     readonly ParameterStore _p;
     readonly int _length, _micro, _rounds, _recordLength;
     readonly int[] _shardStart;                 // [N + 1]
+    readonly int[] _shardLengths;               // [N]
+    readonly int[] _chunkFirst, _chunkCount;    // per rank: its optimizer's first chunk and chunk count
+    readonly double[] _partials, _allPartials;
     readonly int[] _sendCounts, _sendOffsets, _receiveCounts, _receiveOffsets;
     readonly double[] _records, _allRecords;    // [rounds · R], [N · rounds · R]
     float* _sum, _receive;                      // this rank's shard sum; one round's shards from every rank
@@ -39,10 +45,14 @@ internal sealed unsafe class DataParallel : IDisposable
     /// <summary>Floats of optimizer-independent reduction buffers this rank holds (shard sum and receive buffer).</summary>
     public long BufferFloats { get; }
 
-    public DataParallel(Communicator comm, ParameterStore p, int microBatches, int recordLength)
+    /// <summary>
+    /// Collective. <paramref name="shardStarts"/> [N + 1] are the ranges of <see cref="AdamW.ShardStarts"/>, and
+    /// <paramref name="optimizer"/> this rank's optimizer over its range.
+    /// </summary>
+    public DataParallel(Communicator comm, ParameterStore p, int microBatches, int recordLength, long[] shardStarts, AdamW optimizer)
     {
-        if (p.Length > int.MaxValue - Align)
-            throw new NotSupportedException($"data parallelism handles up to {int.MaxValue - Align} parameter floats per process, this model has {p.Length}");
+        if (p.Length > int.MaxValue)
+            throw new NotSupportedException($"data parallelism handles up to {int.MaxValue} parameter floats per process, this model has {p.Length}");
         Comm = comm;
         _p = p;
         _length = (int)p.Length;
@@ -50,9 +60,20 @@ internal sealed unsafe class DataParallel : IDisposable
         int n = comm.Size;
         _rounds = (microBatches + n - 1) / n;
         _recordLength = recordLength;
-        long shard = ((_length + (long)n - 1) / n + Align - 1) / Align * Align;
-        _shardStart = new int[n + 1];
-        for (int k = 0; k <= n; k++) _shardStart[k] = (int)Math.Min(_length, k * shard);
+        if (shardStarts.Length != n + 1 || optimizer.Range != (shardStarts[Rank], shardStarts[Rank + 1]))
+            throw new ArgumentException("the optimizer's range is not this rank's shard");
+        _shardStart = shardStarts.Select(x => (int)x).ToArray();
+        _shardLengths = new int[n];
+        for (int k = 0; k < n; k++) _shardLengths[k] = ShardLength(k);
+        // Where each rank's chunk partials go in the norm's order.
+        Span<int> mine2 = [optimizer.FirstChunk, optimizer.ChunkCount];
+        var all2 = new int[2 * n];
+        comm.Allgather<int>(mine2, all2);
+        _chunkFirst = new int[n]; _chunkCount = new int[n];
+        for (int k = 0; k < n; k++) { _chunkFirst[k] = all2[2 * k]; _chunkCount[k] = all2[2 * k + 1]; }
+        int maxChunks = Math.Max(1, _chunkCount.Max());
+        _partials = new double[maxChunks];
+        _allPartials = new double[n * maxChunks];
         _sendCounts = new int[n]; _sendOffsets = new int[n]; _receiveCounts = new int[n]; _receiveOffsets = new int[n];
         int mine = ShardLength(Rank);
         if (!SingleAndWhole)
@@ -112,18 +133,49 @@ internal sealed unsafe class DataParallel : IDisposable
         }
     }
 
-    /// <summary>Collective, after the last round: the summed gradient into every rank's gradient buffer.</summary>
+    /// <summary>After the last round: this rank's summed gradient shard into its range of the gradient buffer (the rest is stale).</summary>
     public void FinishGradients()
     {
         if (SingleAndWhole) return;
+        Fold(_p.GradsPointer + _shardStart[Rank], _sum, ShardLength(Rank), copy: true);
+    }
+
+    /// <summary>Collective: Σ grad² over every trainable value, chunk partials added in layout order (as <see cref="AdamW.GradSquaredSum"/>).</summary>
+    public double GradSquaredSum(AdamW optimizer)
+    {
+        var local = optimizer.GradSquaredPartials();
         if (Size == 1)
         {
-            Fold(_p.GradsPointer, _sum, _length, copy: true);
-            return;
+            double one = 0;
+            foreach (var x in local) one += x;
+            return one;
         }
-        var counts = new int[Size];
-        for (int k = 0; k < Size; k++) counts[k] = ShardLength(k);
-        Comm.Allgatherv(new ReadOnlySpan<float>(_sum, ShardLength(Rank)), new Span<float>(_p.GradsPointer, _length), counts);
+        local.CopyTo(_partials);
+        Comm.Allgather<double>(_partials, _allPartials);
+        double s = 0;
+        for (int k = 0; k < Size; k++)
+            for (int c = 0; c < _chunkCount[k]; c++) s += _allPartials[k * _partials.Length + c];
+        return s;
+    }
+
+    /// <summary>Collective, after every rank updated its range: the updated parameters to every rank.</summary>
+    public void GatherParameters()
+    {
+        if (Size == 1) return;
+        int mine = ShardLength(Rank);
+        Fold(_sum, _p.ValuesPointer + _shardStart[Rank], mine, copy: true);
+        Comm.Allgatherv(new ReadOnlySpan<float>(_sum, mine), new Span<float>(_p.ValuesPointer, _length), _shardLengths);
+    }
+
+    /// <summary>
+    /// Collective: every rank's moments into <paramref name="first"/> and <paramref name="second"/> [Length] on rank 0
+    /// (null elsewhere), for a checkpoint in the one-process layout.
+    /// </summary>
+    public void GatherMoments(AdamW optimizer, float* first, float* second)
+    {
+        bool root = Rank == 0;
+        Comm.Gatherv(optimizer.OwnedFirstMoment, root ? new Span<float>(first, _length) : [], _shardLengths, 0);
+        Comm.Gatherv(optimizer.OwnedSecondMoment, root ? new Span<float>(second, _length) : [], _shardLengths, 0);
     }
 
     /// <summary>Collective: every micro-batch's record, in micro-batch order (index i at i·R).</summary>

@@ -74,7 +74,9 @@ public sealed class Trainer : IDisposable
         _train = train;
         _val = val;
         var c = model.Config;
-        Optimizer = new AdamW(model.Parameters, o.Optimizer);
+        // ZeRO-1: each rank's optimizer owns one contiguous range of whole chunks (everything in one process).
+        var shards = AdamW.ShardStarts(model.Parameters.Table, comm.Size);
+        Optimizer = new AdamW(model.Parameters, o.Optimizer, shards[comm.Rank], shards[comm.Rank + 1]);
         Budget = new BudgetController(c, o.Budget, o.Steps);
         _loader = new PackedSequenceLoader(train, o.SequenceLength, o.Seed);
         _monitor = new TrainingMonitor(c);
@@ -85,7 +87,7 @@ public sealed class Trainer : IDisposable
         _budgetAt = 5;
         _monitorAt = _budgetAt + c.NumLayers * c.NRoutedExperts;
         _recordLength = _monitorAt + TrainingMonitor.RecordLength(c);
-        _dp = new DataParallel(comm, model.Parameters, o.MicroBatches, _recordLength);
+        _dp = new DataParallel(comm, model.Parameters, o.MicroBatches, _recordLength, shards, Optimizer);
         _tokenizerDir = File.Exists(Path.Combine(o.DataDir, "tokenizer.json")) ? o.DataDir : null;
         Directory.CreateDirectory(o.OutDir);
         if (resume is not null)
@@ -227,7 +229,7 @@ public sealed class Trainer : IDisposable
         }
         if (Array.IndexOf(o.InjectNanAtSteps, Step + 1) >= 0) p[p.Table.Entries[0].Name].Grad[0] = float.NaN;
         double inv = 1.0 / micro;
-        double norm = Math.Sqrt(Optimizer.GradSquaredSum()) * inv;
+        double norm = Math.Sqrt(_dp.GradSquaredSum(Optimizer)) * inv;
         double lossMean = total * inv;
         bool skipped = !double.IsFinite(lossMean) || !double.IsFinite(norm);
         if (skipped)
@@ -244,6 +246,7 @@ public sealed class Trainer : IDisposable
             _consecutiveFaults = 0;
             double clip = o.GradClip > 0 && norm > o.GradClip ? o.GradClip / (norm + 1e-6) : 1.0;
             Optimizer.Update(lr, inv * clip);
+            _dp.GatherParameters();
             Budget.Commit(Step, p);
         }
         Step++;
@@ -308,14 +311,32 @@ public sealed class Trainer : IDisposable
             DataTokens = _train.TokenCount, BudgetCounts = Budget.SaveState(),
         };
         string dir = Path.Combine(CheckpointsDir, TrainingCheckpoint.DirectoryName(Step));
-        if (IsWriter)
+        if (Optimizer.IsWhole)
         {
-            _metrics!.Flush(flushToDisk: true);
-            dir = TrainingCheckpoint.Save(CheckpointsDir, state, Model.Parameters, Optimizer, _tokenizerDir, o.CheckpointKeep);
+            if (IsWriter) dir = WriteCheckpoint(state, Optimizer.FirstMoment, Optimizer.SecondMoment);
+        }
+        else
+        {
+            // ZeRO-1: the moment shards are gathered on rank 0, which writes the one-process layout (so any number of
+            // ranks can resume from it).
+            long n = IsWriter ? Model.Parameters.Length : 0;
+            var first = new float[n];
+            var second = new float[n];
+            unsafe
+            {
+                fixed (float* m = first, v = second) _dp.GatherMoments(Optimizer, m, v);
+            }
+            if (IsWriter) dir = WriteCheckpoint(state, first, second);
         }
         _lastCheckpointStep = Step;
         CheckpointSaved?.Invoke(dir);
         return dir;
+    }
+
+    string WriteCheckpoint(TrainerState state, ReadOnlySpan<float> first, ReadOnlySpan<float> second)
+    {
+        _metrics!.Flush(flushToDisk: true);
+        return TrainingCheckpoint.Save(CheckpointsDir, state, Model.Parameters, first, second, _tokenizerDir, Options.CheckpointKeep);
     }
 
     void WriteMetrics(StepMetrics m)
