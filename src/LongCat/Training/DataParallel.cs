@@ -29,21 +29,19 @@ internal sealed unsafe class DataParallel : IDisposable
     readonly int _length, _micro, _rounds, _recordLength;
     readonly int[] _shardStart;                 // [N + 1]
     readonly int[] _shardLengths;               // [N]
-    readonly int[] _chunkFirst, _chunkCount;    // per rank: its optimizer's first chunk and chunk count
+    readonly int[] _chunkCount;                 // per rank: its optimizer's chunks (rank order is layout order)
     readonly double[] _partials, _allPartials;
     readonly int[] _sendCounts, _sendOffsets, _receiveCounts, _receiveOffsets;
     readonly double[] _records, _allRecords;    // [rounds · R], [N · rounds · R]
     float* _sum, _receive;                      // this rank's shard sum; one round's shards from every rank
-    float* _foldDst, _foldSrc;
+    float* _foldDst, _foldSrc;                  // the current Fold's operands (set before its parallel loop)
+    int _foldCount;
     bool _foldCopy;
     readonly Action<int> _foldChunk;
 
     public Communicator Comm { get; }
     public int Rank => Comm.Rank;
     public int Size => Comm.Size;
-
-    /// <summary>Floats of optimizer-independent reduction buffers this rank holds (shard sum and receive buffer).</summary>
-    public long BufferFloats { get; }
 
     /// <summary>
     /// Collective. <paramref name="shardStarts"/> [N + 1] are the ranges of <see cref="AdamW.ShardStarts"/>, and
@@ -65,27 +63,24 @@ internal sealed unsafe class DataParallel : IDisposable
         _shardStart = shardStarts.Select(x => (int)x).ToArray();
         _shardLengths = new int[n];
         for (int k = 0; k < n; k++) _shardLengths[k] = ShardLength(k);
-        // Where each rank's chunk partials go in the norm's order.
-        Span<int> mine2 = [optimizer.FirstChunk, optimizer.ChunkCount];
-        var all2 = new int[2 * n];
-        comm.Allgather<int>(mine2, all2);
-        _chunkFirst = new int[n]; _chunkCount = new int[n];
-        for (int k = 0; k < n; k++) { _chunkFirst[k] = all2[2 * k]; _chunkCount[k] = all2[2 * k + 1]; }
+        // Each rank's chunks, to add the norm's partials in layout order.
+        Span<int> own = [optimizer.FirstChunk, optimizer.ChunkCount];
+        var all = new int[2 * n];
+        comm.Allgather<int>(own, all);
+        _chunkCount = new int[n];
+        for (int k = 0, next = 0; k < n; k++)
+        {
+            _chunkCount[k] = all[2 * k + 1];
+            if (_chunkCount[k] > 0 && all[2 * k] != next) throw new InvalidOperationException($"rank {k}'s optimizer chunks start at {all[2 * k]}, expected {next}");
+            next += _chunkCount[k];
+        }
         int maxChunks = Math.Max(1, _chunkCount.Max());
         _partials = new double[maxChunks];
         _allPartials = new double[n * maxChunks];
         _sendCounts = new int[n]; _sendOffsets = new int[n]; _receiveCounts = new int[n]; _receiveOffsets = new int[n];
         int mine = ShardLength(Rank);
-        if (!SingleAndWhole)
-        {
-            _sum = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, mine) * sizeof(float), 64);
-            BufferFloats += mine;
-        }
-        if (n > 1)
-        {
-            _receive = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, (long)mine * n) * sizeof(float), 64);
-            BufferFloats += (long)mine * n;
-        }
+        if (!SingleAndWhole) _sum = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, mine) * sizeof(float), 64);
+        if (n > 1) _receive = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, (long)mine * n) * sizeof(float), 64);
         _records = new double[_rounds * recordLength];
         _allRecords = n > 1 ? new double[n * _rounds * recordLength] : _records;
         _foldChunk = FoldChunk;
@@ -212,8 +207,6 @@ internal sealed unsafe class DataParallel : IDisposable
         _foldCount = count;
         Parallelism.For((count + ChunkFloats - 1) / ChunkFloats, _foldChunk);
     }
-
-    int _foldCount;
 
     void FoldChunk(int c)
     {
