@@ -153,6 +153,22 @@ public class DistributedTrainingTests
     }
 
     [Fact]
+    public void EveryCollectiveGivesItsKnownAnswerAndMpiErrorsCarryMpisText()
+    {
+        Mpirun();
+        var (rc, output, err) = MpiRun(3, "mpi-check", "--mib", "1");
+        Assert.True(rc == 0, $"{output}\n{err}");
+        foreach (var what in new[] { "barrier", "broadcast from rank 2", "allgather", "allgatherv", "gatherv to rank 0", "alltoallv", "send/receive ring" })
+            Assert.Contains($"  {what}: ok", output);
+        Assert.Contains("send to rank 8 (no such rank) fails with: MPI_Send failed: MPI_ERR_RANK: invalid rank", output);
+        Assert.Contains("all-to-all of 1 MiB per rank", output);
+        // Without mpirun it says how to run it.
+        var (src, _, serr) = CliProcess.Run("mpi-check");
+        Assert.Equal(1, src);
+        Assert.Contains("mpi-check runs under Open MPI: mpirun -n 2 longcat mpi-check", serr);
+    }
+
+    [Fact]
     public void MissingMpiLibraryIsAClearError()
     {
         // As if started by mpirun on a machine without Open MPI's library.

@@ -10,6 +10,9 @@ namespace LongCat.Distributed;
 /// </summary>
 public sealed unsafe class MpiCommunicator : Communicator
 {
+    /// <summary>The library loaded (unless LONGCAT_MPI_LIBRARY names another).</summary>
+    public const string LibraryName = MpiNative.LibraryName;
+
     static MpiCommunicator? _world;
     readonly nint _comm;
     bool _finalized;
