@@ -54,22 +54,9 @@ public sealed partial class HeadlessChromium : IAsyncDisposable
         throw new InvalidOperationException($"Chromium not found and installing it failed ({(ok ? "no browser after the install" : "the install command failed")}): {how}\n{tail}");
     }
 
-    static bool CanInstallWithApt() =>
-        OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("LONGCAT_NO_BROWSER_INSTALL") is not "1"
-        && Environment.UserName == "root" && File.Exists("/usr/bin/apt-get");
+    static bool CanInstallWithApt() => DebianPackages.CanInstall("LONGCAT_NO_BROWSER_INSTALL");
 
-    static (bool, string) InstallWithApt()
-    {
-        var psi = new ProcessStartInfo("/bin/sh", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium"])
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        var output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode == 0, output + err.Result);
-    }
+    static (bool, string) InstallWithApt() => DebianPackages.Install("chromium");
 
     [GeneratedRegex(@"DevTools listening on (ws://\S+)")]
     private static partial Regex DevToolsUrl();

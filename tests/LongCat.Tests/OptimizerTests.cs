@@ -68,6 +68,45 @@ public class OptimizerTests
     }
 
     [Fact]
+    public unsafe void ShardedOptimizersTogetherEqualTheWholeOne()
+    {
+        // ZeRO-1's building block: 3 optimizers over AdamW.ShardStarts ranges update exactly the values of one
+        // optimizer over everything, and their chunk partials add up (in order) to the same gradient norm.
+        var config = TrainingModels.Tiny;
+        using var whole = ParameterStore.Random(config, 3);
+        int n = (int)whole.Length;
+        var grads = new Span<float>(whole.GradsPointer, n);
+        var rng = new Random(2);
+        for (int i = 0; i < n; i++) grads[i] = (float)(rng.NextDouble() - 0.5);
+        var starts = AdamW.ShardStarts(whole.Table, 3);
+        Assert.Equal(0, starts[0]);
+        Assert.Equal(whole.Length, starts[3]);
+        for (int k = 0; k < 3; k++) Assert.True(starts[k] < starts[k + 1], $"shard {k} is empty");
+        using var sharded = ParameterStore.Random(config, 3);
+        new Span<float>(whole.GradsPointer, n).CopyTo(new Span<float>(sharded.GradsPointer, n));
+        var o = new AdamWOptions { WeightDecay = 0.1 };
+        using var one = new AdamW(whole, o);
+        var parts = Enumerable.Range(0, 3).Select(k => new AdamW(sharded, o, starts[k], starts[k + 1])).ToArray();
+        try
+        {
+            double norm = 0;
+            foreach (var part in parts) foreach (var x in part.GradSquaredPartials()) norm += x;
+            Assert.Equal(one.GradSquaredSum(), norm);
+            Assert.Equal(parts.Sum(x => x.ChunkCount), one.ChunkCount);
+            for (int step = 0; step < 3; step++)
+            {
+                one.Update(1e-2, 0.5);
+                foreach (var part in parts) part.Update(1e-2, 0.5);
+            }
+            Assert.True(new Span<float>(whole.ValuesPointer, n).SequenceEqual(new Span<float>(sharded.ValuesPointer, n)), "sharded updates differ from the whole one");
+            for (int k = 0; k < 3; k++)
+                Assert.True(one.SecondMoment[(int)starts[k]..(int)starts[k + 1]].SequenceEqual(parts[k].OwnedSecondMoment), $"shard {k}'s moments differ");
+            Assert.Throws<InvalidOperationException>(() => parts[1].FirstMoment.Length);
+        }
+        finally { foreach (var part in parts) part.Dispose(); }
+    }
+
+    [Fact]
     public void SchedulesHaveTheirShapes()
     {
         var cos = new LearningRateSchedule { Kind = ScheduleKind.Cosine, Peak = 1, WarmupSteps = 10, TotalSteps = 110, MinRatio = 0.1 };

@@ -37,7 +37,7 @@ public static class CliSupport
             }
             return body();
         }
-        catch (Exception e) when (e is ModelFormatException or ConfigException or CliException or ArgumentException or IOException or UnauthorizedAccessException or InvalidDataException)
+        catch (Exception e) when (e is ModelFormatException or ConfigException or CliException or ArgumentException or IOException or UnauthorizedAccessException or InvalidDataException or LongCat.Distributed.MpiException)
         {
             return Fail(e.Message);
         }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using LongCat.Distributed;
 using LongCat.Training;
 
 namespace LongCat.Cli.Commands;
@@ -45,14 +46,25 @@ public static class TrainCommand
             if (Environment.GetEnvironmentVariable("LONGCAT_TEST_CHECKPOINT_DELAY_MS") is { } delay &&
                 int.TryParse(delay, NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0)
                 TrainingCheckpoint.BeforeTensorWrite = () => Thread.Sleep(ms);
-            return Run(o, from, p.GetValue(quiet));
+            // Started by mpirun: the ranks share each step's micro-batches (same bits as one process); rank 0 reports.
+            var comm = Communicator.FromEnvironment();
+            int rc = Run(o, from, p.GetValue(quiet), comm);
+            // MPI_Finalize after a clean run only: a failing rank exits without it, and mpirun then ends the others.
+            comm.Dispose();
+            return rc;
         }));
         return cmd;
     }
 
-    static int Run(TrainingOptions o, string? resumeFrom, bool quiet)
+    static int Run(TrainingOptions o, string? resumeFrom, bool quiet, Communicator comm)
     {
-        using var trainer = Trainer.Create(o, resumeFrom);
+        using var trainer = Trainer.Create(o, resumeFrom, comm);
+        // Test hook (fault tolerance): "R:S" makes rank R kill itself (SIGKILL) once step S is done.
+        if (Environment.GetEnvironmentVariable("LONGCAT_TEST_KILL_RANK_AT_STEP") is { } kill && kill.Split(':') is [var kr, var ks] &&
+            int.TryParse(kr, CultureInfo.InvariantCulture, out var killRank) && long.TryParse(ks, CultureInfo.InvariantCulture, out var killStep) &&
+            killRank == comm.Rank)
+            trainer.StepCompleted += m => { if (m.Step == killStep) System.Diagnostics.Process.GetCurrentProcess().Kill(); };
+        if (!trainer.IsWriter) return RunQuietRank(trainer);
         var c = trainer.Model.Config;
         var inv = CultureInfo.InvariantCulture;
         var plot = new TrainPlot();
@@ -62,7 +74,10 @@ public static class TrainCommand
         var progress = new Progress(o.Steps, trainer.Step);
         Console.Error.WriteLine(string.Create(inv,
             $"longcat train: {trainer.Model.Parameters.Table.TrainableCount:N0} parameters, {c.NumLayers} layers, {c.NRoutedExperts}+{c.ZeroExpertNum} experts (top {c.MoeTopK}), " +
-            $"{o.BatchSize}x{o.SequenceLength} tokens/step, {o.Steps} steps{(resumeFrom is null ? "" : $", resumed at step {trainer.Step} from {resumeFrom}")}; metrics in {trainer.MetricsPath}"));
+            $"{o.BatchSize}x{o.SequenceLength} tokens/step, {o.Steps} steps{(comm.Size > 1 ? $", data parallel over {comm.Size} processes" : "")}{(resumeFrom is null ? "" : $", resumed at step {trainer.Step} from {resumeFrom}")}; metrics in {trainer.MetricsPath}"));
+        if (comm.Size > 1)
+            Console.Error.WriteLine(string.Create(inv,
+                $"longcat train: ZeRO-1: Adam moments {trainer.Optimizer.MomentBytes / 1048576.0:F2} MiB on rank 0 ({2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB in one process), parameters and gradients {2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB per rank"));
         if (!trainer.HasValidation) Console.Error.WriteLine($"longcat train: note: {o.DataDir} has no held-out sequence of {o.SequenceLength} tokens: no validation loss");
 
         void Line(string text)
@@ -100,11 +115,21 @@ public static class TrainCommand
         try { trainer.Run(cancel.Token); }
         finally { Console.CancelKeyPress -= onCancel; }
         if (tty) Console.Error.WriteLine();
+        if (comm.Size > 1)
+            Console.Error.WriteLine(string.Create(inv,
+                $"longcat train: rank 0 sent {comm.BytesSent:N0} bytes to the other {comm.Size - 1} process(es) in this run (gradient shards, records, gathers)"));
         if (o.Plot == "svg") plot.Save(plotPath, "LongCat training: cross-entropy and real experts per token");
         var val = trainer.LastValidationLoss is { } v ? string.Create(inv, $", validation loss {v:F4}") : "";
         Console.WriteLine(string.Create(inv,
             $"trained {trainer.Step} steps ({trainer.Tokens:N0} tokens, {trainer.Faults} faulty step(s) skipped){val}; model in {trainer.ModelDir}, " +
             $"checkpoints in {trainer.CheckpointsDir}, metrics {trainer.MetricsPath}{(o.Plot == "svg" ? ", plot " + plotPath : "")}"));
+        return 0;
+    }
+
+    /// <summary>An MPI rank other than 0: trains in step with the others, prints and writes nothing.</summary>
+    static int RunQuietRank(Trainer trainer)
+    {
+        trainer.Run();
         return 0;
     }
 

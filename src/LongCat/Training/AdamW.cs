@@ -17,6 +17,9 @@ namespace LongCat.Training;
 /// </code>
 /// Elementwise, so it is bitwise identical for any thread count; the gradient norm is a fixed-order reduction
 /// (each chunk sums in double, chunks are added in layout order).
+/// <para>ZeRO-1: an optimizer built for a <see cref="Range"/> of the flat buffer (whole chunks, from
+/// <see cref="ShardStarts"/>) holds moments for that range only and updates only its chunks; data-parallel ranks
+/// each own one range and exchange the updated parameters (<see cref="DataParallel"/>).</para>
 /// </summary>
 public sealed unsafe class AdamW : IDisposable
 {
@@ -25,7 +28,8 @@ public sealed unsafe class AdamW : IDisposable
 
     readonly ParameterStore _p;
     float* _m, _v;
-    readonly (long Offset, int Count, int Group)[] _chunks;
+    readonly (long Offset, int Count, int Group)[] _chunks;   // this optimizer's chunks (all, or its range's)
+    readonly long _lo, _hi;
     readonly double[] _partials;
     readonly double[] _groupLr = new double[ParameterGroups.All.Length];
     readonly float[] _groupDecay = new float[ParameterGroups.All.Length];
@@ -42,23 +46,40 @@ public sealed unsafe class AdamW : IDisposable
     /// <summary>Trainable values (the router bias is not one).</summary>
     public long TrainableCount { get; }
 
-    public AdamW(ParameterStore parameters, AdamWOptions options)
+    /// <summary>The floats [Start, End) of the flat buffers this optimizer owns (everything unless sharded).</summary>
+    public (long Start, long End) Range => (_lo, _hi);
+
+    /// <summary>Whether it owns every chunk (moments in the full layout).</summary>
+    public bool IsWhole => _lo == 0 && _hi == _p.Length;
+
+    /// <summary>Chunks in layout order (the norm's summation order) and, for a range, the index of its first one.</summary>
+    public int ChunkCount => _chunks.Length;
+    public int FirstChunk { get; }
+
+    public AdamW(ParameterStore parameters, AdamWOptions options) : this(parameters, options, 0, parameters.Length) { }
+
+    /// <summary>An optimizer for the floats [<paramref name="start"/>, <paramref name="end"/>): bounds from <see cref="ShardStarts"/>.</summary>
+    public AdamW(ParameterStore parameters, AdamWOptions options, long start, long end)
     {
         options.Validate();
         _p = parameters;
         Options = options;
-        nuint bytes = checked((nuint)(Math.Max(1, parameters.Length) * sizeof(float)));
+        if (start < 0 || end > parameters.Length || start > end) throw new ArgumentOutOfRangeException(nameof(start), $"range [{start}, {end}) is not inside [0, {parameters.Length})");
+        _lo = start; _hi = end;
+        nuint bytes = checked((nuint)(Math.Max(1, end - start) * sizeof(float)));
         _m = (float*)NativeMemory.AlignedAlloc(bytes, 64);
         _v = (float*)NativeMemory.AlignedAlloc(bytes, 64);
         NativeMemory.Clear(_m, bytes);
         NativeMemory.Clear(_v, bytes);
+        var all = AllChunks(parameters.Table);
+        foreach (var e in parameters.Table.Entries) if (e.Trainable) TrainableCount += e.Count;
         var chunks = new List<(long, int, int)>();
-        foreach (var e in parameters.Table.Entries)
+        for (int c = 0; c < all.Count; c++)
         {
-            if (!e.Trainable) continue;
-            TrainableCount += e.Count;
-            int g = (int)ParameterGroups.Of(e);
-            for (long o = 0; o < e.Count; o += ChunkFloats) chunks.Add((e.Offset + o, (int)Math.Min(ChunkFloats, e.Count - o), g));
+            if (all[c].Offset < start || all[c].Offset >= end) continue;
+            if (all[c].Offset + all[c].Count > end) throw new ArgumentException($"range [{start}, {end}) cuts chunk {c}: use AdamW.ShardStarts");
+            if (chunks.Count == 0) FirstChunk = c;
+            chunks.Add(all[c]);
         }
         _chunks = [.. chunks];
         _partials = new double[_chunks.Length];
@@ -71,11 +92,51 @@ public sealed unsafe class AdamW : IDisposable
         _normChunk = NormChunk;
     }
 
-    /// <summary>First moments, same layout as the parameters.</summary>
-    public Span<float> FirstMoment => new(Alive(_m), checked((int)_p.Length));
+    /// <summary>First moments, same layout as the parameters (an optimizer that owns every chunk).</summary>
+    public Span<float> FirstMoment => IsWhole ? new(Alive(_m), checked((int)_p.Length)) : throw new InvalidOperationException("a sharded optimizer holds a range of the moments: use OwnedFirstMoment");
 
-    /// <summary>Second moments, same layout as the parameters.</summary>
-    public Span<float> SecondMoment => new(Alive(_v), checked((int)_p.Length));
+    /// <summary>Second moments, same layout as the parameters (an optimizer that owns every chunk).</summary>
+    public Span<float> SecondMoment => IsWhole ? new(Alive(_v), checked((int)_p.Length)) : throw new InvalidOperationException("a sharded optimizer holds a range of the moments: use OwnedSecondMoment");
+
+    /// <summary>The moments of <see cref="Range"/>: element i is parameter float Range.Start + i.</summary>
+    public Span<float> OwnedFirstMoment => new(Alive(_m), checked((int)(_hi - _lo)));
+    public Span<float> OwnedSecondMoment => new(Alive(_v), checked((int)(_hi - _lo)));
+
+    /// <summary>Bytes of moments this optimizer holds.</summary>
+    public long MomentBytes => 2 * (_hi - _lo) * sizeof(float);
+
+    /// <summary>Every trainable tensor cut into chunks of at most <see cref="ChunkFloats"/>, in layout order.</summary>
+    static List<(long Offset, int Count, int Group)> AllChunks(ParameterTable table)
+    {
+        var chunks = new List<(long, int, int)>();
+        foreach (var e in table.Entries)
+        {
+            if (!e.Trainable) continue;
+            int g = (int)ParameterGroups.Of(e);
+            for (long o = 0; o < e.Count; o += ChunkFloats) chunks.Add((e.Offset + o, (int)Math.Min(ChunkFloats, e.Count - o), g));
+        }
+        return chunks;
+    }
+
+    /// <summary>
+    /// Bounds of <paramref name="shards"/> contiguous ranges covering [0, Length), each a run of whole chunks with about
+    /// the same number of trainable floats: range k is [starts[k], starts[k+1]).
+    /// </summary>
+    public static long[] ShardStarts(ParameterTable table, int shards)
+    {
+        var chunks = AllChunks(table);
+        long total = chunks.Sum(c => (long)c.Count), seen = 0;
+        var starts = new long[shards + 1];
+        starts[shards] = table.Length;
+        int k = 1;
+        foreach (var c in chunks)
+        {
+            while (k < shards && seen >= total * k / shards) starts[k++] = c.Offset;
+            seen += c.Count;
+        }
+        while (k < shards) starts[k++] = table.Length;
+        return starts;
+    }
 
     float* Alive(float* p) => p != null ? p : throw new ObjectDisposedException(nameof(AdamW));
 
@@ -85,10 +146,16 @@ public sealed unsafe class AdamW : IDisposable
     /// <summary>Σ grad² over every trainable value, in double, in a fixed order (NaN or ∞ if any gradient is).</summary>
     public double GradSquaredSum()
     {
-        Parallelism.For(_chunks.Length, _normChunk);
         double s = 0;
-        foreach (var x in _partials) s += x;
+        foreach (var x in GradSquaredPartials()) s += x;
         return s;
+    }
+
+    /// <summary>Σ grad² of each of this optimizer's chunks, in layout order (adding them in order gives <see cref="GradSquaredSum"/>).</summary>
+    public ReadOnlySpan<double> GradSquaredPartials()
+    {
+        Parallelism.For(_chunks.Length, _normChunk);
+        return _partials;
     }
 
     void NormChunk(int c)
@@ -130,7 +197,7 @@ public sealed unsafe class AdamW : IDisposable
     void UpdateChunk(int c)
     {
         var (off, n, group) = _chunks[c];
-        float* p = _p.ValuesPointer + off, g = _p.GradsPointer + off, m = _m + off, v = _v + off;
+        float* p = _p.ValuesPointer + off, g = _p.GradsPointer + off, m = _m + (off - _lo), v = _v + (off - _lo);
         float scale = _gradScale, b1 = _b1, b2 = _b2, omb1 = 1f - b1, omb2 = 1f - b2, eps = _eps, bc2s = _bc2Sqrt;
         float step = _stepSize[group], decay = _decayFactor[group];
         int i = 0;

@@ -49,6 +49,23 @@ public sealed class BudgetController
         foreach (int s in selected) if (s < e) counts[s]++;
     }
 
+    /// <summary>One micro-batch's selections of each real expert, [L·E] (counted as in <see cref="Observe"/>), into <paramref name="counts"/>.</summary>
+    public static void Count(TrainableModel model, Span<double> counts)
+    {
+        var c = model.Config;
+        int e = c.NRoutedExperts;
+        counts.Clear();
+        for (int l = 0; l < c.NumLayers; l++)
+            foreach (int s in model.LastSelected(l)) if (s < e) counts[l * e + s]++;
+    }
+
+    /// <summary>Adds one micro-batch's counts from <see cref="Count"/> and its token count.</summary>
+    public void ObserveCounts(ReadOnlySpan<double> counts, int tokens)
+    {
+        for (int i = 0; i < _pending.Length; i++) _pending[i] += (long)counts[i];
+        _pendingTokens += tokens;
+    }
+
     /// <summary>Adds one micro-batch's token count (once per micro-batch, not per layer).</summary>
     public void ObserveTokens(int tokens) => _pendingTokens += tokens;
 

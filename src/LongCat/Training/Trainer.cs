@@ -2,14 +2,17 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Text.Json;
 using LongCat.Config;
+using LongCat.Distributed;
 
 namespace LongCat.Training;
 
 /// <summary>
 /// The training loop. One step:
 /// <list type="number">
-/// <item>take BatchSize packed sequences from the loader, in micro-batches; forward + backward each (gradients add);</item>
-/// <item>observe routing (budget controller, experts-per-token monitor) and the router's dL/dP (R_g);</item>
+/// <item>take BatchSize packed sequences from the loader, in micro-batches; forward + backward each from a zero gradient,
+/// recording its losses, routing counts (budget controller, experts-per-token monitor) and the router's dL/dP (R_g);</item>
+/// <item>sum the micro-batch gradients and fold the records in micro-batch order (<see cref="DataParallel"/>: the
+/// micro-batches may be spread over the processes of an MPI job, which changes no bit of the result);</item>
 /// <item>gradient norm of the averaged gradient; a non-finite loss or norm is a fault: the update is skipped, so
 /// parameters, moments and controller stay as after the last good step (the step's routing is dropped), and it is
 /// counted and logged;</item>
@@ -18,7 +21,9 @@ namespace LongCat.Training;
 /// <item>write the step's monitors to metrics.jsonl; validate and checkpoint at their intervals.</item>
 /// </list>
 /// Everything the state depends on is a deterministic function of the options and the seed, and every kernel is
-/// thread-count independent, so a run's loss curve and weights are bitwise reproducible, across resumes too.
+/// thread-count independent, so a run's loss curve and weights are bitwise reproducible, across resumes too, and for
+/// any number of data-parallel processes. In an MPI job every rank holds the same state; only rank 0 writes metrics,
+/// checkpoints and the model.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -28,7 +33,9 @@ public sealed class Trainer : IDisposable
     readonly TrainingMonitor _monitor;
     readonly int[] _ids;
     readonly LossOptions _lossBefore, _lossAfter;
-    readonly FileStream _metrics;
+    readonly FileStream? _metrics;
+    readonly DataParallel _dp;
+    readonly int _recordLength, _budgetAt, _monitorAt;
     readonly ArrayBufferWriter<byte> _line = new(1 << 12);
     readonly string? _tokenizerDir;
     int _consecutiveFaults;
@@ -38,6 +45,10 @@ public sealed class Trainer : IDisposable
     public TrainableModel Model { get; }
     public AdamW Optimizer { get; }
     public BudgetController Budget { get; }
+    /// <summary>The processes sharing each step's micro-batches (<see cref="Communicator.Single"/> without MPI).</summary>
+    public Communicator Communicator => _dp.Comm;
+    /// <summary>Whether this process writes metrics, checkpoints and the model (rank 0).</summary>
+    public bool IsWriter => _dp.Rank == 0;
 
     /// <summary>Steps completed.</summary>
     public long Step { get; private set; }
@@ -56,20 +67,27 @@ public sealed class Trainer : IDisposable
     /// <summary>Faults and other notes worth a line in the log.</summary>
     public event Action<string>? Message;
 
-    Trainer(TrainingOptions o, TrainableModel model, TokenDataset train, TokenDataset? val, TrainerState? resume)
+    Trainer(TrainingOptions o, TrainableModel model, TokenDataset train, TokenDataset? val, TrainerState? resume, Communicator comm)
     {
         Options = o;
         Model = model;
         _train = train;
         _val = val;
         var c = model.Config;
-        Optimizer = new AdamW(model.Parameters, o.Optimizer);
+        // ZeRO-1: each rank's optimizer owns one contiguous range of whole chunks (everything in one process).
+        var shards = AdamW.ShardStarts(model.Parameters.Table, comm.Size);
+        Optimizer = new AdamW(model.Parameters, o.Optimizer, shards[comm.Rank], shards[comm.Rank + 1]);
         Budget = new BudgetController(c, o.Budget, o.Steps);
         _loader = new PackedSequenceLoader(train, o.SequenceLength, o.Seed);
         _monitor = new TrainingMonitor(c);
         _ids = new int[o.MicroBatchSize * o.SequenceLength];
         _lossAfter = o.Loss;
         _lossBefore = o.LossAt(-1) == o.Loss ? o.Loss : o.Loss with { MtpWeight = 0 };
+        // A micro-batch's record: 5 losses, routing counts [L·E], monitors.
+        _budgetAt = 5;
+        _monitorAt = _budgetAt + c.NumLayers * c.NRoutedExperts;
+        _recordLength = _monitorAt + TrainingMonitor.RecordLength(c);
+        _dp = new DataParallel(comm, model.Parameters, o.MicroBatches, _recordLength, shards, Optimizer);
         _tokenizerDir = File.Exists(Path.Combine(o.DataDir, "tokenizer.json")) ? o.DataDir : null;
         Directory.CreateDirectory(o.OutDir);
         if (resume is not null)
@@ -81,17 +99,18 @@ public sealed class Trainer : IDisposable
             Faults = resume.Faults;
             Budget.LoadState(resume.BudgetCounts);
             _lastCheckpointStep = Step;
-            TruncateMetrics(Step);
+            if (IsWriter) TruncateMetrics(Step);
         }
-        else if (File.Exists(MetricsPath)) File.Delete(MetricsPath);
-        _metrics = new FileStream(MetricsPath, FileMode.Append, FileAccess.Write, FileShare.Read);
+        else if (IsWriter && File.Exists(MetricsPath)) File.Delete(MetricsPath);
+        if (IsWriter) _metrics = new FileStream(MetricsPath, FileMode.Append, FileAccess.Write, FileShare.Read);
     }
 
     /// <summary>
     /// A trainer for <paramref name="o"/>: a new model (random init, or <see cref="TrainingOptions.InitFrom"/>), or the
-    /// state of checkpoint folder <paramref name="resumeFrom"/>, which must come from a compatible run.
+    /// state of checkpoint folder <paramref name="resumeFrom"/>, which must come from a compatible run. With
+    /// <paramref name="comm"/> (an MPI job's ranks, each calling this) the step's micro-batches are spread over the ranks.
     /// </summary>
-    public static Trainer Create(TrainingOptions o, string? resumeFrom = null)
+    public static Trainer Create(TrainingOptions o, string? resumeFrom = null, Communicator? comm = null)
     {
         var train = TokenDataset.Open(o.DataDir, "train");
         TokenDataset? val = null;
@@ -120,7 +139,7 @@ public sealed class Trainer : IDisposable
             o.Validate(c, model.HasMtp);
             if (train.VocabSize > c.VocabSize)
                 throw new ConfigException($"{o.DataDir}: the data's tokenizer has {train.VocabSize} tokens, more than the model's vocab_size {c.VocabSize}");
-            var t = new Trainer(o, model, train, val, state);
+            var t = new Trainer(o, model, train, val, state, comm ?? Communicator.Single);
             if (resumeFrom is not null) TrainingCheckpoint.LoadMoments(resumeFrom, model.Parameters, t.Optimizer);
             return t;
         }
@@ -169,7 +188,8 @@ public sealed class Trainer : IDisposable
         }
         if (_lastValidationStep != Step) Validate();
         if (_lastCheckpointStep != Step) SaveCheckpoint();
-        TrainingCheckpoint.ExportModel(ModelDir, Model.Parameters, _tokenizerDir);
+        if (IsWriter) TrainingCheckpoint.ExportModel(ModelDir, Model.Parameters, _tokenizerDir);
+        _dp.Comm.Barrier();   // the job ends once the model is written
     }
 
     /// <summary>One optimizer step (see the class summary).</summary>
@@ -181,22 +201,35 @@ public sealed class Trainer : IDisposable
         long t0 = Stopwatch.GetTimestamp();
         double lr = o.Schedule.At(Step);
         var loss = Step >= o.MtpStartStep ? _lossAfter : _lossBefore;
-        p.ZeroGrads();
         _monitor.Reset();
         double total = 0, ce = 0, mtp = 0, lb = 0, z = 0;
         int micro = o.MicroBatches, tokens = o.MicroBatchSize * o.SequenceLength;
         for (int mb = 0; mb < micro; mb++)
         {
-            _loader.Next(_ids);
-            var r = Model.ForwardBackward(_ids, o.MicroBatchSize, o.SequenceLength, loss);
-            total += r.Total; ce += r.CrossEntropy; mtp += r.Mtp; lb += r.LoadBalance; z += r.HiddenZ;
-            for (int l = 0; l < c.NumLayers; l++) Budget.Observe(l, Model.LastSelected(l));
-            Budget.ObserveTokens(tokens);
-            _monitor.Observe(Model, tokens, backward: true);
+            _loader.Next(_ids);   // every rank reads every micro-batch, so the data position is the same everywhere
+            if (_dp.Owns(mb))
+            {
+                p.ZeroGrads();
+                var r = Model.ForwardBackward(_ids, o.MicroBatchSize, o.SequenceLength, loss);
+                var rec = _dp.Record(mb);
+                rec[0] = r.Total; rec[1] = r.CrossEntropy; rec[2] = r.Mtp; rec[3] = r.LoadBalance; rec[4] = r.HiddenZ;
+                BudgetController.Count(Model, rec[_budgetAt.._monitorAt]);
+                TrainingMonitor.Capture(Model, tokens, backward: true, rec[_monitorAt..]);
+            }
+            if (_dp.EndsRound(mb)) _dp.ReduceRound(mb / _dp.Size);
+        }
+        _dp.FinishGradients();
+        var records = _dp.GatherRecords();
+        for (int mb = 0; mb < micro; mb++)
+        {
+            var rec = records.AsSpan(mb * _recordLength, _recordLength);
+            total += rec[0]; ce += rec[1]; mtp += rec[2]; lb += rec[3]; z += rec[4];
+            Budget.ObserveCounts(rec[_budgetAt.._monitorAt], tokens);
+            _monitor.Fold(rec[_monitorAt..], tokens);
         }
         if (Array.IndexOf(o.InjectNanAtSteps, Step + 1) >= 0) p[p.Table.Entries[0].Name].Grad[0] = float.NaN;
         double inv = 1.0 / micro;
-        double norm = Math.Sqrt(Optimizer.GradSquaredSum()) * inv;
+        double norm = Math.Sqrt(_dp.GradSquaredSum(Optimizer)) * inv;
         double lossMean = total * inv;
         bool skipped = !double.IsFinite(lossMean) || !double.IsFinite(norm);
         if (skipped)
@@ -213,6 +246,7 @@ public sealed class Trainer : IDisposable
             _consecutiveFaults = 0;
             double clip = o.GradClip > 0 && norm > o.GradClip ? o.GradClip / (norm + 1e-6) : 1.0;
             Optimizer.Update(lr, inv * clip);
+            _dp.GatherParameters();
             Budget.Commit(Step, p);
         }
         Step++;
@@ -245,12 +279,15 @@ public sealed class Trainer : IDisposable
         int bs = batches == 0 ? (int)loader.SequencesPerEpoch : o.MicroBatchSize;
         batches = Math.Max(1, batches);
         var ids = bs == o.MicroBatchSize ? _ids : new int[bs * o.SequenceLength];
-        double sum = 0;
-        for (int b = 0; b < batches; b++)
+        // Batch b is evaluated by rank b mod N; the losses are added in batch order on every rank.
+        var losses = _dp.ComputeSpread((int)batches, b =>
         {
+            loader.Position = (long)b * bs;   // windows handed out before batch b
             loader.Next(ids);
-            sum += Model.Loss(ids, bs, o.SequenceLength).CrossEntropy;
-        }
+            return Model.Loss(ids, bs, o.SequenceLength).CrossEntropy;
+        });
+        double sum = 0;
+        foreach (var x in losses) sum += x;
         double val = sum / batches;
         LastValidationLoss = val;
         WriteLine(w =>
@@ -273,11 +310,33 @@ public sealed class Trainer : IDisposable
             ModelConfig = Model.Config.ToJson(), SequenceLength = o.SequenceLength, BatchSize = o.BatchSize, MicroBatchSize = o.MicroBatchSize,
             DataTokens = _train.TokenCount, BudgetCounts = Budget.SaveState(),
         };
-        _metrics.Flush(flushToDisk: true);
-        var dir = TrainingCheckpoint.Save(CheckpointsDir, state, Model.Parameters, Optimizer, _tokenizerDir, o.CheckpointKeep);
+        string dir = Path.Combine(CheckpointsDir, TrainingCheckpoint.DirectoryName(Step));
+        if (Optimizer.IsWhole)
+        {
+            if (IsWriter) dir = WriteCheckpoint(state, Optimizer.FirstMoment, Optimizer.SecondMoment);
+        }
+        else
+        {
+            // ZeRO-1: the moment shards are gathered on rank 0, which writes the one-process layout (so any number of
+            // ranks can resume from it).
+            long n = IsWriter ? Model.Parameters.Length : 0;
+            var first = new float[n];
+            var second = new float[n];
+            unsafe
+            {
+                fixed (float* m = first, v = second) _dp.GatherMoments(Optimizer, m, v);
+            }
+            if (IsWriter) dir = WriteCheckpoint(state, first, second);
+        }
         _lastCheckpointStep = Step;
         CheckpointSaved?.Invoke(dir);
         return dir;
+    }
+
+    string WriteCheckpoint(TrainerState state, ReadOnlySpan<float> first, ReadOnlySpan<float> second)
+    {
+        _metrics!.Flush(flushToDisk: true);
+        return TrainingCheckpoint.Save(CheckpointsDir, state, Model.Parameters, first, second, _tokenizerDir, Options.CheckpointKeep);
     }
 
     void WriteMetrics(StepMetrics m)
@@ -299,6 +358,7 @@ public sealed class Trainer : IDisposable
 
     void WriteLine(Action<Utf8JsonWriter> body)
     {
+        if (_metrics is null) return;
         _line.Clear();
         using (var w = new Utf8JsonWriter(_line))
         {
@@ -342,7 +402,8 @@ public sealed class Trainer : IDisposable
 
     public void Dispose()
     {
-        _metrics.Dispose();
+        _metrics?.Dispose();
+        _dp.Dispose();
         Optimizer.Dispose();
         Model.Dispose();
         _train.Dispose();

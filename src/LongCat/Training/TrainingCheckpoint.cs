@@ -27,10 +27,14 @@ public static unsafe partial class TrainingCheckpoint
     public static string DirectoryName(long step) => Prefix + step.ToString("D8", CultureInfo.InvariantCulture);
 
     /// <summary>Writes a checkpoint of <paramref name="state"/> into <paramref name="root"/> and points latest at it.</summary>
-    public static string Save(string root, TrainerState state, ParameterStore p, AdamW opt, string? tokenizerDir, int keep)
+    public static string Save(string root, TrainerState state, ParameterStore p, AdamW opt, string? tokenizerDir, int keep) =>
+        Save(root, state, p, opt.FirstMoment, opt.SecondMoment, tokenizerDir, keep);
+
+    /// <summary>The same with the Adam moments given in the parameters' layout (e.g. gathered from ZeRO-1 shards).</summary>
+    public static string Save(string root, TrainerState state, ParameterStore p, ReadOnlySpan<float> firstMoment, ReadOnlySpan<float> secondMoment, string? tokenizerDir, int keep)
     {
         var moments = new List<(string, long[], nint, long)>();
-        fixed (float* m = opt.FirstMoment, v = opt.SecondMoment)
+        fixed (float* m = firstMoment, v = secondMoment)
         {
             foreach (var e in p.Table.Entries)
                 if (e.Trainable) moments.Add(("exp_avg." + e.Name, e.Shape, (nint)(m + e.Offset), e.Count));
@@ -150,16 +154,28 @@ public static unsafe partial class TrainingCheckpoint
     {
         var path = Path.Combine(dir, "optimizer.safetensors");
         using var f = SafeTensorFile.Open(path);
-        var m = opt.FirstMoment; var v = opt.SecondMoment;
+        // A sharded (ZeRO-1) optimizer takes the part of each tensor inside its range.
+        var (lo, hi) = opt.Range;
+        var m = opt.OwnedFirstMoment; var v = opt.OwnedSecondMoment;
+        float[] whole = [];
         foreach (var e in p.Table.Entries)
         {
             if (!e.Trainable) continue;
+            long from = Math.Max(lo, e.Offset), to = Math.Min(hi, e.Offset + e.Count);
+            if (from >= to) continue;
             foreach (var (prefix, dst) in new[] { ("exp_avg.", 0), ("exp_avg_sq.", 1) })
             {
                 if (!f.Contains(prefix + e.Name)) throw new ModelFormatException($"{path}: missing tensor '{prefix + e.Name}'");
                 var t = f.Tensor(prefix + e.Name).ExpectShape(e.Shape);
                 if (t.DType != DType.F32) throw new ModelFormatException($"{path}: tensor '{prefix + e.Name}' is {t.DType}, expected F32");
-                t.CopyToFloat32((dst == 0 ? m : v).Slice(checked((int)e.Offset), e.Count));
+                var target = (dst == 0 ? m : v).Slice(checked((int)(from - lo)), checked((int)(to - from)));
+                if (from == e.Offset && to == e.Offset + e.Count) t.CopyToFloat32(target);
+                else
+                {
+                    if (whole.Length < e.Count) whole = new float[e.Count];
+                    t.CopyToFloat32(whole.AsSpan(0, e.Count));
+                    whole.AsSpan(checked((int)(from - e.Offset)), target.Length).CopyTo(target);
+                }
             }
         }
     }

@@ -4,7 +4,7 @@ using LongCat.Kernels;
 namespace LongCat.Training;
 
 /// <summary>
-/// Accumulates the per-step monitors over a step's micro-batches: real experts per token (integer sums, so exact),
+/// Accumulates the per-step monitors over a step's micro-batches, one record per micro-batch added in micro-batch order: real experts per token (integer sums, so exact),
 /// the router's dL/dP split into LM and load-balance parts (R_g), and the last layer's hidden RMS and max |x|.
 /// Buffers are allocated once.
 /// </summary>
@@ -35,12 +35,22 @@ internal sealed class TrainingMonitor
         _tokens = 0; _hiddenSq = 0; _hiddenCount = 0; _hiddenMax = 0;
     }
 
-    /// <summary>After a micro-batch's forward (and backward, when <paramref name="backward"/>).</summary>
-    public void Observe(TrainableModel model, int tokens, bool backward)
+    /// <summary>Doubles in one micro-batch's monitor record (see <see cref="Capture"/>).</summary>
+    public static int RecordLength(LongCatConfig c) => 2 * c.NumLayers + 2 * c.NumLayers * c.NumExpertsTotal + 3;
+
+    /// <summary>
+    /// One micro-batch's monitors, after its forward (and backward, when <paramref name="backward"/>), into
+    /// <paramref name="record"/> [<see cref="RecordLength"/>]: per layer the real experts per token summed and squared
+    /// (integers, exact in a double), the router's dL/dP (LM and load-balance parts), then Σh², the count of h and max |h|
+    /// of the last hidden state. A record depends on the micro-batch alone, so records can be computed on any rank and
+    /// <see cref="Fold"/>ed in micro-batch order.
+    /// </summary>
+    public static void Capture(TrainableModel model, int tokens, bool backward, Span<double> record)
     {
-        int k = _c.MoeTopK, e = _c.NRoutedExperts;
-        _tokens += tokens;
-        for (int l = 0; l < _c.NumLayers; l++)
+        var c = model.Config;
+        int k = c.MoeTopK, e = c.NRoutedExperts, layers = c.NumLayers, ne = c.NumExpertsTotal;
+        record.Clear();
+        for (int l = 0; l < layers; l++)
         {
             var sel = model.LastSelected(l);
             long sum = 0, sq = 0;
@@ -50,19 +60,37 @@ internal sealed class TrainingMonitor
                 for (int j = 0; j < k; j++) if (sel[t * k + j] < e) n++;
                 sum += n; sq += n * n;
             }
-            _real[l] += sum; _realSq[l] += sq;
-            if (backward) model.AddRouterProbabilityGradients(l, _lm[l], _lb[l]);
+            record[l] = sum; record[layers + l] = sq;
+            if (backward)
+                model.AddRouterProbabilityGradients(l, record.Slice(2 * layers + l * ne, ne), record.Slice(2 * layers + (layers + l) * ne, ne));
         }
         var h = model.LastHidden;
         double s = 0;
-        float max = _hiddenMax;
+        float max = 0;
         for (int i = 0; i < h.Length; i++)
         {
             float v = h[i];
             s += (double)v * v;
             max = MathF.Max(max, MathF.Abs(v));
         }
-        _hiddenSq += s; _hiddenCount += h.Length; _hiddenMax = max;
+        int at = 2 * layers + 2 * layers * ne;
+        record[at] = s; record[at + 1] = h.Length; record[at + 2] = max;
+    }
+
+    /// <summary>Adds one micro-batch's <paramref name="record"/> (from <see cref="Capture"/>) to the step's monitors.</summary>
+    public void Fold(ReadOnlySpan<double> record, int tokens)
+    {
+        int layers = _c.NumLayers, ne = _c.NumExpertsTotal;
+        _tokens += tokens;
+        for (int l = 0; l < layers; l++)
+        {
+            _real[l] += (long)record[l]; _realSq[l] += (long)record[layers + l];
+            var lm = record.Slice(2 * layers + l * ne, ne);
+            var lb = record.Slice(2 * layers + (layers + l) * ne, ne);
+            for (int j = 0; j < ne; j++) { _lm[l][j] += lm[j]; _lb[l][j] += lb[j]; }
+        }
+        int at = 2 * layers + 2 * layers * ne;
+        _hiddenSq += record[at]; _hiddenCount += (long)record[at + 1]; _hiddenMax = MathF.Max(_hiddenMax, (float)record[at + 2]);
     }
 
     public (double[] Mean, double[] Std, double[] Rg, double Rms, double Max) Finish()

@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+
+namespace LongCat.Tests;
+
+/// <summary>
+/// Data-parallel training over Open MPI (issue 14): <c>mpirun -n N longcat train</c> (ZeRO-1: Adam moments and
+/// update sharded) gives the same bits as one process (final model, every checkpoint file, every metrics line but the
+/// timings) for N = 1, 2, 3, with micro-batch counts that do not divide evenly. Needs Open MPI's mpirun (Debian: openmpi-bin libopenmpi-dev); as root the
+/// allow-run-as-root variables are set, and --oversubscribe lets 3 ranks share 2 cores.
+/// </summary>
+public class DistributedTrainingTests
+{
+    static string Config(string data, string outDir, long steps)
+    {
+        var path = Path.Combine(Fixtures.NewTempDir(), "train.json");
+        // 5 micro-batches of 1 sequence: 2 ranks get 3 + 2, 3 ranks get 2 + 2 + 1.
+        File.WriteAllText(path, $$"""
+        {
+          "model": {"vocab_size": 40, "hidden_size": 16, "num_layers": 2, "num_attention_heads": 2, "q_lora_rank": 12, "kv_lora_rank": 8,
+            "qk_nope_head_dim": 4, "qk_rope_head_dim": 4, "v_head_dim": 6, "ffn_hidden_size": 24, "expert_ffn_hidden_size": 8,
+            "n_routed_experts": 4, "zero_expert_num": 2, "moe_topk": 3, "routed_scaling_factor": 2.5, "rope_theta": 10000, "max_position_embeddings": 256},
+          "init": {"mtp": true},
+          "data": {"dir": "{{data}}", "seq_len": 16, "batch_size": 5, "micro_batch_size": 1},
+          "seed": 3, "steps": {{steps}}, "out": "{{outDir}}",
+          "optimizer": {"lr": 3e-3},
+          "loss": {"mtp_weight": 0.3, "load_balance_alpha": 0.01, "z_loss_lambda": 1e-5},
+          "budget": {"rate": 0.01},
+          "eval": {"every": 2, "batches": 3},
+          "checkpoint": {"every": 2, "keep": 3},
+          "log": {"every": 1, "plot": "none"}
+        }
+        """);
+        return path;
+    }
+
+    /// <summary>
+    /// mpirun on PATH; when missing and this runs as root with apt-get (a fresh machine), Debian's Open MPI is installed
+    /// once (<see cref="DebianPackages"/>); otherwise a failure saying how to install it (never a silent skip).
+    /// </summary>
+    static string Mpirun()
+    {
+        if (DebianPackages.OnPath("mpirun") is { } found) return found;
+        const string how = "the data-parallel tests need Open MPI (Debian/Ubuntu, as root: apt-get install -y openmpi-bin libopenmpi-dev)";
+        if (!DebianPackages.CanInstall()) Assert.Fail($"mpirun not found on PATH and it cannot be installed here (needs root and apt-get): {how}");
+        var (ok, log) = DebianPackages.Install("openmpi-bin libopenmpi-dev");
+        if (ok && DebianPackages.OnPath("mpirun") is { } installed) return installed;
+        Assert.Fail($"mpirun not found and installing Open MPI failed: {how}\n{string.Join('\n', log.Split('\n').TakeLast(15))}");
+        return "";
+    }
+
+    /// <summary>Runs <c>mpirun -n <paramref name="ranks"/> longcat ARGS</c> on this machine.</summary>
+    internal static (int Exit, string Out, string Err) MpiRun(int ranks, params string[] args) => MpiRunWith(ranks, null, args);
+
+    /// <summary>The same with extra environment variables for every rank.</summary>
+    internal static (int Exit, string Out, string Err) MpiRunWith(int ranks, Dictionary<string, string>? env, params string[] args)
+    {
+        var psi = new ProcessStartInfo(Mpirun())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        // CI runs as root; Open MPI refuses that unless told twice.
+        psi.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
+        psi.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
+        foreach (var a in new[] { "--oversubscribe", "--bind-to", "none", "-n", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "dotnet", "exec", Path.Combine(AppContext.BaseDirectory, "longcat.dll") }) psi.ArgumentList.Add(a);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var so = p.StandardOutput.ReadToEndAsync();
+        var se = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(300_000)) { p.Kill(true); throw new TimeoutException($"mpirun -n {ranks} did not finish in 5 minutes"); }
+        return (p.ExitCode, so.Result, se.Result);
+    }
+
+    /// <summary>metrics.jsonl without the wall-clock fields.</summary>
+    internal static string[] Metrics(string outDir) => File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l =>
+    {
+        var o = JsonNode.Parse(l)!.AsObject();
+        o.Remove("tokens_per_s");
+        o.Remove("step_s");
+        return o.ToJsonString();
+    }).ToArray();
+
+    /// <summary>Every file of the final model and of each checkpoint, by relative path.</summary>
+    internal static SortedDictionary<string, byte[]> Outputs(string outDir)
+    {
+        var r = new SortedDictionary<string, byte[]>(StringComparer.Ordinal);
+        foreach (var sub in new[] { "model", "checkpoints" })
+            foreach (var f in Directory.EnumerateFiles(Path.Combine(outDir, sub), "*", SearchOption.AllDirectories))
+                r[Path.GetRelativePath(outDir, f)] = File.ReadAllBytes(f);
+        return r;
+    }
+
+    internal static void AssertSameRun(string expectedOut, string actualOut, string what)
+    {
+        Assert.Equal(Metrics(expectedOut), Metrics(actualOut));
+        var e = Outputs(expectedOut);
+        var a = Outputs(actualOut);
+        Assert.Equal(e.Keys, a.Keys);
+        foreach (var (name, bytes) in e)
+            Assert.True(bytes.AsSpan().SequenceEqual(a[name]), $"{what}: {name} differs from the single-process run");
+    }
+
+    [Fact]
+    public void DataParallelRunsAreBitwiseIdenticalToOneProcess()
+    {
+        Mpirun();
+        var data = TrainingRuns.SyntheticData(40);
+        var single = Fixtures.NewTempDir();
+        var (rc, _, err) = CliProcess.Run("train", "--config", Config(data, single, 4), "--threads", "2", "--quiet");
+        Assert.True(rc == 0, err);
+        foreach (int n in new[] { 1, 2, 3 })
+        {
+            var outDir = Fixtures.NewTempDir();
+            var (mrc, mout, merr) = MpiRun(n, "train", "--config", Config(data, outDir, 4), "--threads", "1");
+            Assert.True(mrc == 0, $"mpirun -n {n}: exit {mrc}\n{mout}\n{merr}");
+            if (n > 1)
+            {
+                Assert.Contains($"data parallel over {n} processes", merr);
+                Assert.Contains("ZeRO-1: Adam moments", merr);   // each rank holds its range of the moments only
+            }
+            Assert.Single(mout.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("trained 4 steps", StringComparison.Ordinal));   // rank 0 alone reports
+            AssertSameRun(single, outDir, $"mpirun -n {n}");
+        }
+    }
+
+    [Fact]
+    public void KilledRankEndsTheJobAndElasticResumeOverTwoThreeOneProcessesMatchesAStraightRun()
+    {
+        Mpirun();
+        var data = TrainingRuns.SyntheticData(40);
+        var straight = Fixtures.NewTempDir();
+        var (rc, _, err) = CliProcess.Run("train", "--config", Config(data, straight, 6), "--threads", "2", "--quiet");
+        Assert.True(rc == 0, err);
+
+        // 2 processes; rank 1 dies after step 3: the job must end (not hang) with an error, keeping checkpoint 2.
+        var outDir = Fixtures.NewTempDir();
+        var config = Config(data, outDir, 6);
+        var (krc, kout, kerr) = MpiRunWith(2, new() { ["LONGCAT_TEST_KILL_RANK_AT_STEP"] = "1:3" }, "train", "--config", config, "--threads", "1");
+        Assert.True(krc != 0, $"a killed rank must fail the job\n{kout}\n{kerr}");
+        Assert.Contains("process rank 1", kerr);
+        Assert.Contains("exited on signal 9", kerr);
+        Assert.Equal("step-00000002", File.ReadAllText(Path.Combine(outDir, "checkpoints", "latest")).Trim());
+        // 3 processes resume from step 2; rank 2 dies after step 5, leaving checkpoint 4.
+        (krc, kout, kerr) = MpiRunWith(3, new() { ["LONGCAT_TEST_KILL_RANK_AT_STEP"] = "2:5" }, "train", "--config", config, "--resume", "--threads", "1");
+        Assert.True(krc != 0, $"a killed rank must fail the job\n{kout}\n{kerr}");
+        Assert.Contains("exited on signal 9", kerr);
+        Assert.Equal("step-00000004", File.ReadAllText(Path.Combine(outDir, "checkpoints", "latest")).Trim());
+        // One process finishes.
+        var (frc, fout, ferr) = MpiRun(1, "train", "--config", config, "--resume", "--threads", "2");
+        Assert.True(frc == 0, $"{fout}\n{ferr}");
+        AssertSameRun(straight, outDir, "resumed 2 -> 3 -> 1 processes");
+    }
+
+    [Fact]
+    public void EveryCollectiveGivesItsKnownAnswerAndMpiErrorsCarryMpisText()
+    {
+        Mpirun();
+        var (rc, output, err) = MpiRun(3, "mpi-check", "--mib", "1");
+        Assert.True(rc == 0, $"{output}\n{err}");
+        foreach (var what in new[] { "barrier", "broadcast from rank 2", "allgather", "allgatherv", "gatherv to rank 0", "alltoallv", "send/receive ring" })
+            Assert.Contains($"  {what}: ok", output);
+        Assert.Contains("send to rank 8 (no such rank) fails with: MPI_Send failed: MPI_ERR_RANK: invalid rank", output);
+        Assert.Contains("all-to-all of 1 MiB per rank", output);
+        // Without mpirun it says how to run it.
+        var (src, _, serr) = CliProcess.Run("mpi-check");
+        Assert.Equal(1, src);
+        Assert.Contains("mpi-check runs under Open MPI: mpirun -n 2 longcat mpi-check", serr);
+    }
+
+    [Fact]
+    public void MissingMpiLibraryIsAClearError()
+    {
+        // As if started by mpirun on a machine without Open MPI's library.
+        var data = TrainingRuns.SyntheticData(40);
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "exec", Path.Combine(AppContext.BaseDirectory, "longcat.dll"), "train", "--config", Config(data, Fixtures.NewTempDir(), 1) })
+            psi.ArgumentList.Add(a);
+        psi.Environment["OMPI_COMM_WORLD_SIZE"] = "2";
+        psi.Environment["LONGCAT_MPI_LIBRARY"] = "/nonexistent/libmpi.so.40";
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.Equal(1, p.ExitCode);
+        Assert.Contains("longcat: error: this process was started by mpirun but Open MPI's /nonexistent/libmpi.so.40 cannot be loaded", err);
+        Assert.Contains("apt-get install openmpi-bin libopenmpi-dev", err);
+    }
+}
