@@ -11,9 +11,11 @@ using OpenAI.Models;
 namespace LongCat.Tests;
 
 /// <summary>A served model behind a running HTTP server on 127.0.0.1 (free port), for one test class.</summary>
-public sealed class ServerFixture : IAsyncLifetime
+public class ServerFixture(ServedModel served) : IAsyncLifetime
 {
-    public ServedModel Served { get; } = ServerTestSupport.Serve();
+    public ServerFixture() : this(ServerTestSupport.Serve()) { }
+
+    public ServedModel Served { get; } = served;
     public RunningServer Server { get; private set; } = null!;
     public HttpClient Http { get; private set; } = null!;
 
@@ -33,7 +35,7 @@ public sealed class ServerFixture : IAsyncLifetime
     /// <summary>The official OpenAI client pointed at this server (no retries: a test wants to see the first answer).</summary>
     public OpenAIClientOptions ClientOptions => new() { Endpoint = new Uri(Server.BaseAddress, "v1"), RetryPolicy = new ClientRetryPolicy(0), NetworkTimeout = TimeSpan.FromSeconds(60) };
 
-    public ChatClient Chat(string model = "longcat-test") => new(model, new ApiKeyCredential("unused"), ClientOptions);
+    public ChatClient Chat(string? model = null) => new(model ?? Served.ModelId, new ApiKeyCredential("unused"), ClientOptions);
 }
 
 /// <summary>Conformance: the official OpenAI .NET package against the server on loopback.</summary>

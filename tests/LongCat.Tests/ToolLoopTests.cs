@@ -14,29 +14,7 @@ using AIChatRole = Microsoft.Extensions.AI.ChatRole;
 namespace LongCat.Tests;
 
 /// <summary>The tool-trained model (<see cref="ToolModel"/>) behind a running server, for one test class.</summary>
-public sealed class ToolServerFixture : IAsyncLifetime
-{
-    public ServedModel Served { get; } = ToolModel.Serve();
-    public RunningServer Server { get; private set; } = null!;
-    public HttpClient Http { get; private set; } = null!;
-
-    public async Task InitializeAsync()
-    {
-        Server = await ServerTestSupport.StartAsync(Served);
-        Http = ServerTestSupport.Http(Server.BaseAddress);
-    }
-
-    public async Task DisposeAsync()
-    {
-        Http.Dispose();
-        await Server.DisposeAsync();
-        Served.Dispose();
-    }
-
-    public OpenAIClientOptions ClientOptions => new() { Endpoint = new Uri(Server.BaseAddress, "v1"), RetryPolicy = new ClientRetryPolicy(0), NetworkTimeout = TimeSpan.FromSeconds(60) };
-
-    public ChatClient Chat() => new("longcat-tools", new ApiKeyCredential("unused"), ClientOptions);
-}
+public sealed class ToolServerFixture() : ServerFixture(ToolModel.Serve());
 
 /// <summary>
 /// Tool loops on real generations: in-process through <see cref="LongCat.Inference.LongCatChatClient"/> and

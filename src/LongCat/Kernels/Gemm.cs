@@ -83,7 +83,8 @@ public static unsafe partial class Gemm
 
     /// <summary>
     /// Optional profiling hook (benchmarks): called after every <see cref="MatMul"/> with the weight, M and the
-    /// elapsed <see cref="System.Diagnostics.Stopwatch"/> ticks. Must be thread-safe.
+    /// elapsed <see cref="System.Diagnostics.Stopwatch"/> ticks, and for every problem of a
+    /// <see cref="MatMulGrouped"/> call with its share of the call's time (by FLOPs). Must be thread-safe.
     /// </summary>
     public static Action<Weight, int, long>? Observer { get; set; }
 

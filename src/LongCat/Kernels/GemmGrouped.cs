@@ -34,6 +34,8 @@ public static unsafe partial class Gemm
             if (p.X.Length < m * k) throw new ArgumentException($"problem {i} ('{p.W.Name}'): X has {p.X.Length} values, [{m}, {k}] needs {m * k}", nameof(problems));
             if (p.Y.Length < m * n) throw new ArgumentException($"problem {i} ('{p.W.Name}'): Y has {p.Y.Length} values, [{m}, {n}] needs {m * n}", nameof(problems));
         }
+        var observer = Observer;
+        long t0 = observer != null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
         var pins = new List<MemoryHandle>(2 * problems.Length);
         try
         {
@@ -62,6 +64,16 @@ public static unsafe partial class Gemm
             RunGroup(packed, gemv);
         }
         finally { foreach (var h in pins) h.Dispose(); }
+        if (observer != null) ObserveGroup(observer, problems, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
+    }
+
+    /// <summary>A grouped call's time, reported to <see cref="Observer"/> per problem in proportion to its FLOPs.</summary>
+    static void ObserveGroup(Action<Weight, int, long> observer, ReadOnlySpan<GemmProblem> problems, long ticks)
+    {
+        double total = 0;
+        foreach (var p in problems) total += (double)p.M * p.W.Rows * p.W.Cols;
+        foreach (var p in problems)
+            if (p.M > 0 && total > 0) observer(p.W, p.M, (long)(ticks * ((double)p.M * p.W.Rows * p.W.Cols / total)));
     }
 
     [ThreadStatic] static float[]? t_group;
