@@ -10,11 +10,12 @@ using OpenAI.Models;
 
 namespace LongCat.Tests;
 
-/// <summary>A served model behind a running HTTP server on 127.0.0.1 (free port), for one test class.</summary>
-public class ServerFixture(ServedModel served) : IAsyncLifetime
-{
-    public ServerFixture() : this(ServerTestSupport.Serve()) { }
+/// <summary>The test chat model (<see cref="ServerTestSupport.Serve"/>) behind a running server, for one test class.</summary>
+public sealed class ServerFixture() : RunningServerFixture(ServerTestSupport.Serve());
 
+/// <summary>A served model behind a running HTTP server on 127.0.0.1 (free port), for one test class.</summary>
+public abstract class RunningServerFixture(ServedModel served) : IAsyncLifetime
+{
     public ServedModel Served { get; } = served;
     public RunningServer Server { get; private set; } = null!;
     public HttpClient Http { get; private set; } = null!;

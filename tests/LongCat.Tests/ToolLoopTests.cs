@@ -14,7 +14,7 @@ using AIChatRole = Microsoft.Extensions.AI.ChatRole;
 namespace LongCat.Tests;
 
 /// <summary>The tool-trained model (<see cref="ToolModel"/>) behind a running server, for one test class.</summary>
-public sealed class ToolServerFixture() : ServerFixture(ToolModel.Serve());
+public sealed class ToolServerFixture() : RunningServerFixture(ToolModel.Serve());
 
 /// <summary>
 /// Tool loops on real generations: in-process through <see cref="LongCat.Inference.LongCatChatClient"/> and
