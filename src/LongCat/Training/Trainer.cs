@@ -27,6 +27,10 @@ public sealed class Trainer : IDisposable
     readonly PackedSequenceLoader _loader;
     readonly TrainingMonitor _monitor;
     readonly int[] _ids;
+    // Chat data (loss mask): the whole step's rows and mask, read before the micro-batches so the loss is the mean over
+    // the step's trained targets (null for text).
+    readonly int[]? _stepIds;
+    readonly byte[]? _stepMask;
     readonly LossOptions _lossBefore, _lossAfter;
     readonly FileStream _metrics;
     readonly ArrayBufferWriter<byte> _line = new(1 << 12);
@@ -68,6 +72,11 @@ public sealed class Trainer : IDisposable
         _loader = new PackedSequenceLoader(train, o.SequenceLength, o.Seed);
         _monitor = new TrainingMonitor(c);
         _ids = new int[o.MicroBatchSize * o.SequenceLength];
+        if (train.HasLossMask)
+        {
+            _stepIds = new int[o.BatchSize * o.SequenceLength];
+            _stepMask = new byte[o.BatchSize * o.SequenceLength];
+        }
         _lossAfter = o.Loss;
         _lossBefore = o.LossAt(-1) == o.Loss ? o.Loss : o.Loss with { MtpWeight = 0 };
         _tokenizerDir = File.Exists(Path.Combine(o.DataDir, "tokenizer.json")) ? o.DataDir : null;
@@ -118,6 +127,8 @@ public sealed class Trainer : IDisposable
             model = new TrainableModel(store);
             var c = model.Config;
             o.Validate(c, model.HasMtp);
+            if (train.HasLossMask && (o.Loss.MtpWeight > 0))
+                throw new ConfigException($"{o.DataDir}: chat data (loss mask) with loss.mtp_weight {o.Loss.MtpWeight}: the MTP loss is not masked; set it to 0");
             if (train.VocabSize > c.VocabSize)
                 throw new ConfigException($"{o.DataDir}: the data's tokenizer has {train.VocabSize} tokens, more than the model's vocab_size {c.VocabSize}");
             var t = new Trainer(o, model, train, val, state);
@@ -185,10 +196,18 @@ public sealed class Trainer : IDisposable
         _monitor.Reset();
         double total = 0, ce = 0, mtp = 0, lb = 0, z = 0;
         int micro = o.MicroBatches, tokens = o.MicroBatchSize * o.SequenceLength;
+        long trained = _stepMask is null ? 0 : CountTrainedTargets(_loader, _stepIds!, _stepMask, o.SequenceLength);
         for (int mb = 0; mb < micro; mb++)
         {
-            _loader.Next(_ids);
-            var r = Model.ForwardBackward(_ids, o.MicroBatchSize, o.SequenceLength, loss);
+            LossResult r;
+            if (_stepMask is null)
+            {
+                _loader.Next(_ids);
+                r = Model.ForwardBackward(_ids, o.MicroBatchSize, o.SequenceLength, loss);
+            }
+            else // each micro-batch's loss is its sum over trained targets / (step's trained targets / micro-batches)
+                r = Model.ForwardBackward(_stepIds.AsSpan(mb * tokens, tokens), _stepMask.AsSpan(mb * tokens, tokens),
+                    o.MicroBatchSize, o.SequenceLength, loss, lossTokens: (double)trained / micro);
             total += r.Total; ce += r.CrossEntropy; mtp += r.Mtp; lb += r.LoadBalance; z += r.HiddenZ;
             for (int l = 0; l < c.NumLayers; l++) Budget.Observe(l, Model.LastSelected(l));
             Budget.ObserveTokens(tokens);
@@ -234,6 +253,15 @@ public sealed class Trainer : IDisposable
         return m;
     }
 
+    /// <summary>Reads the step's rows and mask from <paramref name="loader"/>; the number of trained targets among them.</summary>
+    static long CountTrainedTargets(PackedSequenceLoader loader, int[] ids, byte[] mask, int seq)
+    {
+        loader.Next(ids, mask);
+        long n = 0;
+        for (int i = 0; i < mask.Length; i++) if (i % seq != 0 && mask[i] != 0) n++; // the first token of a row is never a target
+        return n;
+    }
+
     /// <summary>Mean next-token cross-entropy over the first eval.batches micro-batches of the held-out split (NaN without one).</summary>
     public double Validate()
     {
@@ -246,12 +274,22 @@ public sealed class Trainer : IDisposable
         batches = Math.Max(1, batches);
         var ids = bs == o.MicroBatchSize ? _ids : new int[bs * o.SequenceLength];
         double sum = 0;
+        var mask = _val.HasLossMask ? new byte[ids.Length] : null;
+        long trained = 0;
         for (int b = 0; b < batches; b++)
         {
-            loader.Next(ids);
-            sum += Model.Loss(ids, bs, o.SequenceLength).CrossEntropy;
+            if (mask is null)
+            {
+                loader.Next(ids);
+                sum += Model.Loss(ids, bs, o.SequenceLength).CrossEntropy;
+                continue;
+            }
+            loader.Next(ids, mask); // chat data: the mean over all trained targets of the batches
+            var r = Model.Loss(ids, mask, bs, o.SequenceLength, lossTokens: 1);
+            sum += r.CrossEntropy;
+            for (int i = 0; i < mask.Length; i++) if (i % o.SequenceLength != 0 && mask[i] != 0) trained++;
         }
-        double val = sum / batches;
+        double val = mask is null ? sum / batches : trained == 0 ? double.NaN : sum / trained;
         LastValidationLoss = val;
         WriteLine(w =>
         {
