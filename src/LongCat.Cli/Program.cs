@@ -23,6 +23,7 @@ public static class Program
         root.Subcommands.Add(QuantizeCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(GrowCommand.Create());
         root.Subcommands.Add(DataCommand.CreateGroup());
         root.Subcommands.Add(TransferCommand.Create());

@@ -42,7 +42,7 @@ public static class ChatData
     }
 
     /// <summary>Parses one conversation object; errors name <paramref name="file"/>:<paramref name="line"/> and the field.</summary>
-    public static ChatExample Parse(JsonElement root, string file, int line)
+    public static ChatExample Parse(JsonElement root, string file, int line, bool requireAssistant = true)
     {
         Exception Bad(string field, string what) => new InvalidDataException($"{file}:{line}: {field}: {what}");
         if (root.ValueKind != JsonValueKind.Object) throw Bad("(line)", "not a JSON object");
@@ -118,7 +118,7 @@ public static class ChatData
                     throw Bad(p + ".role", $"'{role}' is not system, user, assistant or tool");
             }
         }
-        if (!turns.Any(t => t.Role == ChatTurn.Assistant) && !root.TryGetProperty("expected", out _))
+        if (requireAssistant && !turns.Any(t => t.Role == ChatTurn.Assistant))
             throw Bad("messages", "no assistant message: nothing to train on");
         return new ChatExample(turns, tools, line, root);
     }
