@@ -103,7 +103,7 @@ public sealed class Evaluator : IDisposable
     {
         var m = Scorer();
         int ctx = Context(m), bos = m.Config.BosTokenId;
-        var docs = TextCorpus.Documents(file, DocumentMode.File).ToList();
+        var docs = TextCorpus.Documents(file, DocumentMode.File).Where(d => !string.IsNullOrWhiteSpace(d)).ToList();
         if (_o.Limit > 0 && docs.Count > _o.Limit) docs = docs.Take(_o.Limit).ToList();
         if (docs.Count == 0) throw new InvalidDataException($"{file}: no text to score");
         double nats = 0; long tokens = 0, bytes = 0;
@@ -236,7 +236,9 @@ public sealed class Evaluator : IDisposable
                 var grammar = ToolCallGrammar.For(vocab, ex.Tools.Select(t => new ToolGrammarSpec(t.Name, t.Schema)).ToList(), separator: "");
                 g = g with { Constraint = grammar.Start };
             }
-            var session = new GenerationSession(model, prompt, g);
+            GenerationSession session;
+            try { session = new GenerationSession(model, prompt, g); }
+            catch (ArgumentException e) { throw Bad("messages", e.Message); }
             var output = session.Run().Where(id => !stopIds.Contains(id)).ToArray();
             string reply = Tokenizer.Decode(output, skipSpecialTokens: true);
             var parser = new ToolCallParser(ex.Tools, render.ToolCallStyle, () => "call");
