@@ -69,8 +69,23 @@ public static class DataCommand
             string trainedNote = chat ? string.Create(inv, $", {r.TrainedTokens:N0} tokens trained (assistant replies)") : "";
             Console.WriteLine(string.Create(inv,
                 $"wrote {outDir}: train {r.TrainTokens:N0} tokens in {r.TrainDocuments:N0} {unit}, val {r.ValTokens:N0} tokens in {r.ValDocuments:N0} {unit}{trainedNote} ({r.InputBytes / 1e6:F2} MB of input files in {sw.Elapsed.TotalSeconds:F1} s)"));
+            if (chat) PrintPadding(outDir);
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>Chat data trains one conversation per row: what that costs at common row lengths (padding, truncation).</summary>
+    static void PrintPadding(string dir)
+    {
+        using var d = TokenDataset.Open(dir, "train");
+        var lens = Enumerable.Range(0, d.DocumentCount).Select(i => d.DocumentStarts[i + 1] - d.DocumentStarts[i]).Order().ToArray();
+        var inv = CultureInfo.InvariantCulture;
+        Console.WriteLine(string.Create(inv, $"conversation length (tokens): median {lens[lens.Length / 2]}, 90th percentile {lens[(int)(0.9 * (lens.Length - 1))]}, longest {lens[^1]}"));
+        foreach (int s in new[] { 128, 256, 512, 1024, 2048 })
+        {
+            var l = new PackedSequenceLoader(d, s, 1);
+            Console.WriteLine(string.Create(inv, $"  seq_len {s,4}: {l.PaddingFraction:P1} of row tokens are padding, {l.TruncatedDocuments} conversation(s) truncated"));
+        }
     }
 }
