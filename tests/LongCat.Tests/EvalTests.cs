@@ -200,4 +200,35 @@ public class EvalTests
         InProcessCli.Fails(["eval", "--model", dir, "perplexity:/nonexistent.txt"], "/nonexistent.txt: eval file not found");
         InProcessCli.Fails(["eval", "--model", dir, "--limit", "-1", "perplexity:" + text], "limit must be >= 0");
     }
+
+    [Fact]
+    public void DataPrepareFormatChatFromTheCliAndAReproducibleFineTuneForAnyThreadCount()
+    {
+        var data = Fixtures.NewTempDir();
+        var (rc, outp, err) = InProcessCli.Run("data", "prepare", "--format", "chat", "--tokenizer", TokDir, "--input", SftDataTests.ChatFile(16), "--out", data, "--val-fraction", "0.25");
+        Assert.True(rc == 0, err);
+        Assert.Contains("tokens trained (assistant replies)", outp);
+        Assert.Contains("of row tokens are padding", outp);
+        InProcessCli.Fails(["data", "prepare", "--format", "html", "--tokenizer", TokDir, "--input", SftDataTests.ChatFile(2), "--out", data], "--format must be text or chat");
+
+        var config = TrainingModels.Tiny with { VocabSize = Tokenizer.Load(data).VocabSize };
+        double[] Run(int threads)
+        {
+            int saved = Parallelism.Threads;
+            try
+            {
+                Parallelism.Threads = threads;
+                var o = TrainingRuns.Options(config, data, Fixtures.NewTempDir(), 3) with
+                {
+                    Mtp = false, Loss = new LossOptions { LoadBalanceAlpha = 0.01, LoadBalanceGroups = 2 }, MtpStartStep = 0, SequenceLength = 48, EvalEvery = 0,
+                };
+                using var t = Trainer.Create(o);
+                t.Run();
+                return [.. TrainingRuns.Losses(o.OutDir), t.LastValidationLoss!.Value];
+            }
+            finally { Parallelism.Threads = saved; }
+        }
+        var one = Run(1);
+        Assert.Equal(one, Run(2)); // bitwise: losses of every step and the masked validation loss
+    }
 }
