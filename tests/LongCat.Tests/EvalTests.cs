@@ -153,7 +153,12 @@ public class EvalTests
         Assert.Equal(one, Run(2));
         Assert.Equal(one, Run(3));
         using var e = Eval(dir, new EvalOptions { MaxTokens = 160, Constrained = true });
+        var records = new List<System.Text.Json.Nodes.JsonObject>();
+        e.ItemScored += records.Add;
         var m = e.Run("chat", chat).Metrics.ToDictionary(x => x.Name);
+        Assert.Equal([1, 2, 3], records.Select(r => (int)r["line"]!));
+        Assert.True((bool)records[0]["exact_call"]!);
+        Assert.Equal("lookup_docs", (string?)records[0]["calls"]![0]!["name"]);
         Assert.Equal(1, m["tool_call_items"].Value);
         Assert.Equal(1, m["valid_tool_call"].Value); // the grammar allows only valid calls (and the enum only the right name)
         Assert.Equal(1, m["exact_call"].Value);

@@ -24,11 +24,12 @@ public static class EvalCommand
         var constrained = new Option<bool>("--constrained") { Description = "chat: decode the items that expect a tool call under the tool-call grammar." };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the bootstrap intervals.", DefaultValueFactory = _ => 1234UL };
         var noProgress = new Option<bool>("--no-progress") { Description = "No progress bar on stderr." };
+        var details = new Option<string?>("--details") { Description = "chat: write one JSON line per item (reply, parsed calls, scores) to this file." };
         var cmd = new Command("eval",
             "Evaluate a model: perplexity, multiple-choice log-likelihood (lm-evaluation-harness style) and chat/tool calling " +
             "(greedy decoding). Deterministic for any thread count. Prints a table (or --json) with 95% intervals.")
         {
-            model, tokenizer, tasks, json, limit, context, maxTokens, constrained, seed, noProgress,
+            model, tokenizer, tasks, json, limit, context, maxTokens, constrained, seed, noProgress, details,
         };
         cmd.SetAction(p => CliSupport.Run(p, () =>
         {
@@ -58,6 +59,8 @@ public static class EvalCommand
                     Console.Error.Write($"\r{task} [{new string('#', filled)}{new string('-', w - filled)}] {done}/{total}");
                     if (done == total) Console.Error.WriteLine();
                 };
+            using var detailsOut = p.GetValue(details) is { } d ? new StreamWriter(d, append: false, new System.Text.UTF8Encoding(false)) : null;
+            if (detailsOut is not null) ev.ItemScored += rec => detailsOut.WriteLine(rec.ToJsonString());
             var results = pairs.Select(x => ev.Run(x.task, x.file)).ToList();
             Console.Write(p.GetValue(json) ? Evaluator.ToJson(results, dir) + "\n" : Evaluator.ToTable(results));
             return 0;

@@ -50,6 +50,9 @@ public sealed class Evaluator : IDisposable
     /// <summary>Reports (done, total) as items complete.</summary>
     public event Action<string, int, int>? Progress;
 
+    /// <summary>chat: one record per item (line, reply, parsed calls, its scores), for <c>--details</c>.</summary>
+    public event Action<JsonObject>? ItemScored;
+
     public Evaluator(string modelDir, Tokenizer tokenizer, EvalOptions options)
     {
         _modelDir = modelDir; Tokenizer = tokenizer; _o = options;
@@ -246,15 +249,27 @@ public sealed class Evaluator : IDisposable
             pieces.AddRange(parser.Flush());
             var calls = pieces.Where(p => p.Kind == ReplyPieceKind.ToolCall).Select(p => p.Call!).ToList();
             string text = string.Concat(pieces.Where(p => p.Kind == ReplyPieceKind.Text).Select(p => p.Text)).Trim();
+            // Valid: at least one call parsed (offered tool, JSON arguments valid for its schema) and no malformed call block left as text.
+            bool ok = calls.Count > 0 && !text.Contains(ToolCallFormat.CallOpen, StringComparison.Ordinal);
+            bool match = hasCall && ok && calls[0].Name == want!.Name && JsonNode.DeepEquals(JsonNode.Parse(calls[0].Arguments), JsonNode.Parse(want.Arguments));
             if (hasCall)
             {
                 callItems++;
-                // Valid: at least one call parsed (offered tool, JSON arguments valid for its schema) and no malformed call block left as text.
-                bool ok = calls.Count > 0 && !text.Contains(ToolCallFormat.CallOpen, StringComparison.Ordinal);
                 if (ok) valid++;
-                if (ok && calls[0].Name == want!.Name && JsonNode.DeepEquals(JsonNode.Parse(calls[0].Arguments), JsonNode.Parse(want.Arguments))) exact++;
+                if (match) exact++;
             }
             else rouge.Add(EvalMetrics.RougeL(text, reference.GetString()!));
+            if (ItemScored is { } scored)
+            {
+                var rec = new JsonObject
+                {
+                    ["file"] = file, ["line"] = line, ["reply"] = reply,
+                    ["calls"] = new JsonArray([.. calls.Select(c => (JsonNode)new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments })]),
+                };
+                if (hasCall) { rec["valid_tool_call"] = ok; rec["exact_call"] = match; }
+                else rec["rouge_l_f1"] = rouge[^1];
+                scored(rec);
+            }
             Progress?.Invoke("chat", ++done, items.Count);
         }
         var metrics = new List<EvalMetric>();

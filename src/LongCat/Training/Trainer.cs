@@ -108,7 +108,7 @@ public sealed class Trainer : IDisposable
         try
         {
             var v = TokenDataset.Open(o.DataDir, "val");
-            if (v.TokenCount >= o.SequenceLength && o.EvalBatches > 0) val = v; else v.Dispose();
+            if ((v.HasLossMask ? v.DocumentCount > 0 : v.TokenCount >= o.SequenceLength) && o.EvalBatches > 0) val = v; else v.Dispose();
 
             TrainerState? state = null;
             ParameterStore store;
