@@ -24,6 +24,7 @@ public static class Program
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(MpiCheckCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(GrowCommand.Create());
         root.Subcommands.Add(DataCommand.CreateGroup());
         root.Subcommands.Add(TransferCommand.Create());

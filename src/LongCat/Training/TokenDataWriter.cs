@@ -30,7 +30,11 @@ public sealed record DataPrepareOptions
 }
 
 /// <summary>What <see cref="TokenDataWriter.Prepare"/> wrote.</summary>
-public sealed record DataPrepareResult(long TrainTokens, int TrainDocuments, long ValTokens, int ValDocuments, long InputBytes);
+public sealed record DataPrepareResult(long TrainTokens, int TrainDocuments, long ValTokens, int ValDocuments, long InputBytes)
+{
+    /// <summary>Chat data: tokens with a loss (both splits); 0 for text.</summary>
+    public long TrainedTokens { get; init; }
+}
 
 /// <summary>
 /// <c>longcat data prepare</c>: tokenizes text files into a prepared data folder for <see cref="TokenDataset"/>:
@@ -103,7 +107,7 @@ public static class TokenDataWriter
         var meta = new JsonObject
         {
             ["format"] = TokenDataset.Format,
-            ["version"] = TokenDataset.Version,
+            ["version"] = TokenDataset.TextVersion,
             ["tokenizer"] = "tokenizer.json",
             ["vocab_size"] = tok.VocabSize,
             ["end_of_text_id"] = eos,
@@ -116,6 +120,77 @@ public static class TokenDataWriter
         };
         AtomicWrite(Path.Combine(outDir, "meta.json"), Encoding.UTF8.GetBytes(meta.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
         return new DataPrepareResult(train.Count, trainDocs.Count - 1, val.Count, valDocs.Count - 1, bytes);
+    }
+
+    /// <summary>
+    /// <c>longcat data prepare --format chat</c>: conversations in OpenAI's JSONL shape (<see cref="ChatData"/>), rendered
+    /// and encoded by <see cref="ChatFormat.EncodeForTraining"/> (the code the server uses for prompts), one document per
+    /// conversation with no end-of-text id after it (the conversation ends with its end-of-turn token). Besides the ids,
+    /// each split gets SPLIT.mask: one byte per token, 1 where the token is trained (assistant text, tool calls, their
+    /// end-of-turn), 0 elsewhere. meta.json says <c>"loss_mask": true</c> and <c>"packing": "row"</c>: the trainer puts one
+    /// conversation per row, padded (see <see cref="PackedSequenceLoader"/>). Version 2 of the format; plain folders stay
+    /// version 1. The held-out split is chosen per conversation as for text.
+    /// </summary>
+    public static DataPrepareResult PrepareChat(string tokenizerPath, IReadOnlyList<string> inputs, string outDir, DataPrepareOptions options)
+    {
+        if (inputs.Count == 0) throw new ArgumentException("no input files");
+        if (!(options.ValidationFraction >= 0 && options.ValidationFraction < 1))
+            throw new ArgumentException($"validation fraction must be in [0, 1), got {options.ValidationFraction}");
+        foreach (var f in inputs) if (!File.Exists(f)) throw new IOException($"{f}: input file not found");
+        var tok = Tokenizer.Load(tokenizerPath);
+        int pad = options.EndOfTextId ?? tok.EosTokenId ?? tok.TokenToId(LongCatTokenizerSpec.Eos)
+            ?? throw new ArgumentException($"{tokenizerPath}: the tokenizer has no end-of-text token '</s>' to pad rows with; give its id explicitly");
+        var render = new ChatRenderOptions();
+        var splits = new[] { (Ids: new List<int>(), Mask: new List<byte>(), Docs: new List<long> { 0 }), (Ids: new List<int>(), Mask: new List<byte>(), Docs: new List<long> { 0 }) };
+        long bytes = 0, trained = 0;
+        int docIndex = 0;
+        ulong threshold = (ulong)(options.ValidationFraction * 18446744073709551616.0);
+        foreach (var f in inputs)
+        {
+            bytes += new FileInfo(f).Length;
+            foreach (var ex in ChatData.Read(f))
+            {
+                var enc = ChatFormat.EncodeForTraining(tok, ex.Turns, render with { Tools = ex.Tools });
+                if (!enc.Trainable.Contains(true)) throw new InvalidDataException($"{f}:{ex.Line}: messages: no assistant token to train on");
+                bool held = options.ValidationFraction > 0 && Mix(options.Seed, (ulong)docIndex++) < threshold;
+                var s = splits[held ? 1 : 0];
+                s.Ids.AddRange(enc.Ids);
+                foreach (var t in enc.Trainable) { s.Mask.Add(t ? (byte)1 : (byte)0); if (t) trained++; }
+                s.Docs.Add(s.Ids.Count);
+            }
+        }
+        var (train, val) = (splits[0], splits[1]);
+        if (train.Ids.Count == 0) throw new ArgumentException($"the inputs hold no conversation for the training split ({docIndex} conversations)");
+
+        Directory.CreateDirectory(outDir);
+        File.Delete(Path.Combine(outDir, "meta.json"));
+        WriteSplit(outDir, "train", train.Ids, train.Docs);
+        WriteSplit(outDir, "val", val.Ids, val.Docs);
+        AtomicWrite(Path.Combine(outDir, "train.mask"), CollectionsMarshal.AsSpan(train.Mask));
+        AtomicWrite(Path.Combine(outDir, "val.mask"), CollectionsMarshal.AsSpan(val.Mask));
+        CopyTokenizer(tokenizerPath, outDir);
+        int longest = 0;
+        foreach (var s in splits) for (int i = 1; i < s.Docs.Count; i++) longest = Math.Max(longest, (int)(s.Docs[i] - s.Docs[i - 1]));
+        var meta = new JsonObject
+        {
+            ["format"] = TokenDataset.Format,
+            ["version"] = TokenDataset.Version,
+            ["tokenizer"] = "tokenizer.json",
+            ["vocab_size"] = tok.VocabSize,
+            ["end_of_text_id"] = pad,
+            ["documents"] = "chat",
+            ["loss_mask"] = true,
+            ["packing"] = "row",
+            ["pad_id"] = pad,
+            ["longest_document"] = longest,
+            ["validation_fraction"] = options.ValidationFraction,
+            ["seed"] = options.Seed,
+            ["sources"] = new JsonArray(inputs.Select(f => (JsonNode)new JsonObject { ["path"] = Path.GetFullPath(f), ["bytes"] = new FileInfo(f).Length }).ToArray()),
+            ["train"] = new JsonObject { ["tokens"] = train.Ids.Count, ["documents"] = train.Docs.Count - 1, ["trained_tokens"] = train.Mask.Count(b => b != 0) },
+            ["val"] = new JsonObject { ["tokens"] = val.Ids.Count, ["documents"] = val.Docs.Count - 1, ["trained_tokens"] = val.Mask.Count(b => b != 0) },
+        };
+        AtomicWrite(Path.Combine(outDir, "meta.json"), Encoding.UTF8.GetBytes(meta.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
+        return new DataPrepareResult(train.Ids.Count, train.Docs.Count - 1, val.Ids.Count, val.Docs.Count - 1, bytes) { TrainedTokens = trained };
     }
 
     /// <summary>
@@ -133,7 +208,7 @@ public static class TokenDataWriter
         var meta = new JsonObject
         {
             ["format"] = TokenDataset.Format,
-            ["version"] = TokenDataset.Version,
+            ["version"] = TokenDataset.TextVersion,
             ["vocab_size"] = vocabSize,
             ["train"] = new JsonObject { ["tokens"] = train.Length, ["documents"] = train.Length > 0 ? 1 : 0 },
             ["val"] = new JsonObject { ["tokens"] = val.Length, ["documents"] = val.Length > 0 ? 1 : 0 },

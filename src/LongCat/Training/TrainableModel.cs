@@ -12,7 +12,7 @@ namespace LongCat.Training;
 /// <code>
 /// embedding -> num_layers × ScMoE (or interleaved) layer -> final norm -> lm_head -> cross-entropy   (+ MTP head, LB loss, z-loss)
 /// </code>
-/// <see cref="ForwardBackward"/> adds d(loss)/d(parameter) to <see cref="ParameterStore"/>'s gradients (call
+/// <c>ForwardBackward</c> adds d(loss)/d(parameter) to <see cref="ParameterStore"/>'s gradients (call
 /// <see cref="ParameterStore.ZeroGrads"/> between steps). Activation buffers are sized for the last (B, S) and
 /// reused; one step runs at a time. Every reduction has a fixed order, so losses and gradients are bitwise
 /// identical for any <see cref="Parallelism.Threads"/>.
@@ -66,11 +66,33 @@ public sealed class TrainableModel : IDisposable
     /// added to every parameter's gradient.
     /// </summary>
     public LossResult ForwardBackward(ReadOnlySpan<int> ids, int batch, int seq, LossOptions? options = null) =>
-        Run(ids, batch, seq, options ?? new LossOptions(), backward: true);
+        Run(ids, default, 0, batch, seq, options ?? new LossOptions(), backward: true);
 
-    /// <summary>The same losses as <see cref="ForwardBackward"/> without the backward (gradients untouched).</summary>
+    /// <summary>
+    /// Supervised fine-tuning: as <see cref="ForwardBackward(ReadOnlySpan{int}, int, int, LossOptions?)"/>, but the
+    /// cross-entropy only counts the positions whose target token is trained (<paramref name="lossMask"/>[i + 1] = 1
+    /// for the prediction at i; [B·S] bytes): a masked target contributes no loss and no gradient. The loss is the sum
+    /// over trained targets divided by <paramref name="lossTokens"/> (0 = the number of trained targets here; a caller
+    /// that splits a step into micro-batches passes the step's count so the step's loss is the mean over all its trained
+    /// targets). No trained target gives a cross-entropy of 0 and no gradient from it. The MTP loss is not masked and
+    /// is refused with a mask.
+    /// </summary>
+    public LossResult ForwardBackward(ReadOnlySpan<int> ids, ReadOnlySpan<byte> lossMask, int batch, int seq, LossOptions? options = null, double lossTokens = 0) =>
+        Run(ids, lossMask, lossTokens, batch, seq, options ?? new LossOptions(), backward: true);
+
+    /// <summary>The same losses as <see cref="ForwardBackward(ReadOnlySpan{int}, int, int, LossOptions?)"/> without the backward (gradients untouched).</summary>
     public LossResult Loss(ReadOnlySpan<int> ids, int batch, int seq, LossOptions? options = null) =>
-        Run(ids, batch, seq, options ?? new LossOptions(), backward: false);
+        Run(ids, default, 0, batch, seq, options ?? new LossOptions(), backward: false);
+
+    /// <summary>The masked losses of <see cref="ForwardBackward(ReadOnlySpan{int}, ReadOnlySpan{byte}, int, int, LossOptions?, double)"/> without the backward.</summary>
+    public LossResult Loss(ReadOnlySpan<int> ids, ReadOnlySpan<byte> lossMask, int batch, int seq, LossOptions? options = null, double lossTokens = 0) =>
+        Run(ids, lossMask, lossTokens, batch, seq, options ?? new LossOptions(), backward: false);
+
+    /// <summary>
+    /// The last forward's next-token negative log-likelihoods in nats, [B·S]: entry b·S + s is −log p(ids[b·S + s + 1] |
+    /// ids[b·S .. b·S + s]); 0 at each sequence's last position and at masked targets. For evaluation.
+    /// </summary>
+    public ReadOnlySpan<float> LastTokenLoss => _rowLoss.AsSpan(0, _lastTokens);
 
     /// <summary>The [B·S, K] experts <paramref name="layer"/> selected in the last forward (selection order), without a copy.</summary>
     public ReadOnlySpan<int> LastSelected(int layer) => _layerStates[layer].Moe.Selected;
@@ -87,7 +109,7 @@ public sealed class TrainableModel : IDisposable
     /// <summary>Per layer, the [B·S, K] experts the last forward selected (selection order).</summary>
     public int[][] LastRouting() => _layerStates.Select(l => l.Moe.Selected.ToArray()).ToArray();
 
-    LossResult Run(ReadOnlySpan<int> ids, int batch, int seq, LossOptions options, bool backward)
+    LossResult Run(ReadOnlySpan<int> ids, ReadOnlySpan<byte> mask, double lossTokens, int batch, int seq, LossOptions options, bool backward)
     {
         var c = Config;
         if (batch <= 0) throw new ArgumentException($"batch size must be positive, got {batch}");
@@ -95,6 +117,9 @@ public sealed class TrainableModel : IDisposable
         if (ids.Length != (long)batch * seq) throw new ArgumentException($"{ids.Length} token ids for a [{batch}, {seq}] batch");
         if (seq > c.MaxPositionEmbeddings) throw new ArgumentException($"sequence length {seq} exceeds max_position_embeddings {c.MaxPositionEmbeddings}");
         options.Validate(c, HasMtp);
+        if (!mask.IsEmpty && mask.Length != ids.Length) throw new ArgumentException($"{mask.Length} loss-mask entries for {ids.Length} token ids");
+        if (!mask.IsEmpty && options.MtpWeight > 0) throw new ArgumentException("the MTP loss is not masked: it cannot train on masked (chat) data; set loss.mtp_weight to 0");
+        if (!(lossTokens >= 0) || double.IsInfinity(lossTokens)) throw new ArgumentException($"loss token count must be a finite number >= 0, got {lossTokens}");
         for (int i = 0; i < ids.Length; i++)
             if ((uint)ids[i] >= (uint)c.VocabSize)
                 throw new ArgumentException($"token id {ids[i]} at [{i / seq}, {i % seq}] is outside the vocabulary 0..{c.VocabSize - 1}");
@@ -120,13 +145,21 @@ public sealed class TrainableModel : IDisposable
         net.FinalNorm(hLast, hf, rstdF, t);
         net.LmHeadForward(hf, logits, t);
 
-        int positions = batch * (seq - 1);
+        int trained = 0;
         for (int b = 0; b < batch; b++)
-            for (int s = 0; s < seq; s++) targets[b * seq + s] = s + 1 < seq ? ids[b * seq + s + 1] : -1;
-        OpsGrad.CrossEntropy(logits, targets, rowLoss, t, v, 1f / positions);
+            for (int s = 0; s < seq; s++)
+            {
+                int i = b * seq + s;
+                bool on = s + 1 < seq && (mask.IsEmpty || mask[i + 1] != 0);
+                targets[i] = on ? ids[i + 1] : -1;
+                if (on) trained++;
+            }
+        double positions = lossTokens > 0 ? lossTokens : trained;
+        float scale = positions > 0 ? 1f / (float)positions : 0f; // 1f / B·(S-1) without a mask, as before masking
+        OpsGrad.CrossEntropy(logits, targets, rowLoss, t, v, scale);
         double ce = 0;
         for (int i = 0; i < t; i++) ce += rowLoss[i];
-        ce /= positions;
+        ce = positions > 0 ? ce / positions : 0;
 
         bool mtpOn = net.Mtp is not null && options.MtpWeight > 0;
         double mtp = mtpOn ? net.Mtp!.Forward(net, hf, ids, batch, seq, options.MtpWeight, _mtpState!) : 0;

@@ -32,6 +32,10 @@ public sealed class Trainer : IDisposable
     readonly PackedSequenceLoader _loader;
     readonly TrainingMonitor _monitor;
     readonly int[] _ids;
+    // Chat data (loss mask): the whole step's rows and mask, read before the micro-batches so the loss is the mean over
+    // the step's trained targets (null for text).
+    readonly int[]? _stepIds;
+    readonly byte[]? _stepMask;
     readonly LossOptions _lossBefore, _lossAfter;
     readonly FileStream? _metrics;
     readonly DataParallel _dp;
@@ -81,6 +85,11 @@ public sealed class Trainer : IDisposable
         _loader = new PackedSequenceLoader(train, o.SequenceLength, o.Seed);
         _monitor = new TrainingMonitor(c);
         _ids = new int[o.MicroBatchSize * o.SequenceLength];
+        if (train.HasLossMask)
+        {
+            _stepIds = new int[o.BatchSize * o.SequenceLength];
+            _stepMask = new byte[o.BatchSize * o.SequenceLength];
+        }
         _lossAfter = o.Loss;
         _lossBefore = o.LossAt(-1) == o.Loss ? o.Loss : o.Loss with { MtpWeight = 0 };
         // A micro-batch's record: 5 losses, routing counts [L·E], monitors.
@@ -118,7 +127,7 @@ public sealed class Trainer : IDisposable
         try
         {
             var v = TokenDataset.Open(o.DataDir, "val");
-            if (v.TokenCount >= o.SequenceLength && o.EvalBatches > 0) val = v; else v.Dispose();
+            if ((v.HasLossMask ? v.DocumentCount > 0 : v.TokenCount >= o.SequenceLength) && o.EvalBatches > 0) val = v; else v.Dispose();
 
             TrainerState? state = null;
             ParameterStore store;
@@ -137,6 +146,8 @@ public sealed class Trainer : IDisposable
             model = new TrainableModel(store);
             var c = model.Config;
             o.Validate(c, model.HasMtp);
+            if (train.HasLossMask && (o.Loss.MtpWeight > 0))
+                throw new ConfigException($"{o.DataDir}: chat data (loss mask) with loss.mtp_weight {o.Loss.MtpWeight}: the MTP loss is not masked; set it to 0");
             if (train.VocabSize > c.VocabSize)
                 throw new ConfigException($"{o.DataDir}: the data's tokenizer has {train.VocabSize} tokens, more than the model's vocab_size {c.VocabSize}");
             var t = new Trainer(o, model, train, val, state, comm ?? Communicator.Single);
@@ -204,13 +215,20 @@ public sealed class Trainer : IDisposable
         _monitor.Reset();
         double total = 0, ce = 0, mtp = 0, lb = 0, z = 0;
         int micro = o.MicroBatches, tokens = o.MicroBatchSize * o.SequenceLength;
+        long trained = _stepMask is null ? 0 : CountTrainedTargets(_loader, _stepIds!, _stepMask, o.SequenceLength);
         for (int mb = 0; mb < micro; mb++)
         {
-            _loader.Next(_ids);   // every rank reads every micro-batch, so the data position is the same everywhere
+            // Every rank reads every micro-batch, so the data position is the same everywhere (chat data: the whole
+            // step was read above, to count its trained targets).
+            if (_stepMask is null) _loader.Next(_ids);
             if (_dp.Owns(mb))
             {
                 p.ZeroGrads();
-                var r = Model.ForwardBackward(_ids, o.MicroBatchSize, o.SequenceLength, loss);
+                var r = _stepMask is null
+                    ? Model.ForwardBackward(_ids, o.MicroBatchSize, o.SequenceLength, loss)
+                    // chat data: each micro-batch's loss is its sum over trained targets / (step's trained targets / micro-batches)
+                    : Model.ForwardBackward(_stepIds.AsSpan(mb * tokens, tokens), _stepMask.AsSpan(mb * tokens, tokens),
+                        o.MicroBatchSize, o.SequenceLength, loss, lossTokens: (double)trained / micro);
                 var rec = _dp.Record(mb);
                 rec[0] = r.Total; rec[1] = r.CrossEntropy; rec[2] = r.Mtp; rec[3] = r.LoadBalance; rec[4] = r.HiddenZ;
                 BudgetController.Count(Model, rec[_budgetAt.._monitorAt]);
@@ -268,6 +286,15 @@ public sealed class Trainer : IDisposable
         return m;
     }
 
+    /// <summary>Reads the step's rows and mask from <paramref name="loader"/>; the number of trained targets among them.</summary>
+    static long CountTrainedTargets(PackedSequenceLoader loader, int[] ids, byte[] mask, int seq)
+    {
+        loader.Next(ids, mask);
+        long n = 0;
+        for (int i = 0; i < mask.Length; i++) if (i % seq != 0 && mask[i] != 0) n++; // the first token of a row is never a target
+        return n;
+    }
+
     /// <summary>Mean next-token cross-entropy over the first eval.batches micro-batches of the held-out split (NaN without one).</summary>
     public double Validate()
     {
@@ -279,16 +306,34 @@ public sealed class Trainer : IDisposable
         int bs = batches == 0 ? (int)loader.SequencesPerEpoch : o.MicroBatchSize;
         batches = Math.Max(1, batches);
         var ids = bs == o.MicroBatchSize ? _ids : new int[bs * o.SequenceLength];
-        // Batch b is evaluated by rank b mod N; the losses are added in batch order on every rank.
+        // Batch b is evaluated by rank b mod N; the losses are added in batch order on every rank. Chat data: each
+        // batch gives its summed loss over trained targets, and the mean is over all trained targets of the batches.
+        var mask = _val.HasLossMask ? new byte[ids.Length] : null;
         var losses = _dp.ComputeSpread((int)batches, b =>
         {
             loader.Position = (long)b * bs;   // windows handed out before batch b
-            loader.Next(ids);
-            return Model.Loss(ids, bs, o.SequenceLength).CrossEntropy;
+            if (mask is null)
+            {
+                loader.Next(ids);
+                return Model.Loss(ids, bs, o.SequenceLength).CrossEntropy;
+            }
+            loader.Next(ids, mask);
+            return Model.Loss(ids, mask, bs, o.SequenceLength, lossTokens: 1).CrossEntropy;
         });
         double sum = 0;
         foreach (var x in losses) sum += x;
-        double val = sum / batches;
+        double val;
+        if (mask is null) val = sum / batches;
+        else
+        {
+            long trained = 0;   // every rank counts every batch's trained targets (reading a mask is cheap)
+            for (int b = 0; b < batches; b++)
+            {
+                loader.Position = (long)b * bs;
+                trained += CountTrainedTargets(loader, ids, mask, o.SequenceLength);
+            }
+            val = trained == 0 ? double.NaN : sum / trained;
+        }
         LastValidationLoss = val;
         WriteLine(w =>
         {
