@@ -11,28 +11,9 @@ namespace LongCat.Tests;
 /// </summary>
 public class DistributedTrainingTests
 {
-    static string Config(string data, string outDir, long steps)
-    {
-        var path = Path.Combine(Fixtures.NewTempDir(), "train.json");
-        // 5 micro-batches of 1 sequence: 2 ranks get 3 + 2, 3 ranks get 2 + 2 + 1.
-        File.WriteAllText(path, $$"""
-        {
-          "model": {"vocab_size": 40, "hidden_size": 16, "num_layers": 2, "num_attention_heads": 2, "q_lora_rank": 12, "kv_lora_rank": 8,
-            "qk_nope_head_dim": 4, "qk_rope_head_dim": 4, "v_head_dim": 6, "ffn_hidden_size": 24, "expert_ffn_hidden_size": 8,
-            "n_routed_experts": 4, "zero_expert_num": 2, "moe_topk": 3, "routed_scaling_factor": 2.5, "rope_theta": 10000, "max_position_embeddings": 256},
-          "init": {"mtp": true},
-          "data": {"dir": "{{data}}", "seq_len": 16, "batch_size": 5, "micro_batch_size": 1},
-          "seed": 3, "steps": {{steps}}, "out": "{{outDir}}",
-          "optimizer": {"lr": 3e-3},
-          "loss": {"mtp_weight": 0.3, "load_balance_alpha": 0.01, "z_loss_lambda": 1e-5},
-          "budget": {"rate": 0.01},
-          "eval": {"every": 2, "batches": 3},
-          "checkpoint": {"every": 2, "keep": 3},
-          "log": {"every": 1, "plot": "none"}
-        }
-        """);
-        return path;
-    }
+    // 5 micro-batches of 1 sequence: 2 ranks get 3 + 2, 3 ranks get 2 + 2 + 1.
+    static string Config(string data, string outDir, long steps) =>
+        TrainCliTests.Config(data, outDir, steps, batch: 5, micro: 1, evalBatches: 3, keep: 3, plot: "none");
 
     /// <summary>
     /// mpirun on PATH; when missing and this runs as root with apt-get (a fresh machine), Debian's Open MPI is installed

@@ -12,7 +12,9 @@ namespace LongCat.Tests;
 /// </summary>
 public class TrainCliTests
 {
-    static string Config(string data, string outDir, long steps, string extra = "")
+    /// <summary>A tiny train.json (2 layers, width 16, 4+2 experts, MTP) over <paramref name="data"/>; shared with the MPI tests.</summary>
+    internal static string Config(string data, string outDir, long steps, string extra = "", int batch = 4, int micro = 2,
+        int evalBatches = 2, int keep = 2, string plot = "svg")
     {
         var path = Path.Combine(Fixtures.NewTempDir(), "train.json");
         File.WriteAllText(path, $$"""
@@ -21,14 +23,14 @@ public class TrainCliTests
             "qk_nope_head_dim": 4, "qk_rope_head_dim": 4, "v_head_dim": 6, "ffn_hidden_size": 24, "expert_ffn_hidden_size": 8,
             "n_routed_experts": 4, "zero_expert_num": 2, "moe_topk": 3, "routed_scaling_factor": 2.5, "rope_theta": 10000, "max_position_embeddings": 256},
           "init": {"mtp": true},
-          "data": {"dir": "{{data}}", "seq_len": 16, "batch_size": 4, "micro_batch_size": 2},
+          "data": {"dir": "{{data}}", "seq_len": 16, "batch_size": {{batch}}, "micro_batch_size": {{micro}}},
           "seed": 3, "steps": {{steps}}, "out": "{{outDir}}",
           "optimizer": {"lr": 3e-3},
           "loss": {"mtp_weight": 0.3, "load_balance_alpha": 0.01, "z_loss_lambda": 1e-5},
           "budget": {"rate": 0.01},
-          "eval": {"every": 2, "batches": 2},
-          "checkpoint": {"every": 2, "keep": 2},
-          "log": {"every": 1, "plot": "svg"}{{extra}}
+          "eval": {"every": 2, "batches": {{evalBatches}}},
+          "checkpoint": {"every": 2, "keep": {{keep}}},
+          "log": {"every": 1, "plot": "{{plot}}"}{{extra}}
         }
         """);
         return path;
