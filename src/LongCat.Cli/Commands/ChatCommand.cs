@@ -36,15 +36,9 @@ public static class ChatCommand
             string? sys = p.GetValue(system);
             void Reset() { turns.Clear(); if (sys is not null) turns.Add(new ChatTurn(ChatTurn.System, sys)); }
             Reset();
-            bool interactive = !Console.IsInputRedirected;
-            if (interactive) Console.Error.WriteLine("LongCat chat: type a message; /reset clears the conversation, /exit quits.");
             ulong turn = 0;
-            while (true)
+            foreach (var line in ReadMessages("LongCat chat: type a message; /reset clears the conversation, /exit quits."))
             {
-                if (interactive) Console.Write("> ");
-                var line = Console.ReadLine();
-                if (line is null || line.Trim() == "/exit") break;
-                if (line.Trim().Length == 0) continue;
                 if (line.Trim() == "/reset") { Reset(); continue; }
                 if (line.StartsWith("/system ", StringComparison.Ordinal)) { sys = line[8..]; Reset(); continue; }
                 turns.Add(new ChatTurn(ChatTurn.User, line));
@@ -68,5 +62,22 @@ public static class ChatCommand
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// The chat prompt loop (plain and MCP chat): each non-blank input line until "/exit" or the end of input, with
+    /// <paramref name="banner"/> and a "> " prompt when a person is typing.
+    /// </summary>
+    internal static IEnumerable<string> ReadMessages(string banner)
+    {
+        bool interactive = !Console.IsInputRedirected;
+        if (interactive) Console.Error.WriteLine(banner);
+        while (true)
+        {
+            if (interactive) Console.Write("> ");
+            var line = Console.ReadLine();
+            if (line is null || line.Trim() == "/exit") yield break;
+            if (line.Trim().Length > 0) yield return line;
+        }
     }
 }

@@ -104,15 +104,9 @@ public static class McpChat
             using var client2 = new FunctionInvokingChatClient(chat);
             var history = new List<ChatMessage>();
             if (system is not null) history.Add(new ChatMessage(ChatRole.System, system));
-            bool interactive = !Console.IsInputRedirected;
-            if (interactive) Console.Error.WriteLine("LongCat chat with tools: type a message; /exit quits.");
             ulong turn = 0;
-            while (true)
+            foreach (var line in ChatCommand.ReadMessages("LongCat chat with tools: type a message; /exit quits."))
             {
-                if (interactive) Console.Write("> ");
-                var line = Console.ReadLine();
-                if (line is null || line.Trim() == "/exit") break;
-                if (line.Trim().Length == 0) continue;
                 history.Add(new ChatMessage(ChatRole.User, line));
                 var options = new ChatOptions
                 {
