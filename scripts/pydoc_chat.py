@@ -24,8 +24,14 @@ TOOL = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"name": {"type": "string", "description": "dotted Python name, e.g. json.dumps"}},
                    "required": ["name"]}}}
 TRAIN_PHRASINGS = ["What does {n} do?", "Explain {n}.", "What is {n} for?", "Tell me about {n}.", "How does {n} work?",
-                   "Can you describe {n}?", "I need help with {n}.", "What is the purpose of {n}?"]
+                   "Can you describe {n}?", "I need help with {n}.", "What is the purpose of {n}?", "what does {n} do",
+                   "Describe {n}.", "What is {n}?", "Please explain {n}.", "Look up {n} for me.", "{n}: what does it do?",
+                   "Could you tell me what {n} does?", "I'm reading code that uses {n}. What is it?",
+                   "Help me understand {n}.", "What's {n}?", "Documentation for {n}, please.",
+                   "Do you know what {n} is used for?", "Quick question about {n}: what does it do?",
+                   "Show me the docs of {n}.", "explain {n}", "What should I know about {n}?"]
 NEW_PHRASINGS = ["Give me a short summary of {n}.", "In one sentence, what is {n}?"]
+RESULT_CHARS = 400  # lookup_docs returns at most this many characters of an entry (cut at a word, then " ...")
 DIRECTIVE = re.compile(r"^\.\. (function|class|method|exception|attribute|data|decorator|classmethod|staticmethod)::\s+([\w.]+)")
 MODULE = re.compile(r"^\.\. (?:module|currentmodule)::\s+([\w.]+)")
 CLASS_CTX = re.compile(r"^\.\. (?:class|exception)::\s+([\w.]+)")
@@ -82,10 +88,53 @@ def held_out(name, seed="pydoc-chat-1"):
     return hashlib.sha256((seed + name).encode()).digest()[0] < 26  # ~10%
 
 
+def tool_result(text):
+    """What lookup_docs returns for an entry: its text, cut to RESULT_CHARS at a word boundary."""
+    if len(text) <= RESULT_CHARS:
+        return text
+    return text[:RESULT_CHARS].rsplit(" ", 1)[0] + " ..."
+
+
+def not_found(name):
+    return f"No documentation found for {name}."
+
+
+class Rng:
+    """A seeded generator from SHA-256 (stable across Python versions, unlike random's string seeding)."""
+    def __init__(self, seed):
+        self.seed, self.n = seed, 0
+
+    def below(self, k):
+        self.n += 1
+        return int.from_bytes(hashlib.sha256(f"{self.seed}/{self.n}".encode()).digest()[:8], "little") % k
+
+
+def synthetic_names(real, count, rng):
+    """Dotted names that are not documented: a real module path joined to another entry's last part, or made-up parts.
+    They force the model to copy the name from the question (it cannot have memorised them)."""
+    parts = sorted({n.rsplit(".", 1)[-1] for n in real})
+    mods = sorted({n.rsplit(".", 1)[0] for n in real if "." in n})
+    syll = ["ba", "cor", "del", "fen", "gru", "hal", "ix", "jo", "kel", "lum", "mor", "nep", "ost", "pra", "quo",
+            "ris", "sul", "tav", "ul", "ven", "wex", "yor", "zan"]
+    out, seen = [], set(real)
+    while len(out) < count:
+        if rng.below(3):
+            name = mods[rng.below(len(mods))] + "." + parts[rng.below(len(parts))]
+        else:
+            word = lambda: "".join(syll[rng.below(len(syll))] for _ in range(1 + rng.below(3)))
+            name = ".".join([word()] + [("_" if rng.below(4) == 0 else "").join([word(), word()][: 1 + rng.below(2)])
+                                        for _ in range(1 + rng.below(2))])
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="data/python-docs/corpus.jsonl.gz")
     ap.add_argument("--out", default="out/pydoc-chat")
+    ap.add_argument("--synthetic", type=int, default=8000, help="tool calls on made-up names (copying practice)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     seen, items = set(), []
@@ -93,28 +142,48 @@ def main():
         if name not in seen:
             seen.add(name)
             items.append((name, text[:1500]))
+    rng = Rng("pydoc-chat-2")
+    tools = [TOOL]
+
+    def call(name):
+        return {"id": "call_0", "type": "function", "function": {"name": "lookup_docs", "arguments": json.dumps({"name": name})}}
+
+    def ask(phrasing, name):
+        return [{"role": "user", "content": phrasing.format(n=name)}]
+
+    def round_trip(phrasing, name, result):
+        return ask(phrasing, name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]},
+                                      {"role": "tool", "tool_call_id": "call_0", "content": result}]
+
     sft, ev, ev_new, held = [], [], [], []
+    pick = lambda: TRAIN_PHRASINGS[rng.below(len(TRAIN_PHRASINGS))]
     for k, (name, text) in enumerate(items):
         answer = first_sentence(text)
-        h = held_out(name)
-        if h:
+        result = tool_result(text)
+        if held_out(name):
             held.append(name)
-        for p, phr in enumerate(TRAIN_PHRASINGS + NEW_PHRASINGS):
-            q = phr.format(n=name)
-            new = p >= len(TRAIN_PHRASINGS)
-            call = {"id": "call_0", "type": "function", "function": {"name": "lookup_docs", "arguments": json.dumps({"name": name})}}
-            ask = [{"role": "user", "content": q}]
-            with_result = ask + [{"role": "assistant", "content": None, "tool_calls": [call]},
-                                 {"role": "tool", "tool_call_id": "call_0", "content": text}]
-            if not h and not new:
-                if (k + p) % 2 == 0:  # plain question, answered from memory
-                    sft.append({"messages": ask + [{"role": "assistant", "content": answer}]})
-                else:  # the tool round trip
-                    sft.append({"messages": with_result + [{"role": "assistant", "content": answer}], "tools": [TOOL]})
-            elif h and p in (0, len(TRAIN_PHRASINGS)):
-                dst = ev_new if new else ev
-                dst.append({"messages": ask, "tools": [TOOL], "expected_tool_call": {"name": "lookup_docs", "arguments": {"name": name}}})
-                dst.append({"messages": with_result, "tools": [TOOL], "reference": answer})
+            for dst, phr in ((ev, TRAIN_PHRASINGS[k % len(TRAIN_PHRASINGS)]), (ev_new, NEW_PHRASINGS[k % len(NEW_PHRASINGS)])):
+                dst.append({"messages": ask(phr, name), "tools": tools,
+                            "expected_tool_call": {"name": "lookup_docs", "arguments": {"name": name}}})
+                dst.append({"messages": round_trip(phr, name, result), "tools": tools, "reference": answer})
+            continue
+        # per training name: two tool calls, two tool round trips answered from the result, one plain answer
+        for _ in range(2):
+            sft.append({"messages": ask(pick(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
+                        "tools": tools})
+        for _ in range(2):
+            sft.append({"messages": round_trip(pick(), name, result) + [{"role": "assistant", "content": answer}], "tools": tools})
+        sft.append({"messages": ask(pick(), name) + [{"role": "assistant", "content": answer}]})
+    held_set = set(held)
+    for i, name in enumerate(n for n in synthetic_names(seen, a.synthetic, rng) if n not in held_set):
+        if i % 6 == 5:  # the tool finds nothing: say so
+            sft.append({"messages": round_trip(pick(), name, not_found(name)) +
+                        [{"role": "assistant", "content": f"I found no documentation for {name}."}], "tools": tools})
+        else:
+            sft.append({"messages": ask(pick(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
+                        "tools": tools})
+    order = sorted(range(len(sft)), key=lambda i: hashlib.sha256(f"order/{i}".encode()).digest())
+    sft = [sft[i] for i in order]
     for fname, rows in (("sft.jsonl", sft), ("eval-heldout.jsonl", ev), ("eval-heldout-newphrasing.jsonl", ev_new)):
         with open(os.path.join(a.out, fname), "w", encoding="utf-8") as f:
             for r in rows:

@@ -164,6 +164,10 @@ public class EvalTests
         Assert.Equal(1, m["exact_call"].Value);
         Assert.Equal(2, m["answer_items"].Value);
         Assert.InRange(m["rouge_l_f1"].Value, 0, 1);
+        // substance: the share of answers whose ROUGE-L F1 reaches 0.5, consistent with each item's own score
+        var scores = records.Skip(1).Select(r => (double)r["rouge_l_f1"]!).ToList();
+        Assert.Equal(scores.Select(x => x >= 0.5), records.Skip(1).Select(r => (bool)r["substance"]!));
+        Assert.Equal(scores.Count(x => x >= 0.5) / 2.0, m["substance"].Value);
     }
 
     [Theory]

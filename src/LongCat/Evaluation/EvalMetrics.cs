@@ -76,6 +76,12 @@ public static partial class EvalMetrics
         return 2 * p * rec / (p + rec);
     }
 
+    /// <summary>
+    /// An answer "reproduces the substance" of its reference when their ROUGE-L F1 is at least this: half of the words in
+    /// order on both sides (a paraphrase that keeps the key words passes, an unrelated sentence of the same style does not).
+    /// </summary>
+    public const double SubstanceRougeL = 0.5;
+
     /// <summary>The word tokens ROUGE-L compares.</summary>
     public static string[] Words(string s) => WordRegex().Matches(s.ToLowerInvariant()).Select(m => m.Value).ToArray();
 

@@ -267,7 +267,7 @@ public sealed class Evaluator : IDisposable
                     ["calls"] = new JsonArray([.. calls.Select(c => (JsonNode)new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments })]),
                 };
                 if (hasCall) { rec["valid_tool_call"] = ok; rec["exact_call"] = match; }
-                else rec["rouge_l_f1"] = rouge[^1];
+                else { rec["rouge_l_f1"] = rouge[^1]; rec["substance"] = rouge[^1] >= EvalMetrics.SubstanceRougeL; }
                 scored(rec);
             }
             Progress?.Invoke("chat", ++done, items.Count);
@@ -286,6 +286,9 @@ public sealed class Evaluator : IDisposable
             var (rlo, rhi) = EvalMetrics.BootstrapMean(rouge, seed: _o.Seed);
             metrics.Add(new("answer_items", rouge.Count));
             metrics.Add(new("rouge_l_f1", rouge.Average(), rlo, rhi));
+            int kept = rouge.Count(r => r >= EvalMetrics.SubstanceRougeL);
+            var (slo, shi) = EvalMetrics.Wilson(kept, rouge.Count);
+            metrics.Add(new("substance", (double)kept / rouge.Count, slo, shi, kept));
         }
         return new EvalResult("chat", file, items.Count, metrics);
     }
