@@ -43,8 +43,7 @@ public static class ChatCommand
                 if (line.Trim() == "/reset") { Reset(); continue; }
                 if (line.StartsWith("/system ", StringComparison.Ordinal)) { sys = line[8..]; Reset(); continue; }
                 turns.Add(new ChatTurn(ChatTurn.User, line));
-                var ids = ChatFormat.EncodePrompt(tok, turns, render);
-                if (ids.Length == 0 || ids[0] != m.Config.BosTokenId) ids = [m.Config.BosTokenId, .. ids];
+                var ids = ChatFormat.EncodePrompt(tok, turns, render);   // as trained, served and evaluated: no <s> (ChatFormat)
                 // A different seed per turn, derived from the given one: reproducible conversations.
                 var session = new GenerationSession(m, ids, options with { Seed = options.Seed + turn++ }, p.GetValue(ctx));
                 var decoder = new TokenStreamDecoder(tok, skipSpecialTokens: true);
