@@ -15,6 +15,12 @@ training). Outputs (deterministic) in OUT:
   eval-heldout-newphrasing.jsonl   held-out names, unseen phrasings
   heldout-names.txt          the held-out names
 Usage: python3 scripts/pydoc_chat.py [--corpus data/python-docs/corpus.jsonl.gz] [--out out/pydoc-chat]
+       python3 scripts/pydoc_chat.py --index FILE   # only the entries: a JSON list of [name, text], nothing else
+
+The entry rules (`entries`, `clean`, first occurrence of a name wins, text cut to 1,500 code points: `docs_index`) are
+ported to C# in examples/DocsAgent/PydocIndex.cs, whose `lookup_docs` tool must return exactly the tool results this
+script trains on. Change both together: DocsAgentTests.PydocIndexMatchesScriptsPydocChat compares the two on the
+whole corpus (through --index).
 """
 import argparse, gzip, hashlib, json, os, re
 
@@ -130,18 +136,32 @@ def synthetic_names(real, count, rng):
     return out
 
 
+def docs_index(corpus):
+    """(name, text) per documented name, in corpus order: the first entry of a name wins, its text cut to 1500 code points.
+    The text is what the lookup_docs tool returns for the name."""
+    seen, items = set(), []
+    for name, text in entries(corpus):
+        if name not in seen:
+            seen.add(name)
+            items.append((name, text[:1500]))
+    return items
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="data/python-docs/corpus.jsonl.gz")
     ap.add_argument("--out", default="out/pydoc-chat")
     ap.add_argument("--synthetic", type=int, default=8000, help="tool calls on made-up names (copying practice)")
+    ap.add_argument("--index", help="write only the entries, a JSON list of [name, text], to this file")
     a = ap.parse_args()
+    items = docs_index(a.corpus)
+    if a.index:
+        with open(a.index, "w", encoding="utf-8") as f:
+            json.dump(items, f, ensure_ascii=False)
+        print(f"{len(items)} documented names in {a.index}")
+        return
     os.makedirs(a.out, exist_ok=True)
-    seen, items = set(), []
-    for name, text in entries(a.corpus):
-        if name not in seen:
-            seen.add(name)
-            items.append((name, text[:1500]))
+    seen = {name for name, _ in items}
     rng = Rng("pydoc-chat-2")
     tools = [TOOL]
 

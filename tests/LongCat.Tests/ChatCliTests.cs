@@ -70,5 +70,8 @@ public class ChatCliTests
     {
         var err = await Chat(["--max-tokens", "6", "--temperature", "0", "--threads", "1"], "What does the json module do?");
         Assert.Equal(1, err.Split('\n').Count(l => l.Contains("decode")));
+        // The chat model when the clone has it, else the base model with a note saying so.
+        bool chatModel = File.Exists(Path.Combine(Fixtures.RepoRoot, LongCat.IO.DemoModels.ChatPath, "config.json"));
+        Assert.Equal(!chatModel, err.Contains($"the chat model ({LongCat.IO.DemoModels.ChatPath}) is not here"));
     }
 }

@@ -10,6 +10,17 @@ public static class Fixtures
     public static string Tokenizer(string name) => Path.Combine(Root, "tokenizers", name);
     public static readonly string[] ReferenceModels = ["tiny", "tiny-nozero", "tiny-bf16", "small-fp8"];
 
+    /// <summary>The clone's root folder (the one holding LongCat.slnx), above the test binaries.</summary>
+    public static string RepoRoot
+    {
+        get
+        {
+            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+                if (File.Exists(Path.Combine(d.FullName, "LongCat.slnx"))) return d.FullName;
+            throw new DirectoryNotFoundException("repository root (LongCat.slnx) not found above the test binaries");
+        }
+    }
+
     public static string NewTempDir()
     {
         var d = Path.Combine(Path.GetTempPath(), "longcat-tests", Guid.NewGuid().ToString("N"));

@@ -3,17 +3,10 @@ namespace LongCat.Tests;
 /// <summary>The README's tokenizer example prints what the README says it prints.</summary>
 public class TokenizerReadmeTests
 {
-    static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "LongCat.slnx"))) return d.FullName;
-        throw new DirectoryNotFoundException("repository root (LongCat.slnx) not found above the test binaries");
-    }
-
     [Fact]
     public void TokenizeExampleOutputIsCurrent()
     {
-        var root = RepoRoot();
+        var root = Fixtures.RepoRoot;
         var lines = File.ReadAllLines(Path.Combine(root, "README.md"));
         int section = Array.FindIndex(lines, l => l.StartsWith("## Tokenizer", StringComparison.Ordinal));
         Assert.True(section >= 0, "README.md has no '## Tokenizer' section");

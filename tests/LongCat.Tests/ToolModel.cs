@@ -55,12 +55,18 @@ public static class ToolModel
     /// <summary>The trained model's folder (config.json, model.safetensors, tokenizer.json).</summary>
     public static string ModelDir => Dir.Value;
 
-    static string Train()
+    static string Train() => Memorize(Conversation, RenderOptions);
+
+    /// <summary>
+    /// A folder with the server tests' random model trained on one conversation until greedy decoding reproduces it
+    /// (config.json, model.safetensors, tokenizer.json).
+    /// </summary>
+    internal static string Memorize(IReadOnlyList<ChatTurn> conversation, ChatRenderOptions render)
     {
         var dir = Fixtures.NewTempDir();
         var config = LongCatConfig.Load(Path.Combine(ServerTestSupport.ModelDir, "config.json"));
         var tok = ServerTestSupport.Tokenizer.Value;
-        var ids = ChatFormat.EncodeForTraining(tok, Conversation, RenderOptions).Ids;
+        var ids = ChatFormat.EncodeForTraining(tok, conversation, render).Ids;
         using var model = TrainableModel.Random(config, seed: 3, std: 0.02);
         using var opt = new AdamW(model.Parameters, new AdamWOptions { WeightDecay = 0 });
         // About 80 steps reach it (the loss is checked every 10); a few seconds on an idle 2-core machine.

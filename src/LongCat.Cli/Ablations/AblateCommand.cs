@@ -12,7 +12,7 @@ public static class AblateCommand
         var output = new Option<string>("--out") { Description = "Lab folder: prepared data, the run cache (runs/HASH) and one results folder per ablation.", DefaultValueFactory = _ => "out/ablate" };
         var corpus = new Option<string>("--corpus") { Description = "Training text (.jsonl(.gz) or .txt(.gz)).", DefaultValueFactory = _ => "data/python-docs/corpus.jsonl.gz" };
         var steps = new Option<long>("--steps") { Description = "Training steps per run (2,048 tokens each; docs/ablations.md used 120).", DefaultValueFactory = _ => 120 };
-        var model = new Option<string>("--model") { Description = "mtp: the trained model with an MTP head to measure.", DefaultValueFactory = _ => "models/longcat-flash-pydoc" };
+        var model = Commands.CliSupport.ModelOption("mtp: the trained model with an MTP head to measure.");
         var prompts = new Option<int>("--prompts") { Description = "mtp: number of prompts.", DefaultValueFactory = _ => 24 };
         var cmd = new Command("ablate",
             "Run one of the paper's ablations at lab scale (a 2-layer, width-128 LongCat-Flash on the shipped Python-docs corpus): trains " +
@@ -29,7 +29,7 @@ public static class AblateCommand
             if (chosen.Length == 0) throw new Commands.CliException($"unknown ablation '{n}': use one of {names}, or all");
             if (p.GetValue(prompts) < 1) throw new Commands.CliException($"--prompts must be at least 1, got {p.GetValue(prompts)}");
             var lab = new Lab(p.GetValue(output)!, p.GetValue(corpus)!, p.GetValue(steps), Console.Error);
-            var args = new Experiments.AblateArgs(p.GetValue(output)!, p.GetValue(model)!, p.GetValue(prompts));
+            var args = new Experiments.AblateArgs(p.GetValue(output)!, p.GetValue(model), p.GetValue(prompts));
             foreach (var e in chosen)
             {
                 var md = e.Run(lab, args);

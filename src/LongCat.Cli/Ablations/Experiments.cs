@@ -16,7 +16,11 @@ public static class Experiments
     public sealed record Entry(string Name, string Id, string Title, Func<Lab, AblateArgs, string> Run);
 
     /// <summary>What the command passes besides the lab.</summary>
-    public sealed record AblateArgs(string OutDir, string MtpModel, int MtpPrompts);
+    public sealed record AblateArgs(string OutDir, string? GivenMtpModel, int MtpPrompts)
+    {
+        /// <summary>The --model given, or the shipped base model's path as the reports name it.</summary>
+        public string MtpModel => GivenMtpModel ?? LongCat.IO.DemoModels.BasePath;
+    }
 
     public static readonly Entry[] All =
     [
@@ -313,10 +317,11 @@ public static class Experiments
     static string Mtp(Lab lab, AblateArgs a)
     {
         var rep = NewReport("mtp", a);
-        if (!File.Exists(Path.Combine(a.MtpModel, "config.json"))) throw new CliException($"--model: {a.MtpModel} is not a model folder");
-        using var model = LongCatModel.Load(a.MtpModel);
+        var dir = CliSupport.ResolveModel(a.GivenMtpModel);
+        if (!File.Exists(Path.Combine(dir, "config.json"))) throw new CliException($"--model: {a.MtpModel} is not a model folder");
+        using var model = LongCatModel.Load(dir);
         if (model.Mtp is null) throw new CliException($"--model: {a.MtpModel} has no MTP head (model.mtp.*)");
-        var tok = Tokenizer.Load(a.MtpModel);
+        var tok = Tokenizer.Load(dir);
         // Prompts: 48-token openings of every k-th document of the corpus (held-out or not: the head's acceptance is about
         // agreement with the main model, not about memorisation).
         var docs = TextCorpus.Documents(lab.Corpus, DocumentMode.File).ToList();

@@ -161,7 +161,7 @@ public static class ConstrainBench
     {
         for (var d = new DirectoryInfo(Directory.GetCurrentDirectory()); d is not null; d = d.Parent)
             if (File.Exists(Path.Combine(d.FullName, "LongCat.slnx")))
-                return [Path.Combine(d.FullName, "models", "longcat-flash-pydoc", "tokenizer.json"), Path.Combine(d.FullName, "tests", "fixtures", "tokenizers", "qwen3", "tokenizer.json")];
+                return [Path.Combine(d.FullName, LongCat.IO.DemoModels.BasePath, "tokenizer.json"), Path.Combine(d.FullName, "tests", "fixtures", "tokenizers", "qwen3", "tokenizer.json")];
         throw new CliException("run from inside the repository, or name tokenizers with --tokenizer");
     }
 }

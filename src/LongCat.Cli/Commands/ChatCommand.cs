@@ -1,4 +1,5 @@
 using System.CommandLine;
+using LongCat.IO;
 using LongCat.Inference;
 using LongCat.Model;
 using LongCat.Tokenization;
@@ -10,7 +11,7 @@ public static class ChatCommand
 {
     public static Command Create()
     {
-        var model = CliSupport.ModelOption("Checkpoint folder with tokenizer.json.");
+        var model = CliSupport.ModelOption("Checkpoint folder with tokenizer.json.", DemoModelKind.Chat);
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json (or its folder) when the model folder has none." };
         var system = new Option<string?>("--system") { Description = "System prompt, placed before round 0." };
         var ctx = new Option<int?>("--context") { Description = "Context length; default: max_position_embeddings." };
@@ -24,7 +25,7 @@ public static class ChatCommand
         sampling.AddTo(cmd);
         cmd.SetAction(p => CliSupport.Run(p, () =>
         {
-            var dir = CliSupport.ResolveModel(p.GetValue(model));
+            var dir = CliSupport.ResolveModel(p.GetValue(model), DemoModelKind.Chat);
             var tok = GenerateCommand.LoadTokenizer(dir, p.GetValue(tokenizer), required: true)!;
             using var m = LongCatModel.Load(dir);
             var options = sampling.Read(p, m, tok);
@@ -42,8 +43,7 @@ public static class ChatCommand
                 if (line.Trim() == "/reset") { Reset(); continue; }
                 if (line.StartsWith("/system ", StringComparison.Ordinal)) { sys = line[8..]; Reset(); continue; }
                 turns.Add(new ChatTurn(ChatTurn.User, line));
-                var ids = ChatFormat.EncodePrompt(tok, turns, render);
-                if (ids.Length == 0 || ids[0] != m.Config.BosTokenId) ids = [m.Config.BosTokenId, .. ids];
+                var ids = ChatFormat.EncodePrompt(tok, turns, render);   // as trained, served and evaluated: no <s> (ChatFormat)
                 // A different seed per turn, derived from the given one: reproducible conversations.
                 var session = new GenerationSession(m, ids, options with { Seed = options.Seed + turn++ }, p.GetValue(ctx));
                 var decoder = new TokenStreamDecoder(tok, skipSpecialTokens: true);

@@ -61,24 +61,19 @@ public static class CliSupport
 
     public static Option<string> RequiredPath(string name, string description) => new(name) { Description = description, Required = true };
 
-    /// <summary>The shipped demo model (models/longcat-flash-pydoc/README.md): the default of generate, chat and serve.</summary>
-    public const string DemoModel = "models/longcat-flash-pydoc";
-
-    /// <summary>A --model option that defaults to the shipped demo model.</summary>
-    public static Option<string?> ModelOption(string description) => new("--model") { Description = $"{description} Default: the shipped demo model ({DemoModel})." };
-
-    /// <summary>
-    /// <paramref name="given"/>, or the demo model: looked up under the current folder, then under each folder above the
-    /// executable (so `dotnet run --project src/LongCat.Cli` and a build inside the clone find it from anywhere).
-    /// </summary>
-    public static string ResolveModel(string? given)
+    /// <summary>A --model option that defaults to <paramref name="kind"/>'s shipped demo model (<see cref="DemoModels"/>).</summary>
+    public static Option<string?> ModelOption(string description, DemoModelKind kind = DemoModelKind.Base) => new("--model")
     {
-        if (given is not null) return given;
-        var candidates = new List<string> { Path.GetFullPath(DemoModel) };
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent) candidates.Add(Path.Combine(d.FullName, DemoModel));
-        foreach (var c in candidates)
-            if (File.Exists(Path.Combine(c, "config.json"))) return c;
-        throw new CliException($"no --model given and the shipped demo model ({DemoModel}) was not found under {Directory.GetCurrentDirectory()} or above the executable: run from the repository root or pass --model DIR");
+        Description = kind == DemoModelKind.Chat
+            ? $"{description} Default: the shipped chat model ({DemoModels.ChatPath}), else the base model ({DemoModels.BasePath})."
+            : $"{description} Default: the shipped demo model ({DemoModels.BasePath}).",
+    };
+
+    /// <summary><paramref name="given"/>, or <paramref name="kind"/>'s demo model: the one rule is <see cref="DemoModels.Resolve"/>.</summary>
+    public static string ResolveModel(string? given, DemoModelKind kind = DemoModelKind.Base)
+    {
+        try { return DemoModels.Resolve(given, kind); }
+        catch (FileNotFoundException e) { throw new CliException(e.Message); }
     }
 }
 

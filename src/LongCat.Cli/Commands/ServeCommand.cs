@@ -1,4 +1,5 @@
 using System.CommandLine;
+using LongCat.IO;
 using LongCat.Inference;
 using LongCat.Server;
 
@@ -9,7 +10,7 @@ public static class ServeCommand
 {
     public static Command Create()
     {
-        var model = CliSupport.ModelOption("Checkpoint folder (config.json, safetensors, and tokenizer.json unless --tokenizer says where).");
+        var model = CliSupport.ModelOption("Checkpoint folder (config.json, safetensors, and tokenizer.json unless --tokenizer says where).", DemoModelKind.Chat);
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json (default: the one in the model folder)." };
         var host = new Option<string>("--host") { Description = "Address to bind. The default serves only this machine; 0.0.0.0 serves the network (use --api-key).", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0 = any free port).", DefaultValueFactory = _ => 8000 };
@@ -32,7 +33,7 @@ public static class ServeCommand
         };
         cmd.SetAction(p => CliSupport.Run(p, () =>
         {
-            var dir = Path.GetFullPath(CliSupport.ResolveModel(p.GetValue(model)));
+            var dir = Path.GetFullPath(CliSupport.ResolveModel(p.GetValue(model), DemoModelKind.Chat));
             var spec = p.GetValue(speculative);
             if (spec is not null && spec != "mtp") throw new CliException($"--speculative must be 'mtp', got '{spec}'");
             if (p.GetValue(kvMb) is < 1 or > 1 << 20) throw new CliException($"--kv-cache-mb must be in 1..{1 << 20}, got {p.GetValue(kvMb)}");

@@ -86,6 +86,17 @@ public sealed class Evaluator : IDisposable
 
     int Context(TrainableModel m) => Math.Min(_o.Context ?? Math.Min(2048, m.Config.MaxPositionEmbeddings), m.Config.MaxPositionEmbeddings);
 
+    /// <summary>
+    /// A chat item's prompt: <see cref="ChatFormat.EncodePrompt"/> of its messages with its tools, in the model folder's
+    /// tool-call syntax (<see cref="ToolCallFormat.StyleOfModel"/>) — the ids <c>longcat chat</c>, the server and
+    /// <c>data prepare --format chat</c> give the same conversation.
+    /// </summary>
+    internal (int[] Ids, ChatRenderOptions Render) ChatPrompt(ChatExample ex)
+    {
+        var render = new ChatRenderOptions { Tools = ex.Tools, ToolCallStyle = ToolCallFormat.StyleOfModel(_modelDir) };
+        return (ChatFormat.EncodePrompt(Tokenizer, ex.Turns, render), render);
+    }
+
     int[] WithBos(string text, int bos)
     {
         var ids = Tokenizer.EncodeToIds(text, addSpecialTokens: true);
@@ -230,8 +241,7 @@ public sealed class Evaluator : IDisposable
             }
             else if (reference.ValueKind != JsonValueKind.String) throw Bad("reference", "must be a string");
 
-            var render = new ChatRenderOptions { Tools = ex.Tools };
-            var prompt = ChatFormat.EncodePrompt(Tokenizer, ex.Turns, render);
+            var (prompt, render) = ChatPrompt(ex);
             var g = new GenerationOptions { Temperature = 0, MaxTokens = _o.MaxTokens, StopTokenIds = stopIds };
             if (_o.Constrained && hasCall)
             {

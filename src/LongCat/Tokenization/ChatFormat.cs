@@ -44,6 +44,15 @@ public sealed record EncodedChat(int[] Ids, bool[] Trainable);
 /// ends with <c>&lt;/longcat_s&gt;</c>. Used by chat, the server and the instruction-data pipeline, so that
 /// training and inference see the same ids.
 /// </summary>
+/// <remarks>
+/// <para><b>No begin-of-sequence token.</b> A rendered conversation starts with its first text token ("SYSTEM:",
+/// "[Round 0] USER:" or the tool description), never with <c>&lt;s&gt;</c>: LongCat-Flash-Chat's chat template does not
+/// emit <c>bos_token</c>, and transformers' <c>apply_chat_template</c> tokenizes the rendered text without adding special
+/// tokens (its LongCat-Flash integration test decodes such a prompt, special tokens kept, as
+/// "[Round 0] USER:Paris is... ASSISTANT:"). This class owns that rule: <see cref="EncodeForTraining"/> (data prepare
+/// --format chat) and <see cref="EncodePrompt"/> (longcat chat, longcat eval chat, <c>LongCatChatClient</c>, the
+/// server, MCP chat) return the ids the model sees, and no caller adds or strips tokens around them.</para>
+/// </remarks>
 public static class ChatFormat
 {
     /// <summary>The end-of-turn token.</summary>

@@ -140,7 +140,9 @@ public static class TokenDataWriter
         var tok = Tokenizer.Load(tokenizerPath);
         int pad = options.EndOfTextId ?? tok.EosTokenId ?? tok.TokenToId(LongCatTokenizerSpec.Eos)
             ?? throw new ArgumentException($"{tokenizerPath}: the tokenizer has no end-of-text token '</s>' to pad rows with; give its id explicitly");
-        var render = new ChatRenderOptions();
+        // The tool-call syntax of the tokenizer's folder ("tool_call_format" in its tokenizer_config.json), as the server,
+        // chat and eval render for a model with this tokenizer.
+        var render = new ChatRenderOptions { ToolCallStyle = ToolCallFormat.StyleOfModel(Directory.Exists(tokenizerPath) ? tokenizerPath : Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!) };
         var splits = new[] { (Ids: new List<int>(), Mask: new List<byte>(), Docs: new List<long> { 0 }), (Ids: new List<int>(), Mask: new List<byte>(), Docs: new List<long> { 0 }) };
         long bytes = 0, trained = 0;
         int docIndex = 0;
