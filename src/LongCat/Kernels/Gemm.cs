@@ -118,13 +118,14 @@ public static unsafe partial class Gemm
     /// <summary>One GEMV-order problem (M &lt; PackedMinRows) cut into tasks of whole groups of 4 weight rows.</summary>
     internal sealed class GemvJob
     {
-        public required Weight W;
+        public Weight W = null!;
         public float* X, Y;
         public int M, Grain, Tasks;
         public bool Accumulate, Small, Serial;
         public GemvMode Mode;
     }
 
+    /// <summary>Plans a GEMV job (rented from this thread's pool: give it back with <see cref="ReleaseJob(GemvJob)"/>).</summary>
     internal static GemvJob PlanGemv(float* x, Weight w, float* y, int m, bool accumulate)
     {
         int n = w.Rows, k = w.Cols;
@@ -134,11 +135,19 @@ public static unsafe partial class Gemm
         bool small = m > 1 && Isa != KernelIsa.Scalar; // the weight is read (and converted) once for all rows
         if (small) grain = Math.Max(4, RoundUp(grain / ((m + 3) / 4), 4));
         int tasks = (n + grain - 1) / grain;
-        return new GemvJob
-        {
-            W = w, X = x, Y = y, M = m, Grain = grain, Tasks = tasks, Accumulate = accumulate, Small = small, Mode = ModeOf(w),
-            Serial = tasks == 1 || (small ? 2.0 * m * n * k < SerialFlops : rowBytes * n < SerialGemvBytes),
-        };
+        var j = (t_gemvJobs ??= new()).TryPop(out var free) ? free : new GemvJob();
+        j.W = w; j.X = x; j.Y = y; j.M = m; j.Grain = grain; j.Tasks = tasks; j.Accumulate = accumulate; j.Small = small; j.Mode = ModeOf(w);
+        j.Serial = tasks == 1 || (small ? 2.0 * m * n * k < SerialFlops : rowBytes * n < SerialGemvBytes);
+        return j;
+    }
+
+    /// <summary>Job objects are reused per thread, so a steady state of GEMM calls allocates none.</summary>
+    [ThreadStatic] static Stack<GemvJob>? t_gemvJobs;
+
+    internal static void ReleaseJob(GemvJob j)
+    {
+        j.W = null!; j.X = j.Y = null;
+        (t_gemvJobs ??= new()).Push(j);
     }
 
     internal static void GemvTask(GemvJob j, int task)
@@ -152,7 +161,8 @@ public static unsafe partial class Gemm
     {
         var j = PlanGemv(x, w, y, m, accumulate);
         if (j.Serial) for (int t = 0; t < j.Tasks; t++) GemvTask(j, t);
-        else Parallelism.For(j.Tasks, t => GemvTask(j, t));
+        else Parallelism.For(j.Tasks, j, static (j, t) => GemvTask(j, t));
+        ReleaseJob(j);
     }
 
     [ThreadStatic] static float[]? t_f16;

@@ -58,22 +58,21 @@ public static unsafe class GemmGrad
             Check(p.W.Length, (long)p.N * p.K, $"problem {i}: W");
             Check(p.Dx.Length, (long)p.M * p.K, $"problem {i}: Dx");
         }
-        var pins = new List<System.Buffers.MemoryHandle>();
+        var g = Gemm.Group.Rent();
         try
         {
-            var jobs = new List<Gemm.PackedJob>();
             foreach (var p in problems)
             {
                 if (p.M == 0 || p.K == 0) continue;
-                var hc = p.Dx.Pin(); pins.Add(hc);
+                var hc = p.Dx.Pin(); g.Pins.Add(hc);
                 if (p.N == 0) { if (!p.Accumulate) new Span<float>(hc.Pointer, p.M * p.K).Clear(); continue; }
-                var ha = p.Dy.Pin(); pins.Add(ha);
-                var hb = p.W.Pin(); pins.Add(hb);
-                jobs.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, false, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.M, p.K, p.N, p.Accumulate));
+                var ha = p.Dy.Pin(); g.Pins.Add(ha);
+                var hb = p.W.Pin(); g.Pins.Add(hb);
+                g.Packed.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, false, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.M, p.K, p.N, p.Accumulate));
             }
-            Gemm.RunGroup(jobs, []);
+            Gemm.RunGroup(g);
         }
-        finally { foreach (var h in pins) h.Dispose(); }
+        finally { Gemm.Group.Return(g); }
     }
 
     /// <summary>
@@ -90,21 +89,20 @@ public static unsafe class GemmGrad
             Check(p.X.Length, (long)p.M * p.K, $"problem {i}: X");
             Check(p.DW.Length, (long)p.N * p.K, $"problem {i}: DW");
         }
-        var pins = new List<System.Buffers.MemoryHandle>();
+        var g = Gemm.Group.Rent();
         try
         {
-            var jobs = new List<Gemm.PackedJob>();
             foreach (var p in problems)
             {
                 if (p.M == 0 || p.N == 0 || p.K == 0) continue;
-                var ha = p.Dy.Pin(); pins.Add(ha);
-                var hb = p.X.Pin(); pins.Add(hb);
-                var hc = p.DW.Pin(); pins.Add(hc);
-                jobs.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, true, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.N, p.K, p.M, true));
+                var ha = p.Dy.Pin(); g.Pins.Add(ha);
+                var hb = p.X.Pin(); g.Pins.Add(hb);
+                var hc = p.DW.Pin(); g.Pins.Add(hc);
+                g.Packed.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, true, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.N, p.K, p.M, true));
             }
-            Gemm.RunGroup(jobs, []);
+            Gemm.RunGroup(g);
         }
-        finally { foreach (var h in pins) h.Dispose(); }
+        finally { Gemm.Group.Return(g); }
     }
 
     static void CheckShape(int m, int n, int k)
