@@ -54,9 +54,9 @@ public static unsafe class GemmGrad
         {
             var p = problems[i];
             CheckShape(p.M, p.N, p.K);
-            Check(p.Dy.Length, (long)p.M * p.N, $"problem {i}: Dy");
-            Check(p.W.Length, (long)p.N * p.K, $"problem {i}: W");
-            Check(p.Dx.Length, (long)p.M * p.K, $"problem {i}: Dx");
+            Check(p.Dy.Length, (long)p.M * p.N, i, "Dy");
+            Check(p.W.Length, (long)p.N * p.K, i, "W");
+            Check(p.Dx.Length, (long)p.M * p.K, i, "Dx");
         }
         var g = Gemm.Group.Rent();
         try
@@ -85,9 +85,9 @@ public static unsafe class GemmGrad
         {
             var p = problems[i];
             CheckShape(p.M, p.N, p.K);
-            Check(p.Dy.Length, (long)p.M * p.N, $"problem {i}: Dy");
-            Check(p.X.Length, (long)p.M * p.K, $"problem {i}: X");
-            Check(p.DW.Length, (long)p.N * p.K, $"problem {i}: DW");
+            Check(p.Dy.Length, (long)p.M * p.N, i, "Dy");
+            Check(p.X.Length, (long)p.M * p.K, i, "X");
+            Check(p.DW.Length, (long)p.N * p.K, i, "DW");
         }
         var g = Gemm.Group.Rent();
         try
@@ -113,5 +113,11 @@ public static unsafe class GemmGrad
     static void Check(int have, long need, string name)
     {
         if (have < need) throw new ArgumentException($"{name} has {have} values, the shapes need {need}", name);
+    }
+
+    /// <summary>The check of a grouped call's operand (the message is built only when it fails).</summary>
+    static void Check(int have, long need, int problem, string name)
+    {
+        if (have < need) throw new ArgumentException($"problem {problem}: {name} has {have} values, the shapes need {need}", "problems");
     }
 }

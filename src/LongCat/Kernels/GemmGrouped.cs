@@ -114,7 +114,7 @@ public static unsafe partial class Gemm
         {
             PackPhase = packPhase;
             int entries = Packed.Count + (packPhase ? 0 : Gemv.Count);
-            if (Starts.Length < entries + 1) Starts = new int[entries + 1];
+            if (Starts.Length < entries + 1) Starts = new int[Math.Max(entries + 1, 2 * Starts.Length)];
             for (int e = 0; e < entries; e++)
             {
                 int tasks = e < Packed.Count ? (packPhase ? PackChunks(Packed[e]) : Packed[e].Tasks) : Gemv[e - Packed.Count].Tasks;
@@ -152,7 +152,13 @@ public static unsafe partial class Gemm
         foreach (var j in packed) need += j.APackFloats + 16;
         var arr = t_group;
         t_group = null;
-        if (packed.Count > 0 && (arr == null || arr.Length < need)) arr = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
+        // Rounded up to a power of two: expert groups change size from step to step, and a buffer sized to each new
+        // high would be reallocated again and again.
+        if (packed.Count > 0 && (arr == null || arr.Length < need))
+        {
+            long size = (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)need);
+            arr = GC.AllocateUninitializedArray<float>(checked((int)(size <= Array.MaxLength ? size : need)), pinned: true);
+        }
         try
         {
             fixed (float* buf = arr)

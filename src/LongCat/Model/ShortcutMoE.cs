@@ -146,7 +146,7 @@ public sealed class ShortcutMoE
         for (int i = 0; i < t * k; i++) if (sel[i] < nr) start[sel[i] + 1]++;
         for (int e = 0; e < nr; e++) start[e + 1] += start[e];
         int rows = s.Rows = start[nr];
-        var order = Buffers.Ensure(ref s.Order, rows);
+        var order = Buffers.Ensure(ref s.Order, (long)t * k); // the worst case, as xe below
         var rowOfSlot = Buffers.Ensure(ref s.RowOfSlot, (long)t * k);
         var fill = Buffers.Ensure(ref s.Fill, nr);
         start.AsSpan(0, nr).CopyTo(fill);
