@@ -69,13 +69,12 @@ public sealed class Mla
         var kvLat = Buffers.Ensure(ref s.KvLat, (long)t * rkv);
         var rstdKv = Buffers.Ensure(ref s.RstdKv, t);
 
-        Gemm.MatMul(x, QAProj, cqRaw, t);
+        Gemm.MatMulPair(x, QAProj, cqRaw, KvAProj, kv, t);
         OpsGrad.RmsNormForward(cqRaw, _qaNorm.Values, cq, rstdQ, t, rq, eps);
         Gemm.MatMul(cq, QBProj, q, t);
         float aq = c.AlphaQ;
         if (aq != 1f) TensorPrimitives.Multiply(q.AsSpan(0, t * nh * qd), aq, q.AsSpan(0, t * nh * qd));
 
-        Gemm.MatMul(x, KvAProj, kv, t);
         for (int i = 0; i < t; i++)
         {
             kv.AsSpan(i * kvw, rkv).CopyTo(kvLat.AsSpan(i * rkv, rkv));
