@@ -232,7 +232,7 @@ public sealed class ShortcutMoE
         float[] xe = s.Xe!;
         int[] start = s.Start!;
         var acts = s.Experts;
-        var dw = Buffers.Ensure(ref s.Dw, (long)t * k);
+        Buffers.Ensure(ref s.Dw, (long)t * k);
         var dye = Buffers.Ensure(ref s.Dye, (long)t * k * hd);
         var dxe = Buffers.Ensure(ref s.Dxe, (long)t * k * hd);
         var dlogits = Buffers.Ensure(ref s.Dlogits, (long)t * ne);
