@@ -125,6 +125,38 @@ public class GemmGroupedTests
         finally { Parallelism.Threads = saved; }
     }
 
+    /// <summary>Gate and up (or q_a and kv_a) as one task set: each bitwise its own call, any rows, dtypes and threads.</summary>
+    [Fact]
+    public void PairEqualsTwoCalls()
+    {
+        int k = 4096; // large enough that each GEMV alone runs in parallel
+        var pairs = new[] { (Weight.FromFloats("a", Rand(96 * k, 7), 96, k), Bf16(40, k, 8)), (Int8(64, k, 9), Weight.FromFloats("b", Rand(8 * k, 10), 8, k)) };
+        int saved = Parallelism.Threads;
+        try
+        {
+            foreach (var (w1, w2) in pairs)
+                foreach (int m in new[] { 1, 2, 5, Gemm.SmallMaxRows, Gemm.PackedMinRows })
+                {
+                    var x = Rand(m * k, m);
+                    Parallelism.Threads = 1;
+                    var want1 = new float[m * w1.Rows];
+                    var want2 = new float[m * w2.Rows];
+                    Gemm.MatMul(x, w1, want1, m);
+                    Gemm.MatMul(x, w2, want2, m);
+                    foreach (int threads in new[] { 1, 2, 3 })
+                    {
+                        Parallelism.Threads = threads;
+                        var got1 = Rand(m * w1.Rows, 11);
+                        var got2 = Rand(m * w2.Rows, 12);
+                        Gemm.MatMulPair(x, w1, got1, w2, got2, m);
+                        Assert.True(want1.AsSpan().SequenceEqual(got1), $"{w1.Name} of the pair, {m} rows, {threads} threads");
+                        Assert.True(want2.AsSpan().SequenceEqual(got2), $"{w2.Name} of the pair, {m} rows, {threads} threads");
+                    }
+                }
+        }
+        finally { Parallelism.Threads = saved; }
+    }
+
     [Fact]
     public void BadProblemsAreRefusedByName()
     {

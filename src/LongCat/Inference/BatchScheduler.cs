@@ -28,6 +28,8 @@ public sealed class BatchScheduler : IDisposable
     readonly List<Seq> _running = [];
     readonly Thread _thread;
     readonly Queue<(long Ticks, int Tokens)> _recent = new();
+    /// <summary>The last main forward's result, overwritten by the next step of the same layout (no allocation per decode step).</summary>
+    BatchRowsResult? _lastRows;
     bool _disposed;
     volatile int _runningCount;
     int _liveRegistrations;
@@ -342,7 +344,9 @@ public sealed class BatchScheduler : IDisposable
         BatchRowsResult r;
         try
         {
-            r = m.ForwardBatchRows(tokens, batch.Select(s => s.Lease!.Main).ToList(), rows);
+            // The previous step's result is overwritten when the batch has the same layout (steady decoding): every use
+            // of it below copies or consumes it within this step.
+            r = _lastRows = m.ForwardBatchRows(tokens, batch.Select(s => s.Lease!.Main).ToList(), rows, _lastRows);
         }
         catch (Exception e)
         {

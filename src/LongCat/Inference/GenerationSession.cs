@@ -136,6 +136,9 @@ public sealed class GenerationSession
         int[] lastExperts = RealExperts(r.Routing, r.Routing[0].Tokens - 1);
 
         int y = sampler.Sample(lastLogits);   // pending token: decided, not yet run through the main model
+        // Reused every step (the model overwrites a result of the same shape), so steady decoding allocates no buffers.
+        StepResult? step = null, verify = null;
+        float[]? draftLogits = null, q = null, p = null;
         while (true)
         {
             if (ct.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
@@ -147,7 +150,7 @@ public sealed class GenerationSession
 
             if (mtpCache is null || cache.Length + 2 > Capacity)
             {
-                var step = m.ForwardCached([y], cache);
+                step = m.ForwardCached([y], cache, allLogits: false, absorbed: null, reuse: step);
                 if (mtpCache is not null) Pend(step.FinalHidden);
                 lastExperts = RealExperts(step.Routing, 0);
                 y = sampler.Sample(step.Logits);
@@ -165,21 +168,21 @@ public sealed class GenerationSession
                 toks[i] = pos < _prompt.Length ? _prompt[pos] : (pos - _prompt.Length < _output.Count ? _output[pos - _prompt.Length] : y);
             }
             pending = 0;
-            var draftLogits = mtp.Forward(pendingHidden!.AsSpan(0, np * hd), toks.AsSpan(0, np), mtpCache, m.LmHead, m.Rope);
-            float[] q;
+            draftLogits = mtp.Forward(pendingHidden!.AsSpan(0, np * hd), toks.AsSpan(0, np), mtpCache, m.LmHead, m.Rope, allLogits: false, reuse: draftLogits);
+            q ??= new float[c.VocabSize];
             if (OracleDraft is not null)
             {
-                q = new float[c.VocabSize];
+                Array.Clear(q);
                 q[OracleDraft([.. _prompt, .. _output])] = 1f;
             }
-            else q = sampler.Distribution(draftLogits);
+            else sampler.Distribution(draftLogits, q);
             int d = sampler.Greedy ? Sampler.ArgMax(q) : sampler.Draw(q);
             _drafted++;
 
             // Verify [y, d] with one main forward.
-            var v = m.ForwardCached([y, d], cache, allLogits: true);
+            var v = verify = m.ForwardCached([y, d], cache, allLogits: true, absorbed: null, reuse: verify);
             int vs = c.VocabSize;
-            var p = sampler.Distribution(v.Logits.AsSpan(0, vs));
+            sampler.Distribution(v.Logits.AsSpan(0, vs), p ??= new float[vs]);
             int verified = AcceptOrResample(p, q, d, sampler);
             if (verified == d)
             {

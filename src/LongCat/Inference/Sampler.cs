@@ -4,7 +4,7 @@ namespace LongCat.Inference;
 
 /// <summary>
 /// Turns logits into a token: logit bias, penalties (repetition, frequency, presence), the constraint's mask, temperature,
-/// top-k, top-p, min-p, then a draw from a seeded generator (or argmax at temperature 0). <see cref="Distribution"/> exposes the
+/// top-k, top-p, min-p, then a draw from a seeded generator (or argmax at temperature 0). <see cref="Distribution(ReadOnlySpan{float})"/> exposes the
 /// final probabilities, which speculative decoding needs for both the draft and the target.
 /// </summary>
 /// <remarks>
@@ -69,15 +69,24 @@ public sealed class Sampler
     /// </summary>
     public float[] Distribution(ReadOnlySpan<float> rawLogits)
     {
+        var p = new float[rawLogits.Length];
+        Distribution(rawLogits, p);
+        return p;
+    }
+
+    /// <summary><see cref="Distribution(ReadOnlySpan{float})"/> into <paramref name="p"/> (as many floats as logits; overwritten).</summary>
+    public void Distribution(ReadOnlySpan<float> rawLogits, float[] p)
+    {
         int v = rawLogits.Length;
-        var p = new float[v];
+        if (p.Length != v) throw new ArgumentException($"the distribution needs {v} floats, got {p.Length}", nameof(p));
         var l = _probs;
         rawLogits.CopyTo(l);
         Adjust(l);
         if (Greedy)
         {
+            Array.Clear(p);
             p[ArgMax(l)] = 1f;
-            return p;
+            return;
         }
         float inv = 1f / _o.Temperature, max = float.NegativeInfinity;
         for (int i = 0; i < v; i++) { l[i] *= inv; if (l[i] > max) max = l[i]; }
@@ -85,9 +94,7 @@ public sealed class Sampler
         for (int i = 0; i < v; i++) { float e = MathF.Exp(l[i] - max); p[i] = e; sum += e; }
         for (int i = 0; i < v; i++) p[i] = (float)(p[i] / sum);
         bool filter = _o.TopK > 0 && _o.TopK < v || _o.TopP < 1 || _o.MinP > 0;
-        if (!filter) return p;
-        Filter(p);
-        return p;
+        if (filter) Filter(p);
     }
 
     /// <summary>Applies top-k, top-p and min-p to probabilities <paramref name="p"/> in place (see the remarks).</summary>
@@ -263,7 +270,15 @@ public sealed class Sampler
     /// <summary>Uniform (0, 1) from the sampler's generator (speculative acceptance).</summary>
     public double NextUniform() => _rng.NextDouble();
 
-    public int Sample(ReadOnlySpan<float> rawLogits) => Draw(Distribution(rawLogits));
+    /// <summary>Draws the next token from raw logits (the distribution in a buffer reused from call to call).</summary>
+    public int Sample(ReadOnlySpan<float> rawLogits)
+    {
+        if (_sample is null || _sample.Length != rawLogits.Length) _sample = new float[rawLogits.Length];
+        Distribution(rawLogits, _sample);
+        return Draw(_sample);
+    }
+
+    float[]? _sample;
 
     /// <summary>Index of the largest value (lowest index on ties; NaN never wins).</summary>
     public static int ArgMax(ReadOnlySpan<float> x)

@@ -157,29 +157,55 @@ public static unsafe class Attention
         {
             float* fq = pq, fkv = pkv, fkr = pkr, fo = po, fs = ps;
             // Heaviest (last) query tiles first, so the causal imbalance does not leave a thread idle at the end.
-            Parallelism.For(tiles * groups, task =>
+            var st = new CausalTasks
             {
-                int tile = tiles - 1 - task / groups, g = task % groups, b = g / nh, h = g % nh;
-                long row0 = (long)b * qLen * nh + h, key0 = (long)b * kvLen;
+                Q = fq, Kv = fkv, Kr = fkr, O = fo, S = fs, Tq = tq, Tiles = tiles, Groups = groups, Nh = nh, QLen = qLen, KvLen = kvLen,
+                QStart = qStart, Dn = dn, Dr = dr, Dv = dv, C = c, Isa = isa,
+            };
+            Parallelism.For(tiles * groups, st, static (s, task) =>
+            {
+                int nh = s.Nh, qd = s.Dn + s.Dr, kvbw = s.Dn + s.Dv;
+                int tile = s.Tiles - 1 - task / s.Groups, g = task % s.Groups, b = g / nh, h = g % nh;
+                long row0 = (long)b * s.QLen * nh + h, key0 = (long)b * s.KvLen;
                 var rows = new RowSet
                 {
-                    Q = fq + row0 * qd, QStride = nh * qd, O = fo + row0 * dv, OStride = nh * dv,
-                    M = fs == null ? null : fs + row0, L = fs == null ? null : fs + tq * nh + row0, StatStride = nh,
-                    Limit0 = qStart, PerLimit = 1,
+                    Q = s.Q + row0 * qd, QStride = nh * qd, O = s.O + row0 * s.Dv, OStride = nh * s.Dv,
+                    M = s.S == null ? null : s.S + row0, L = s.S == null ? null : s.S + s.Tq * nh + row0, StatStride = nh,
+                    Limit0 = s.QStart, PerLimit = 1,
                 };
                 var keys = new KeySet
                 {
-                    K1 = fkv + (key0 * nh + h) * kvbw, S1 = nh * kvbw, D1 = dn,
-                    K2 = fkr + key0 * dr, S2 = dr, D2 = dr,
-                    V = fkv + (key0 * nh + h) * kvbw + dn, SV = nh * kvbw, Dv = dv,
-                    Begin = 0, End = kvLen,
+                    K1 = s.Kv + (key0 * nh + h) * kvbw, S1 = nh * kvbw, D1 = s.Dn,
+                    K2 = s.Kr + key0 * s.Dr, S2 = s.Dr, D2 = s.Dr,
+                    V = s.Kv + (key0 * nh + h) * kvbw + s.Dn, SV = nh * kvbw, Dv = s.Dv,
+                    Begin = 0, End = s.KvLen,
                 };
-                ForwardTile(isa, rows, tile * QueryTile, Math.Min(qLen, (tile + 1) * QueryTile), keys, c);
+                ForwardTile(s.Isa, rows, tile * QueryTile, Math.Min(s.QLen, (tile + 1) * QueryTile), keys, s.C);
             });
         }
         Observer?.Invoke(Stopwatch.GetTimestamp() - t0);
     }
 
+    /// <summary>What the tasks of <see cref="Causal(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, int, int, int, int, int, int, int, int, float)"/> read (no closure per call).</summary>
+    struct CausalTasks
+    {
+        public float* Q, Kv, Kr, O, S;
+        public long Tq;
+        public int Tiles, Groups, Nh, QLen, KvLen, QStart, Dn, Dr, Dv;
+        public float C;
+        public Gemm.KernelIsa Isa;
+    }
+
+    /// <summary>What the tasks of <see cref="CausalLatent"/> and <see cref="Absorbed"/> read (no closure per call).</summary>
+    struct LatentTasks
+    {
+        public float* Q, Kv, Kr, O, St, Uk, Uv, Qa, Ol;
+        public int Tiles, Nh, N, Start, First, E0, Kb0, Kb1, Dn, Dr, Dv, Rkv, RowCount;
+        public float C;
+        public Gemm.KernelIsa Isa;
+    }
+
+    [ThreadStatic] static float[]? t_few;
     [ThreadStatic] static float[]? t_kvb;
     [ThreadStatic] static float[]? t_state;
 
@@ -223,29 +249,36 @@ public static unsafe class Attention
                     Gemm.MatMul(new ReadOnlySpan<float>(plat + (long)e0 * rkv, (kb1 - e0) * rkv), kvB, kvbBuf, kb1 - e0);
                 else
                 {
-                    var few = new float[PackedMinRows * rkv];
+                    var few = Scratch(ref t_few, PackedMinRows * rkv);
                     new ReadOnlySpan<float>(plat, kb1 * rkv).CopyTo(few);
+                    few.AsSpan(kb1 * rkv, (PackedMinRows - kb1) * rkv).Clear();
                     Gemm.MatMul(few, kvB, kvbBuf, PackedMinRows);
                 }
                 long t0 = Stopwatch.GetTimestamp();
                 int first = Math.Max(0, kb0 - start); // rows whose last key is before kb0 are finished
                 int firstTile = first / QueryTile, count = (tiles - firstTile) * nh;
-                Parallelism.For(count, task =>
+                var st = new LatentTasks
                 {
-                    int tile = tiles - 1 - task / nh, h = task % nh;
+                    Q = fq, Kv = fkv, Kr = frk, O = fo, St = fst, Tiles = tiles, Nh = nh, N = n, Start = start, First = first, E0 = e0,
+                    Kb0 = kb0, Kb1 = kb1, Dn = dn, Dr = dr, Dv = dv, C = c, Isa = isa,
+                };
+                Parallelism.For(count, st, static (s, task) =>
+                {
+                    int nh = s.Nh, qd = s.Dn + s.Dr, kvbw = s.Dn + s.Dv;
+                    int tile = s.Tiles - 1 - task / nh, h = task % nh;
                     var rows = new RowSet
                     {
-                        Q = fq + h * qd, QStride = nh * qd, O = fo + h * dv, OStride = nh * dv,
-                        M = fst == null ? null : fst + h, L = fst == null ? null : fst + (long)n * nh + h, StatStride = nh,
-                        Limit0 = start, PerLimit = 1,
+                        Q = s.Q + h * qd, QStride = nh * qd, O = s.O + h * s.Dv, OStride = nh * s.Dv,
+                        M = s.St == null ? null : s.St + h, L = s.St == null ? null : s.St + (long)s.N * nh + h, StatStride = nh,
+                        Limit0 = s.Start, PerLimit = 1,
                     };
-                    float* kbase = fkv + ((long)-e0 * nh + h) * kvbw;
+                    float* kbase = s.Kv + ((long)-s.E0 * nh + h) * kvbw;
                     var keys = new KeySet
                     {
-                        K1 = kbase, S1 = nh * kvbw, D1 = dn, K2 = frk, S2 = dr, D2 = dr,
-                        V = kbase + dn, SV = nh * kvbw, Dv = dv, Begin = kb0, End = kb1,
+                        K1 = kbase, S1 = nh * kvbw, D1 = s.Dn, K2 = s.Kr, S2 = s.Dr, D2 = s.Dr,
+                        V = kbase + s.Dn, SV = nh * kvbw, Dv = s.Dv, Begin = s.Kb0, End = s.Kb1,
                     };
-                    ForwardTile(isa, rows, Math.Max(first, tile * QueryTile), Math.Min(n, (tile + 1) * QueryTile), keys, c);
+                    ForwardTile(s.Isa, rows, Math.Max(s.First, tile * QueryTile), Math.Min(s.N, (tile + 1) * QueryTile), keys, s.C);
                 });
                 Observer?.Invoke(Stopwatch.GetTimestamp() - t0);
             }
@@ -286,26 +319,39 @@ public static unsafe class Attention
         fixed (float* pq = q, plat = latent, prk = ropeKey, po = output, pqa = qa, pol = olat, puk = kvB.Uk, puv = kvB.UvT)
         {
             float* fq = pq, flat = plat, frk = prk, fo = po, fqa = pqa, fol = pol, fuk = puk, fuv = puv;
-            // q_lat[i, h] = Σ_d q_nope[i, h, d] · W_UK[h][d, :]; the rope part is copied next to it.
-            Action<int> absorb = h =>
+            var st = new LatentTasks
             {
-                Mac(isa, fq + h * qd, nh * qd, 1, fuk + (long)h * dn * rkv, rkv, fqa + h * qaw, nh * qaw, n, dn, rkv, acc: false);
-                for (int i = 0; i < n; i++)
-                    new ReadOnlySpan<float>(fq + ((long)i * nh + h) * qd + dn, dr).CopyTo(new Span<float>(fqa + ((long)i * nh + h) * qaw + rkv, dr));
+                Q = fq, Kv = flat, Kr = frk, O = fo, Uk = fuk, Uv = fuv, Qa = fqa, Ol = fol, Nh = nh, N = n, Start = start,
+                Dn = dn, Dr = dr, Dv = dv, Rkv = rkv, RowCount = rowCount, C = c, Isa = isa,
             };
-            if (parallel) Parallelism.For(nh, absorb); else for (int h = 0; h < nh; h++) absorb(h);
+            // q_lat[i, h] = Σ_d q_nope[i, h, d] · W_UK[h][d, :]; the rope part is copied next to it.
+            if (parallel) Parallelism.For(nh, st, AbsorbHead); else for (int h = 0; h < nh; h++) AbsorbHead(st, h);
 
-            var rows = new RowSet { Q = fqa, QStride = qaw, O = fol, OStride = rkv, Limit0 = start, PerLimit = nh };
-            var keys = new KeySet { K1 = flat, S1 = rkv, D1 = rkv, K2 = frk, S2 = dr, D2 = dr, V = flat, SV = rkv, Dv = rkv, Begin = 0, End = total };
             int tiles = (rowCount + QueryTile - 1) / QueryTile;
-            Parallelism.For(tiles, tile => ForwardTile(isa, rows, tile * QueryTile, Math.Min(rowCount, (tile + 1) * QueryTile), keys, c));
+            Parallelism.For(tiles, st, static (s, tile) =>
+            {
+                int qaw = s.Rkv + s.Dr;
+                var rows = new RowSet { Q = s.Qa, QStride = qaw, O = s.Ol, OStride = s.Rkv, Limit0 = s.Start, PerLimit = s.Nh };
+                var keys = new KeySet { K1 = s.Kv, S1 = s.Rkv, D1 = s.Rkv, K2 = s.Kr, S2 = s.Dr, D2 = s.Dr, V = s.Kv, SV = s.Rkv, Dv = s.Rkv, Begin = 0, End = s.Start + s.N };
+                ForwardTile(s.Isa, rows, tile * QueryTile, Math.Min(s.RowCount, (tile + 1) * QueryTile), keys, s.C);
+            });
 
             // out[i, h] = W_UV[h] · o_lat[i, h], as Σ_r o_lat[r] · W_UVᵀ[h][r, :].
-            Action<int> expand = h => Mac(isa, fol + h * rkv, nh * rkv, 1, fuv + (long)h * rkv * dv, dv, fo + h * dv, nh * dv, n, rkv, dv, acc: false);
-            if (parallel) Parallelism.For(nh, expand); else for (int h = 0; h < nh; h++) expand(h);
+            if (parallel) Parallelism.For(nh, st, ExpandHead); else for (int h = 0; h < nh; h++) ExpandHead(st, h);
         }
         Observer?.Invoke(Stopwatch.GetTimestamp() - t0);
     }
+
+    static void AbsorbHead(LatentTasks s, int h)
+    {
+        int nh = s.Nh, qd = s.Dn + s.Dr, qaw = s.Rkv + s.Dr, rkv = s.Rkv;
+        Mac(s.Isa, s.Q + h * qd, nh * qd, 1, s.Uk + (long)h * s.Dn * rkv, rkv, s.Qa + h * qaw, nh * qaw, s.N, s.Dn, rkv, acc: false);
+        for (int i = 0; i < s.N; i++)
+            new ReadOnlySpan<float>(s.Q + ((long)i * nh + h) * qd + s.Dn, s.Dr).CopyTo(new Span<float>(s.Qa + ((long)i * nh + h) * qaw + rkv, s.Dr));
+    }
+
+    static void ExpandHead(LatentTasks s, int h) =>
+        Mac(s.Isa, s.Ol + h * s.Rkv, s.Nh * s.Rkv, 1, s.Uv + (long)h * s.Rkv * s.Dv, s.Dv, s.O + h * s.Dv, s.Nh * s.Dv, s.N, s.Rkv, s.Dv, acc: false);
 
     static void Need(ReadOnlySpan<float> a, long n, string name, string shape)
     {

@@ -46,83 +46,105 @@ public static unsafe class AttentionGrad
         if (dkropeHeads.Length < (long)t * nh * dr) throw new ArgumentException("dkropeHeads is smaller than [B·S, nh, dr]", nameof(dkropeHeads));
         if (t == 0) return;
         var isa = Gemm.Isa;
-        bool simd = isa != KernelIsa.Scalar;
         float c = scale * 1.4426950408889634f;
-        const int bq = Attention.QueryTile, bk = Attention.KeyTile;
         fixed (float* pq = q, pkv = kvb, pkr = krope, po = output, pst = stats, pdo = dOut, pdq = dq, pdkv = dkvb, pdkrh = dkropeHeads)
         {
             float* fq = pq, fkv = pkv, fkr = pkr, fo = po, fst = pst, fdo = pdo, fdq = pdq, fdkv = pdkv, fdkrh = pdkrh;
-            Parallelism.For(batch * nh, task =>
+            var st = new BackwardTasks
             {
-                int b = task / nh, h = task % nh;
-                long row0 = (long)b * seq * nh + h;       // (token b·S, head h) in [B·S, nh] order
-                nint ldq = nh * qd, ldkv = nh * kvbw, ldo = nh * dv, ldkr = nh * dr;
-                float* qh = fq + row0 * qd, kh = fkv + row0 * kvbw, vh = kh + dn, kr = fkr + (long)b * seq * dr;
-                float* oh = fo + row0 * dv, doh = fdo + row0 * dv, dqh = fdq + row0 * qd, dkh = fdkv + row0 * kvbw, dvh = dkh + dn;
-                float* dkrh = fdkrh + row0 * dr;
-                for (int j = 0; j < seq; j++)
-                {
-                    new Span<float>(dkh + j * ldkv, kvbw).Clear();
-                    new Span<float>(dkrh + j * ldkr, dr).Clear();
-                }
-                var buf = Attention.Scratch(ref t_tile, (long)bq * (qd + dv + 2 * bk + 4));
-                fixed (float* pb = buf)
-                    for (int i0 = 0; i0 < seq; i0 += bq)
-                    {
-                        int nq = Math.Min(bq, seq - i0), cols = (nq + 15) & ~15;
-                        float* qt = pb, dot = qt + qd * cols, s = dot + dv * cols, dp = s + bk * cols;
-                        float* m = dp + bk * cols, rl = m + cols, delta = rl + cols, lim = delta + cols;
-                        for (int i = 0; i < cols; i++)
-                        {
-                            bool valid = i < nq;
-                            long r = i0 + (valid ? i : nq - 1);
-                            float* qi = qh + r * ldq, doi = doh + r * ldo, oi = oh + r * ldo;
-                            for (int d = 0; d < qd; d++) qt[d * cols + i] = valid ? qi[d] : 0f;
-                            for (int d = 0; d < dv; d++) dot[d * cols + i] = valid ? doi[d] : 0f;
-                            lim[i] = r;
-                            if (valid)
-                            {
-                                m[i] = fst[row0 + r * nh];
-                                rl[i] = 1f / fst[(long)t * nh + row0 + r * nh];
-                                float dlt = 0;
-                                for (int d = 0; d < dv; d++) dlt = MathF.FusedMultiplyAdd(doi[d], oi[d], dlt);
-                                delta[i] = dlt;
-                                new Span<float>(dqh + r * ldq, qd).Clear();
-                            }
-                            else { m[i] = 0f; rl[i] = 0f; delta[i] = 0f; }
-                        }
-                        int end = i0 + nq;
-                        for (int j0 = 0; j0 < end; j0 += bk)
-                        {
-                            int nk = Math.Min(bk, end - j0);
-                            // Recompute the scores exactly as the forward did, then P and dS = P ∘ (dP - δ) · scale.
-                            Mac(isa, kh + j0 * ldkv, ldkv, 1, qt, cols, s, cols, nk, dn, cols, acc: false);
-                            Mac(isa, kr + j0 * dr, dr, 1, qt + dn * cols, cols, s, cols, nk, dr, cols, acc: true);
-                            if (lim[0] < j0 + nk - 1) Mask(simd, s, nk, cols, cols, j0, lim);
-                            Mac(isa, vh + j0 * ldkv, ldkv, 1, dot, cols, dp, cols, nk, dv, cols, acc: false);
-                            ProbabilitiesAndScoreGrad(simd, s, dp, nk, cols, cols, m, rl, delta, c, scale);
-                            // dv_j += Σ_i p_ij dO_i;  dk_j += Σ_i dS_ij q_i (k_nope, then the rope key of this head)
-                            Mac(isa, s, cols, 1, doh + i0 * ldo, ldo, dvh + j0 * ldkv, ldkv, nk, nq, dv, acc: true);
-                            Mac(isa, dp, cols, 1, qh + i0 * ldq, ldq, dkh + j0 * ldkv, ldkv, nk, nq, dn, acc: true);
-                            Mac(isa, dp, cols, 1, qh + i0 * ldq + dn, ldq, dkrh + j0 * ldkr, ldkr, nk, nq, dr, acc: true);
-                            // dq_i += Σ_j dS_ij k_j
-                            Mac(isa, dp, 1, cols, kh + j0 * ldkv, ldkv, dqh + i0 * ldq, ldq, nq, nk, dn, acc: true);
-                            Mac(isa, dp, 1, cols, kr + j0 * dr, dr, dqh + i0 * ldq + dn, ldq, nq, nk, dr, acc: true);
-                        }
-                    }
-            });
+                Q = fq, Kv = fkv, Kr = fkr, O = fo, St = fst, DOut = fdo, Dq = fdq, Dkv = fdkv, Dkrh = fdkrh,
+                T = t, Seq = seq, Nh = nh, Dn = dn, Dr = dr, Dv = dv, C = c, Scale = scale, Isa = isa,
+            };
+            Parallelism.For(batch * nh, st, BackwardHead);
         }
         // The shared rope key: sum the heads' contributions in ascending head order.
-        Parallelism.ForRange(t, 256, (t0, t1) =>
+        Parallelism.ForRange(t, 256, (dkropeHeads, dkrope, nh, dr), static (s, t0, t1) =>
         {
+            var (dkropeHeads, dkrope, nh, dr) = s;
             for (int ti = t0; ti < t1; ti++)
                 for (int d = 0; d < dr; d++)
                 {
-                    float s = 0;
-                    for (int h = 0; h < nh; h++) s += dkropeHeads[((long)ti * nh + h) * dr + d];
-                    dkrope[ti * dr + d] = s;
+                    float sum = 0;
+                    for (int h = 0; h < nh; h++) sum += dkropeHeads[((long)ti * nh + h) * dr + d];
+                    dkrope[ti * dr + d] = sum;
                 }
         });
+    }
+
+    /// <summary>What the tasks of <see cref="Backward"/> read (no closure per call).</summary>
+    struct BackwardTasks
+    {
+        public float* Q, Kv, Kr, O, St, DOut, Dq, Dkv, Dkrh;
+        public int T, Seq, Nh, Dn, Dr, Dv;
+        public float C, Scale;
+        public KernelIsa Isa;
+    }
+
+    /// <summary>One (sequence, head) task of <see cref="Backward"/>.</summary>
+    static void BackwardHead(BackwardTasks st, int task)
+    {
+        float* fq = st.Q, fkv = st.Kv, fkr = st.Kr, fo = st.O, fst = st.St, fdo = st.DOut, fdq = st.Dq, fdkv = st.Dkv, fdkrh = st.Dkrh;
+        int t = st.T, seq = st.Seq, nh = st.Nh, dn = st.Dn, dr = st.Dr, dv = st.Dv, qd = dn + dr, kvbw = dn + dv;
+        float c = st.C, scale = st.Scale;
+        var isa = st.Isa;
+        bool simd = isa != KernelIsa.Scalar;
+        const int bq = Attention.QueryTile, bk = Attention.KeyTile;
+        int b = task / nh, h = task % nh;
+        long row0 = (long)b * seq * nh + h;       // (token b·S, head h) in [B·S, nh] order
+        nint ldq = nh * qd, ldkv = nh * kvbw, ldo = nh * dv, ldkr = nh * dr;
+        float* qh = fq + row0 * qd, kh = fkv + row0 * kvbw, vh = kh + dn, kr = fkr + (long)b * seq * dr;
+        float* oh = fo + row0 * dv, doh = fdo + row0 * dv, dqh = fdq + row0 * qd, dkh = fdkv + row0 * kvbw, dvh = dkh + dn;
+        float* dkrh = fdkrh + row0 * dr;
+        for (int j = 0; j < seq; j++)
+        {
+            new Span<float>(dkh + j * ldkv, kvbw).Clear();
+            new Span<float>(dkrh + j * ldkr, dr).Clear();
+        }
+        var buf = Attention.Scratch(ref t_tile, (long)bq * (qd + dv + 2 * bk + 4));
+        fixed (float* pb = buf)
+            for (int i0 = 0; i0 < seq; i0 += bq)
+            {
+                int nq = Math.Min(bq, seq - i0), cols = (nq + 15) & ~15;
+                float* qt = pb, dot = qt + qd * cols, s = dot + dv * cols, dp = s + bk * cols;
+                float* m = dp + bk * cols, rl = m + cols, delta = rl + cols, lim = delta + cols;
+                for (int i = 0; i < cols; i++)
+                {
+                    bool valid = i < nq;
+                    long r = i0 + (valid ? i : nq - 1);
+                    float* qi = qh + r * ldq, doi = doh + r * ldo, oi = oh + r * ldo;
+                    for (int d = 0; d < qd; d++) qt[d * cols + i] = valid ? qi[d] : 0f;
+                    for (int d = 0; d < dv; d++) dot[d * cols + i] = valid ? doi[d] : 0f;
+                    lim[i] = r;
+                    if (valid)
+                    {
+                        m[i] = fst[row0 + r * nh];
+                        rl[i] = 1f / fst[(long)t * nh + row0 + r * nh];
+                        float dlt = 0;
+                        for (int d = 0; d < dv; d++) dlt = MathF.FusedMultiplyAdd(doi[d], oi[d], dlt);
+                        delta[i] = dlt;
+                        new Span<float>(dqh + r * ldq, qd).Clear();
+                    }
+                    else { m[i] = 0f; rl[i] = 0f; delta[i] = 0f; }
+                }
+                int end = i0 + nq;
+                for (int j0 = 0; j0 < end; j0 += bk)
+                {
+                    int nk = Math.Min(bk, end - j0);
+                    // Recompute the scores exactly as the forward did, then P and dS = P ∘ (dP - δ) · scale.
+                    Mac(isa, kh + j0 * ldkv, ldkv, 1, qt, cols, s, cols, nk, dn, cols, acc: false);
+                    Mac(isa, kr + j0 * dr, dr, 1, qt + dn * cols, cols, s, cols, nk, dr, cols, acc: true);
+                    if (lim[0] < j0 + nk - 1) Mask(simd, s, nk, cols, cols, j0, lim);
+                    Mac(isa, vh + j0 * ldkv, ldkv, 1, dot, cols, dp, cols, nk, dv, cols, acc: false);
+                    ProbabilitiesAndScoreGrad(simd, s, dp, nk, cols, cols, m, rl, delta, c, scale);
+                    // dv_j += Σ_i p_ij dO_i;  dk_j += Σ_i dS_ij q_i (k_nope, then the rope key of this head)
+                    Mac(isa, s, cols, 1, doh + i0 * ldo, ldo, dvh + j0 * ldkv, ldkv, nk, nq, dv, acc: true);
+                    Mac(isa, dp, cols, 1, qh + i0 * ldq, ldq, dkh + j0 * ldkv, ldkv, nk, nq, dn, acc: true);
+                    Mac(isa, dp, cols, 1, qh + i0 * ldq + dn, ldq, dkrh + j0 * ldkr, ldkr, nk, nq, dr, acc: true);
+                    // dq_i += Σ_j dS_ij k_j
+                    Mac(isa, dp, 1, cols, kh + j0 * ldkv, ldkv, dqh + i0 * ldq, ldq, nq, nk, dn, acc: true);
+                    Mac(isa, dp, 1, cols, kr + j0 * dr, dr, dqh + i0 * ldq + dn, ldq, nq, nk, dr, acc: true);
+                }
+            }
     }
 
     static void CheckSizes(float[] q, float[] kvb, float[] krope, float[] o, int batch, int seq, int nh, int dn, int dr, int dv)

@@ -63,9 +63,7 @@ public static unsafe partial class Gemm
     public static void MatMul(ReadOnlySpan<float> x, Weight w, Span<float> y, int m, bool accumulate = false)
     {
         int n = w.Rows, k = w.Cols;
-        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), m, "rows must be >= 0");
-        if (x.Length < (long)m * k) throw new ArgumentException($"x has {x.Length} values, [{m}, {k}] needs {(long)m * k}", nameof(x));
-        if (y.Length < (long)m * n) throw new ArgumentException($"y has {y.Length} values, [{m}, {n}] needs {(long)m * n}", nameof(y));
+        CheckShapes(x, w, y, m);
         if (m == 0 || n == 0) return;
         var observer = Observer;
         long t0 = observer != null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
@@ -79,6 +77,44 @@ public static unsafe partial class Gemm
             else Packed(px, w, py, m, accumulate);
         }
         observer?.Invoke(w, m, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
+    }
+
+    static void CheckShapes(ReadOnlySpan<float> x, Weight w, Span<float> y, int m)
+    {
+        int n = w.Rows, k = w.Cols;
+        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), m, "rows must be >= 0");
+        if (x.Length < (long)m * k) throw new ArgumentException($"x has {x.Length} values, [{m}, {k}] needs {(long)m * k}", nameof(x));
+        if (y.Length < (long)m * n) throw new ArgumentException($"y has {y.Length} values, [{m}, {n}] needs {(long)m * n}", nameof(y));
+    }
+
+    /// <summary>
+    /// y1 [M, N1] = x · W1ᵀ and y2 [M, N2] = x · W2ᵀ: two weights that read the same x (gate and up, q_a and kv_a).
+    /// With M &lt; <see cref="PackedMinRows"/> (decode, MTP verification) both GEMVs run as one task set, one parallel
+    /// loop instead of two; otherwise (and while <see cref="Observer"/> profiles each weight) as two calls. Each result
+    /// is bitwise its own <see cref="MatMul"/>.
+    /// </summary>
+    public static void MatMulPair(ReadOnlySpan<float> x, Weight w1, Span<float> y1, Weight w2, Span<float> y2, int m)
+    {
+        if (m >= PackedMinRows || w1.Cols != w2.Cols || w1.Cols == 0 || w1.Rows == 0 || w2.Rows == 0 || Observer != null)
+        {
+            MatMul(x, w1, y1, m);
+            MatMul(x, w2, y2, m);
+            return;
+        }
+        CheckShapes(x, w1, y1, m);
+        CheckShapes(x, w2, y2, m);
+        if (m == 0) return;
+        fixed (float* px = x, p1 = y1, p2 = y2)
+        {
+            var g = Group.Rent();
+            try
+            {
+                g.Gemv.Add(PlanGemv(px, w1, p1, m, accumulate: false));
+                g.Gemv.Add(PlanGemv(px, w2, p2, m, accumulate: false));
+                RunGroup(g);
+            }
+            finally { Group.Return(g); }
+        }
     }
 
     /// <summary>
@@ -118,13 +154,14 @@ public static unsafe partial class Gemm
     /// <summary>One GEMV-order problem (M &lt; PackedMinRows) cut into tasks of whole groups of 4 weight rows.</summary>
     internal sealed class GemvJob
     {
-        public required Weight W;
+        public Weight W = null!;
         public float* X, Y;
         public int M, Grain, Tasks;
         public bool Accumulate, Small, Serial;
         public GemvMode Mode;
     }
 
+    /// <summary>Plans a GEMV job (rented from this thread's pool: give it back with <see cref="ReleaseJob(GemvJob)"/>).</summary>
     internal static GemvJob PlanGemv(float* x, Weight w, float* y, int m, bool accumulate)
     {
         int n = w.Rows, k = w.Cols;
@@ -134,11 +171,19 @@ public static unsafe partial class Gemm
         bool small = m > 1 && Isa != KernelIsa.Scalar; // the weight is read (and converted) once for all rows
         if (small) grain = Math.Max(4, RoundUp(grain / ((m + 3) / 4), 4));
         int tasks = (n + grain - 1) / grain;
-        return new GemvJob
-        {
-            W = w, X = x, Y = y, M = m, Grain = grain, Tasks = tasks, Accumulate = accumulate, Small = small, Mode = ModeOf(w),
-            Serial = tasks == 1 || (small ? 2.0 * m * n * k < SerialFlops : rowBytes * n < SerialGemvBytes),
-        };
+        var j = (t_gemvJobs ??= new()).TryPop(out var free) ? free : new GemvJob();
+        j.W = w; j.X = x; j.Y = y; j.M = m; j.Grain = grain; j.Tasks = tasks; j.Accumulate = accumulate; j.Small = small; j.Mode = ModeOf(w);
+        j.Serial = tasks == 1 || (small ? 2.0 * m * n * k < SerialFlops : rowBytes * n < SerialGemvBytes);
+        return j;
+    }
+
+    /// <summary>Job objects are reused per thread, so a steady state of GEMM calls allocates none.</summary>
+    [ThreadStatic] static Stack<GemvJob>? t_gemvJobs;
+
+    internal static void ReleaseJob(GemvJob j)
+    {
+        j.W = null!; j.X = j.Y = null;
+        (t_gemvJobs ??= new()).Push(j);
     }
 
     internal static void GemvTask(GemvJob j, int task)
@@ -152,7 +197,8 @@ public static unsafe partial class Gemm
     {
         var j = PlanGemv(x, w, y, m, accumulate);
         if (j.Serial) for (int t = 0; t < j.Tasks; t++) GemvTask(j, t);
-        else Parallelism.For(j.Tasks, t => GemvTask(j, t));
+        else Parallelism.For(j.Tasks, j, static (j, t) => GemvTask(j, t));
+        ReleaseJob(j);
     }
 
     [ThreadStatic] static float[]? t_f16;

@@ -54,26 +54,25 @@ public static unsafe class GemmGrad
         {
             var p = problems[i];
             CheckShape(p.M, p.N, p.K);
-            Check(p.Dy.Length, (long)p.M * p.N, $"problem {i}: Dy");
-            Check(p.W.Length, (long)p.N * p.K, $"problem {i}: W");
-            Check(p.Dx.Length, (long)p.M * p.K, $"problem {i}: Dx");
+            Check(p.Dy.Length, (long)p.M * p.N, i, "Dy");
+            Check(p.W.Length, (long)p.N * p.K, i, "W");
+            Check(p.Dx.Length, (long)p.M * p.K, i, "Dx");
         }
-        var pins = new List<System.Buffers.MemoryHandle>();
+        var g = Gemm.Group.Rent();
         try
         {
-            var jobs = new List<Gemm.PackedJob>();
             foreach (var p in problems)
             {
                 if (p.M == 0 || p.K == 0) continue;
-                var hc = p.Dx.Pin(); pins.Add(hc);
+                var hc = p.Dx.Pin(); g.Pins.Add(hc);
                 if (p.N == 0) { if (!p.Accumulate) new Span<float>(hc.Pointer, p.M * p.K).Clear(); continue; }
-                var ha = p.Dy.Pin(); pins.Add(ha);
-                var hb = p.W.Pin(); pins.Add(hb);
-                jobs.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, false, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.M, p.K, p.N, p.Accumulate));
+                var ha = p.Dy.Pin(); g.Pins.Add(ha);
+                var hb = p.W.Pin(); g.Pins.Add(hb);
+                g.Packed.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, false, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.M, p.K, p.N, p.Accumulate));
             }
-            Gemm.RunGroup(jobs, []);
+            Gemm.RunGroup(g);
         }
-        finally { foreach (var h in pins) h.Dispose(); }
+        finally { Gemm.Group.Return(g); }
     }
 
     /// <summary>
@@ -86,25 +85,24 @@ public static unsafe class GemmGrad
         {
             var p = problems[i];
             CheckShape(p.M, p.N, p.K);
-            Check(p.Dy.Length, (long)p.M * p.N, $"problem {i}: Dy");
-            Check(p.X.Length, (long)p.M * p.K, $"problem {i}: X");
-            Check(p.DW.Length, (long)p.N * p.K, $"problem {i}: DW");
+            Check(p.Dy.Length, (long)p.M * p.N, i, "Dy");
+            Check(p.X.Length, (long)p.M * p.K, i, "X");
+            Check(p.DW.Length, (long)p.N * p.K, i, "DW");
         }
-        var pins = new List<System.Buffers.MemoryHandle>();
+        var g = Gemm.Group.Rent();
         try
         {
-            var jobs = new List<Gemm.PackedJob>();
             foreach (var p in problems)
             {
                 if (p.M == 0 || p.N == 0 || p.K == 0) continue;
-                var ha = p.Dy.Pin(); pins.Add(ha);
-                var hb = p.X.Pin(); pins.Add(hb);
-                var hc = p.DW.Pin(); pins.Add(hc);
-                jobs.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, true, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.N, p.K, p.M, true));
+                var ha = p.Dy.Pin(); g.Pins.Add(ha);
+                var hb = p.X.Pin(); g.Pins.Add(hb);
+                var hc = p.DW.Pin(); g.Pins.Add(hc);
+                g.Packed.Add(Gemm.PlanPackedF32((float*)ha.Pointer, p.N, true, (float*)hb.Pointer, p.K, (float*)hc.Pointer, p.N, p.K, p.M, true));
             }
-            Gemm.RunGroup(jobs, []);
+            Gemm.RunGroup(g);
         }
-        finally { foreach (var h in pins) h.Dispose(); }
+        finally { Gemm.Group.Return(g); }
     }
 
     static void CheckShape(int m, int n, int k)
@@ -115,5 +113,11 @@ public static unsafe class GemmGrad
     static void Check(int have, long need, string name)
     {
         if (have < need) throw new ArgumentException($"{name} has {have} values, the shapes need {need}", name);
+    }
+
+    /// <summary>The check of a grouped call's operand (the message is built only when it fails).</summary>
+    static void Check(int have, long need, int problem, string name)
+    {
+        if (have < need) throw new ArgumentException($"problem {problem}: {name} has {have} values, the shapes need {need}", "problems");
     }
 }

@@ -36,34 +36,32 @@ public static unsafe partial class Gemm
         }
         var observer = Observer;
         long t0 = observer != null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
-        var pins = new List<MemoryHandle>(2 * problems.Length);
+        var g = Group.Rent();
         try
         {
-            var packed = new List<PackedJob>();
-            var gemv = new List<GemvJob>();
             foreach (var p in problems)
             {
                 int m = p.M, n = p.W.Rows, k = p.W.Cols;
                 if (m == 0 || n == 0) continue;
-                var hx = p.X.Pin(); pins.Add(hx);
-                var hy = p.Y.Pin(); pins.Add(hy);
+                var hx = p.X.Pin(); g.Pins.Add(hx);
+                var hy = p.Y.Pin(); g.Pins.Add(hy);
                 float* x = (float*)hx.Pointer, y = (float*)hy.Pointer;
                 if (k == 0)
                 {
                     if (!p.Accumulate) new Span<float>(y, m * n).Clear();
                 }
-                else if (m < PackedMinRows) gemv.Add(PlanGemv(x, p.W, y, m, p.Accumulate));
+                else if (m < PackedMinRows) g.Gemv.Add(PlanGemv(x, p.W, y, m, p.Accumulate));
                 else
                 {
                     var job = PlanPacked(m, n, k, p.Accumulate);
                     job.W = p.W; job.ASrc = x; job.LdA = k; job.C = y;
                     job.Fp8NoNan = p.W.DType == IO.DType.F8_E4M3 && job.Isa != KernelIsa.Scalar && !GemmPack.Fp8HasNanCodes(p.W);
-                    packed.Add(job);
+                    g.Packed.Add(job);
                 }
             }
-            RunGroup(packed, gemv);
+            RunGroup(g);
         }
-        finally { foreach (var h in pins) h.Dispose(); }
+        finally { Group.Return(g); }
         if (observer != null) ObserveGroup(observer, problems, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
     }
 
@@ -79,18 +77,88 @@ public static unsafe partial class Gemm
     [ThreadStatic] static float[]? t_group;
 
     /// <summary>
+    /// A grouped call's jobs, pinned operands and task ranges, reused per thread (a nested call on the same thread
+    /// gets a fresh one), so a steady state of grouped calls allocates no lists.
+    /// </summary>
+    internal sealed class Group
+    {
+        [ThreadStatic] static Group? t_free;
+        public readonly List<PackedJob> Packed = [];
+        public readonly List<GemvJob> Gemv = [];
+        public readonly List<MemoryHandle> Pins = [];
+        /// <summary>Entry e owns global tasks [Starts[e], Starts[e + 1]) of the running phase.</summary>
+        public int[] Starts = new int[1];
+        public bool PackPhase;
+
+        public static Group Rent()
+        {
+            var g = t_free ?? new Group();
+            t_free = null;
+            return g;
+        }
+
+        /// <summary>Unpins the operands and gives the jobs back to their pools.</summary>
+        public static void Return(Group g)
+        {
+            foreach (var h in g.Pins) h.Dispose();
+            g.Pins.Clear();
+            foreach (var j in g.Packed) ReleaseJob(j);
+            foreach (var j in g.Gemv) ReleaseJob(j);
+            g.Packed.Clear();
+            g.Gemv.Clear();
+            t_free = g;
+        }
+
+        /// <summary>Sets <see cref="Starts"/> from the entries' task counts and returns the total.</summary>
+        public int Plan(bool packPhase)
+        {
+            PackPhase = packPhase;
+            int entries = Packed.Count + (packPhase ? 0 : Gemv.Count);
+            if (Starts.Length < entries + 1) Starts = new int[Math.Max(entries + 1, 2 * Starts.Length)];
+            for (int e = 0; e < entries; e++)
+            {
+                int tasks = e < Packed.Count ? (packPhase ? PackChunks(Packed[e]) : Packed[e].Tasks) : Gemv[e - Packed.Count].Tasks;
+                Starts[e + 1] = checked(Starts[e] + tasks);
+            }
+            return Starts[entries];
+        }
+
+        /// <summary>Global task g of the planned phase.</summary>
+        public void RunTask(int g)
+        {
+            int entries = Packed.Count + (PackPhase ? 0 : Gemv.Count);
+            int e = Array.BinarySearch(Starts, 0, entries + 1, g);
+            if (e < 0) e = ~e - 1;
+            while (Starts[e + 1] == g) e++; // skip entries without tasks
+            int t = g - Starts[e];
+            if (PackPhase) PackAChunk(Packed[e], t);
+            else if (e < Packed.Count) PackedTask(Packed[e], t);
+            else GemvTask(Gemv[e - Packed.Count], t);
+        }
+    }
+
+    /// <summary>
     /// Runs packed and GEMV jobs as one task set: first every packed job's A packing (one set over (job, chunk)),
     /// then every job's tiles (one set over (job, task)). Small groups run on the calling thread.
     /// </summary>
-    internal static void RunGroup(List<PackedJob> packed, List<GemvJob> gemv)
+    internal static void RunGroup(Group g)
     {
-        if (packed.Count == 0 && gemv.Count == 0) return;
-        bool serial = packed.TrueForAll(j => j.Serial) && gemv.TrueForAll(j => j.Serial);
+        var packed = g.Packed;
+        if (packed.Count == 0 && g.Gemv.Count == 0) return;
+        bool serial = true;
+        foreach (var j in packed) serial &= j.Serial;
+        foreach (var j in g.Gemv) serial &= j.Serial;
         long need = 0;
         foreach (var j in packed) need += j.APackFloats + 16;
         var arr = t_group;
         t_group = null;
-        if (packed.Count > 0 && (arr == null || arr.Length < need)) arr = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
+        // Rounded up to a power of two: expert groups change size from step to step, and a buffer sized to each new
+        // high would be reallocated again and again.
+        if (packed.Count > 0 && (arr == null || arr.Length < need))
+        {
+            long size = (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)need);
+            arr = GC.AllocateUninitializedArray<float>(checked((int)(size <= Array.MaxLength ? size : need)), pinned: true);
+        }
         try
         {
             fixed (float* buf = arr)
@@ -101,43 +169,18 @@ public static unsafe partial class Gemm
                     j.A = Align64(p);
                     p += j.APackFloats + 16;
                 }
-                // Phase 1: A packing of every packed job.
-                var packStarts = Starts(packed.ConvertAll(PackChunks));
-                Run(packStarts, serial, (e, c) => PackAChunk(packed[e], c));
-                // Phase 2: every tile of every job.
-                var counts = packed.ConvertAll(j => j.Tasks);
-                counts.AddRange(gemv.ConvertAll(j => j.Tasks));
-                int np = packed.Count;
-                Run(Starts(counts), serial, (e, t) =>
-                {
-                    if (e < np) PackedTask(packed[e], t);
-                    else GemvTask(gemv[e - np], t);
-                });
+                // Phase 1: A packing of every packed job. Phase 2: every tile of every job.
+                Run(g, g.Plan(packPhase: true), serial);
+                Run(g, g.Plan(packPhase: false), serial);
                 foreach (var j in packed) j.A = null;
             }
         }
         finally { if (arr != null) t_group = arr; }
     }
 
-    /// <summary>Prefix sums of task counts: entry e owns global tasks [starts[e], starts[e + 1]).</summary>
-    static int[] Starts(List<int> counts)
+    static void Run(Group g, int total, bool serial)
     {
-        var s = new int[counts.Count + 1];
-        for (int i = 0; i < counts.Count; i++) s[i + 1] = checked(s[i] + counts[i]);
-        return s;
-    }
-
-    static void Run(int[] starts, bool serial, Action<int, int> body)
-    {
-        int total = starts[^1];
-        void One(int g)
-        {
-            int e = Array.BinarySearch(starts, g);
-            if (e < 0) e = ~e - 1;
-            while (starts[e + 1] == g) e++; // skip entries without tasks
-            body(e, g - starts[e]);
-        }
-        if (serial) for (int g = 0; g < total; g++) One(g);
-        else Parallelism.For(total, One);
+        if (serial) for (int t = 0; t < total; t++) g.RunTask(t);
+        else Parallelism.For(total, g, static (g, t) => g.RunTask(t));
     }
 }

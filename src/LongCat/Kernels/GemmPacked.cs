@@ -52,18 +52,29 @@ public static unsafe partial class Gemm
         public long APackFloats => (long)Groups * MR * K + 32;
     }
 
-    /// <summary>Shapes the job: M rows, N columns, depth K; the blocks depend on the shape alone.</summary>
+    /// <summary>
+    /// Shapes the job: M rows, N columns, depth K; the blocks depend on the shape alone. The job is rented from this
+    /// thread's pool (a steady state of GEMM calls allocates none): give it back with <see cref="ReleaseJob(PackedJob)"/>.
+    /// </summary>
     internal static PackedJob PlanPacked(int m, int n, int k, bool accumulate)
     {
         var isa = Isa;
         int mr = isa == KernelIsa.Avx512 ? 12 : 6, nr = isa == KernelIsa.Avx512 ? 32 : 16;
         Blocks(m, n, mr, nr, out int mb, out int nb);
         int mBlocks = (m + mb - 1) / mb, nBlocks = (n + nb - 1) / nb;
-        return new PackedJob
-        {
-            M = m, N = n, K = k, MR = mr, NR = nr, Groups = (m + mr - 1) / mr, MB = mb, NB = nb, NBlocks = nBlocks,
-            Tasks = mBlocks * nBlocks, Accumulate = accumulate, Isa = isa, Serial = 2.0 * m * n * k < SerialFlops,
-        };
+        var j = (t_packedJobs ??= new()).TryPop(out var free) ? free : new PackedJob();
+        j.W = null; j.B = null; j.Ldb = 0; j.ASrc = null; j.LdA = 0; j.ATransposed = false; j.A = null; j.C = null;
+        j.M = m; j.N = n; j.K = k; j.MR = mr; j.NR = nr; j.Groups = (m + mr - 1) / mr; j.MB = mb; j.NB = nb; j.NBlocks = nBlocks;
+        j.Tasks = mBlocks * nBlocks; j.Accumulate = accumulate; j.Fp8NoNan = false; j.Isa = isa; j.Serial = 2.0 * m * n * k < SerialFlops;
+        return j;
+    }
+
+    [ThreadStatic] static Stack<PackedJob>? t_packedJobs;
+
+    internal static void ReleaseJob(PackedJob j)
+    {
+        j.W = null; j.B = j.ASrc = j.A = j.C = null;
+        (t_packedJobs ??= new()).Push(j);
     }
 
     /// <summary>Forward: y [M, N] (+)= x [M, K] · Wᵀ.</summary>
@@ -73,11 +84,16 @@ public static unsafe partial class Gemm
         job.W = w; job.ASrc = x; job.LdA = w.Cols; job.C = y;
         job.Fp8NoNan = w.DType == IO.DType.F8_E4M3 && job.Isa != KernelIsa.Scalar && !GemmPack.Fp8HasNanCodes(w);
         RunPacked(job);
+        ReleaseJob(job);
     }
 
     /// <summary>C [m, n] (+)= A · B [depth, n] with B's rows contiguous (row stride ldb).</summary>
-    internal static void PackedF32(float* a, long lda, bool aTransposed, float* b, long ldb, float* c, int m, int n, int depth, bool accumulate) =>
-        RunPacked(PlanPackedF32(a, lda, aTransposed, b, ldb, c, m, n, depth, accumulate));
+    internal static void PackedF32(float* a, long lda, bool aTransposed, float* b, long ldb, float* c, int m, int n, int depth, bool accumulate)
+    {
+        var job = PlanPackedF32(a, lda, aTransposed, b, ldb, c, m, n, depth, accumulate);
+        RunPacked(job);
+        ReleaseJob(job);
+    }
 
     internal static PackedJob PlanPackedF32(float* a, long lda, bool aTransposed, float* b, long ldb, float* c, int m, int n, int depth, bool accumulate)
     {
@@ -138,6 +154,7 @@ public static unsafe partial class Gemm
                 part.ASrc = job.ATransposed ? job.ASrc + r0 : job.ASrc + r0 * job.LdA;
                 part.C = job.C + (long)r0 * job.N;
                 RunPackedChunk(part);
+                ReleaseJob(part);
             }
             return;
         }
@@ -158,7 +175,7 @@ public static unsafe partial class Gemm
                 job.A = Align64(xbuf);
                 PackA(job, !job.Serial);
                 if (job.Serial) for (int t = 0; t < job.Tasks; t++) PackedTask(job, t);
-                else Parallelism.For(job.Tasks, t => PackedTask(job, t));
+                else Parallelism.For(job.Tasks, job, static (j, t) => PackedTask(j, t));
                 job.A = null;
             }
         }
@@ -177,7 +194,7 @@ public static unsafe partial class Gemm
         int chunks = PackChunks(j);
         if (!parallel || chunks == 1 || (long)j.M * j.K < 1 << 16)
             for (int c = 0; c < chunks; c++) PackAChunk(j, c);
-        else Parallelism.For(chunks, c => PackAChunk(j, c));
+        else Parallelism.For(chunks, j, static (j, c) => PackAChunk(j, c));
     }
 
     static void PackAChunk(PackedJob j, int chunk)

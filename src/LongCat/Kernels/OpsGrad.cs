@@ -41,14 +41,16 @@ public static unsafe class OpsGrad
     {
         fixed (float* px = x, pw = w, py = y, pr = rstd)
         {
-            nint xp = (nint)px, wp = (nint)pw, yp = (nint)py, rp = (nint)pr;
-            Parallelism.ForRange(rows, RowGrain(d), (r0, r1) =>
+            var st = new NormRows { X = px, W = pw, Y = py, R = pr, D = d, Eps = eps, Scale = scale };
+            Parallelism.ForRange(rows, RowGrain(d), st, static (s, r0, r1) =>
             {
+                int d = s.D;
+                float scale = s.Scale;
                 for (int r = r0; r < r1; r++)
                 {
-                    float* xr = (float*)xp + (long)r * d, yr = (float*)yp + (long)r * d, wr = (float*)wp;
-                    float inv = 1f / MathF.Sqrt(Dot(xr, xr, d) / d + eps);
-                    ((float*)rp)[r] = inv;
+                    float* xr = s.X + (long)r * d, yr = s.Y + (long)r * d, wr = s.W;
+                    float inv = 1f / MathF.Sqrt(Dot(xr, xr, d) / d + s.Eps);
+                    s.R[r] = inv;
                     // Element-wise, so vectorised it rounds exactly as ((x · inv) · w) · scale per element.
                     var xs = new ReadOnlySpan<float>(xr, d);
                     var ys = new Span<float>(yr, d);
@@ -70,13 +72,15 @@ public static unsafe class OpsGrad
     {
         fixed (float* pdy = dy, px = x, pw = w, pr = rstd, pdx = dx, pdw = dw)
         {
-            nint dyp = (nint)pdy, xp = (nint)px, wp = (nint)pw, rp = (nint)pr, dxp = (nint)pdx, dwp = (nint)pdw;
-            Parallelism.ForRange(rows, RowGrain(d), (r0, r1) =>
+            var st = new NormRows { Dy = pdy, X = px, W = pw, R = pr, Y = pdx, Dw = pdw, D = d, Rows = rows, Scale = scale, Accumulate = accumulate };
+            Parallelism.ForRange(rows, RowGrain(d), st, static (s, r0, r1) =>
             {
+                int d = s.D;
+                float scale = s.Scale;
                 for (int r = r0; r < r1; r++)
                 {
-                    float* dyr = (float*)dyp + (long)r * d, xr = (float*)xp + (long)r * d, dxr = (float*)dxp + (long)r * d, wr = (float*)wp;
-                    float inv = ((float*)rp)[r];
+                    float* dyr = s.Dy + (long)r * d, xr = s.X + (long)r * d, dxr = s.Y + (long)r * d, wr = s.W;
+                    float inv = s.R[r];
                     float dot = 0;
                     for (int i = 0; i < d; i++) dot = MathF.FusedMultiplyAdd(scale * wr[i] * dyr[i], xr[i] * inv, dot);
                     float mean = dot / d;
@@ -84,22 +88,32 @@ public static unsafe class OpsGrad
                     {
                         float g = scale * wr[i] * dyr[i];
                         float v = inv * (g - xr[i] * inv * mean);
-                        dxr[i] = accumulate ? dxr[i] + v : v;
+                        dxr[i] = s.Accumulate ? dxr[i] + v : v;
                     }
                 }
             });
             // dw: a column-parallel reduction over rows in ascending order.
-            Parallelism.ForRange(d, 64, (i0, i1) =>
+            Parallelism.ForRange(d, 64, st, static (s, i0, i1) =>
             {
-                float* dyb = (float*)dyp, xb = (float*)xp, rs = (float*)rp, g = (float*)dwp;
+                float* dyb = s.Dy, xb = s.X, rs = s.R, g = s.Dw;
+                int d = s.D;
                 for (int i = i0; i < i1; i++)
                 {
-                    float s = 0;
-                    for (int r = 0; r < rows; r++) s = MathF.FusedMultiplyAdd(dyb[(long)r * d + i], xb[(long)r * d + i] * rs[r], s);
-                    g[i] += scale * s;
+                    float sum = 0;
+                    for (int r = 0; r < s.Rows; r++) sum = MathF.FusedMultiplyAdd(dyb[(long)r * d + i], xb[(long)r * d + i] * rs[r], sum);
+                    g[i] += s.Scale * sum;
                 }
             });
         }
+    }
+
+    /// <summary>What the row loops of the RMSNorm forward and backward read (no closure per call).</summary>
+    struct NormRows
+    {
+        public float* X, W, Y, R, Dy, Dw;
+        public int D, Rows;
+        public float Eps, Scale;
+        public bool Accumulate;
     }
 
     static int RowGrain(int d) => Math.Max(1, 16384 / Math.Max(1, d));
@@ -151,9 +165,9 @@ public static unsafe class OpsGrad
         fixed (float* pl = logits, pls = rowLoss)
         fixed (int* pt = targets)
         {
-            nint lp = (nint)pl, tp = (nint)pt, lsp = (nint)pls;
-            Parallelism.ForRange(rows, Math.Max(1, 65536 / v), (r0, r1) =>
+            Parallelism.ForRange(rows, Math.Max(1, 65536 / v), ((nint)pl, (nint)pt, (nint)pls, v, gradScale), static (s, r0, r1) =>
             {
+                var (lp, tp, lsp, v, gradScale) = s;
                 for (int r = r0; r < r1; r++)
                 {
                     var row = new Span<float>((float*)lp + (long)r * v, v);

@@ -34,8 +34,7 @@ public sealed class Ffn(Param gate, Param up, Param down)
     public void Forward(ReadOnlySpan<float> x, Span<float> y, int n, Span<float> g, Span<float> u, Span<float> a)
     {
         int ni = n * Inner;
-        Gemm.MatMul(x, Gate, g, n);
-        Gemm.MatMul(x, Up, u, n);
+        Gemm.MatMulPair(x, Gate, g, Up, u, n);
         Ops.SiluMul(g[..ni], u[..ni], a[..ni]);
         Gemm.MatMul(a, Down, y, n);
     }

@@ -26,7 +26,7 @@ public sealed class ForwardResult
     public List<Routing> Routing { get; } = [];
 }
 
-/// <summary>Result of <see cref="LongCatModel.ForwardCached"/>.</summary>
+/// <summary>Result of <see cref="LongCatModel.ForwardCached(ReadOnlySpan{int}, KvCache, bool, bool?)"/>.</summary>
 /// <param name="Logits">[rows, V]: every new token's logits, or the last one's.</param>
 /// <param name="FinalHidden">[n, H]: hidden states after the final norm (the MTP head's input).</param>
 /// <param name="Routing">Per layer: the routing of the new tokens.</param>
@@ -89,11 +89,32 @@ public sealed class LongCatModel : IDisposable
         _workspaces = new(() => new Workspace());
     }
 
-    /// <summary>An inference forward's scratch: one layer state reused by every layer, the final norm's inverse RMS.</summary>
+    /// <summary>
+    /// An inference forward's scratch: one layer state reused by every layer, the final norm's inverse RMS, the batch's
+    /// token bookkeeping, and the attention steps bound once to the fields they read (set before each layer), so a
+    /// cached forward creates no delegate.
+    /// </summary>
     sealed class Workspace
     {
         public readonly LayerState Layer = new(forBackward: false);
         public float[]? Rstd;
+        public int[]? Counts, Ids;
+        public float[]? Selected;
+        public KvCache? Cache;
+        public IReadOnlyList<KvCache>? Caches;
+        public Rope Rope = null!;
+        public int N, LayerIndex;
+        public bool? Absorbed;
+        public readonly AttentionStep Cached, Batched;
+
+        public Workspace()
+        {
+            Cached = (mla, s, x, y, st) => mla.ForwardCached(x, y, N, Cache!, 2 * LayerIndex + s, Rope, st, Absorbed);
+            Batched = (mla, s, x, y, st) => mla.ForwardCachedBatch(x, y, Caches!, Counts!, 2 * LayerIndex + s, Rope, st);
+        }
+
+        /// <summary>Drops the references to the caller's caches before the workspace goes back to the pool.</summary>
+        public void Clear() { Cache = null; Caches = null; }
     }
 
     /// <summary>Opens a Hugging Face checkpoint folder (config.json + safetensors).</summary>
@@ -228,7 +249,16 @@ public sealed class LongCatModel : IDisposable
     /// their latents to <paramref name="cache"/>. Returns logits for every new token (allLogits) or only the last,
     /// the final-norm hidden states of the new tokens, and each layer's routing.
     /// </summary>
-    public StepResult ForwardCached(ReadOnlySpan<int> tokens, KvCache cache, bool allLogits = false, bool? absorbed = null)
+    public StepResult ForwardCached(ReadOnlySpan<int> tokens, KvCache cache, bool allLogits = false, bool? absorbed = null) =>
+        ForwardCached(tokens, cache, allLogits, absorbed, reuse: null);
+
+    /// <summary>
+    /// <see cref="ForwardCached(ReadOnlySpan{int}, KvCache, bool, bool?)"/> that overwrites <paramref name="reuse"/>, an
+    /// earlier result of this call, when its shapes match (same token count and logit rows) and returns it: a decode loop
+    /// that passes its previous step's result allocates nothing. Its arrays then hold the new step, so read the old one
+    /// first. A null or mismatched <paramref name="reuse"/> gives a new result.
+    /// </summary>
+    public StepResult ForwardCached(ReadOnlySpan<int> tokens, KvCache cache, bool allLogits, bool? absorbed, StepResult? reuse)
     {
         var c = Config;
         int n = tokens.Length, hd = c.HiddenSize;
@@ -236,22 +266,42 @@ public sealed class LongCatModel : IDisposable
         if (cache.Sublayers != 2 * c.NumLayers) throw new ArgumentException("the cache does not belong to this model's main layers", nameof(cache));
         if (cache.Length + n > cache.Capacity)
             throw new InvalidOperationException($"context full: {cache.Length} cached + {n} new tokens exceed the KV cache capacity of {cache.Capacity}");
-        var h = Embed(tokens);
-        var routing = new Routing[Layers.Length];
+        int rows = allLogits ? n : 1;
+        var res = Fits(reuse, n, rows) ? reuse! : new StepResult(new float[rows * c.VocabSize], new float[n * hd], NewRouting(n));
+        var h = res.FinalHidden;
+        Embed(tokens, h);
         var ws = _workspaces.Rent();
+        ws.Cache = cache; ws.N = n; ws.Absorbed = absorbed; ws.Rope = Rope;
         for (int li = 0; li < Layers.Length; li++)
         {
-            int layer = li;
-            Layers[li].Forward(h, n, (mla, s, x, y, st) => mla.ForwardCached(x, y, n, cache, 2 * layer + s, Rope, st, absorbed), ws.Layer);
-            routing[li] = ws.Layer.Moe.ToRouting();
+            ws.LayerIndex = li;
+            Layers[li].Forward(h, n, ws.Cached, ws.Layer);
+            ws.Layer.Moe.CopyRouting(res.Routing[li]);
         }
         cache.Advance(n);
         FinalNorm(h, h, n, ws);
+        ws.Clear();
         _workspaces.Return(ws);
-        int rows = allLogits ? n : 1;
-        var logits = new float[rows * c.VocabSize];
-        Gemm.MatMul(h.AsSpan((n - rows) * hd, rows * hd), LmHead, logits, rows);
-        return new StepResult(logits, h, routing);
+        Gemm.MatMul(h.AsSpan((n - rows) * hd, rows * hd), LmHead, res.Logits, rows);
+        return res;
+    }
+
+    /// <summary>Whether <paramref name="r"/> has the shapes of a step over <paramref name="n"/> tokens with <paramref name="rows"/> logit rows.</summary>
+    bool Fits(StepResult? r, int n, int rows) =>
+        r is not null && r.Logits.Length == rows * Config.VocabSize && r.FinalHidden.Length == n * Config.HiddenSize && RoutingFits(r.Routing, n);
+
+    bool RoutingFits(Routing[] r, int tokens)
+    {
+        if (r.Length != Layers.Length) return false;
+        foreach (var x in r) if (x.Tokens != tokens || x.K != Config.MoeTopK) return false;
+        return true;
+    }
+
+    Routing[] NewRouting(int tokens)
+    {
+        var r = new Routing[Layers.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = new Routing(tokens, Config.MoeTopK);
+        return r;
     }
 
     /// <summary>
@@ -264,13 +314,14 @@ public sealed class LongCatModel : IDisposable
     {
         var c = Config;
         int hd = c.HiddenSize;
-        var (h, counts, routing) = RunBatch(tokens, caches);
+        var ws = _workspaces.Rent();
+        var routing = NewRouting(Total(tokens));
+        var h = RunBatch(tokens, caches, ws, null, routing);
         // Final norm and lm_head only for each sequence's last token.
         var last = new float[tokens.Count * hd];
-        var ws = _workspaces.Rent();
         for (int i = 0, o = 0; i < tokens.Count; i++)
         {
-            o += counts[i];
+            o += tokens[i].Length;
             FinalNorm(h.AsSpan((o - 1) * hd, hd), last.AsSpan(i * hd, hd), 1, ws);
         }
         _workspaces.Return(ws);
@@ -284,40 +335,64 @@ public sealed class LongCatModel : IDisposable
     /// one step: sequence i gets logits for its last <paramref name="logitRows"/>[i] new tokens (0 for a prefill
     /// chunk that does not end its prompt, 1 for a decode step, 2 to verify an MTP draft), and the final-norm hidden
     /// state of every new token (the MTP head's input). The lm_head runs only over the rows asked for.
+    /// <paramref name="reuse"/>, an earlier result of this call, is overwritten and returned when its shapes match
+    /// (the same tokens per sequence and logit rows): a steady batched decode then allocates no results.
     /// </summary>
-    public BatchRowsResult ForwardBatchRows(IReadOnlyList<int[]> tokens, IReadOnlyList<KvCache> caches, IReadOnlyList<int> logitRows)
+    public BatchRowsResult ForwardBatchRows(IReadOnlyList<int[]> tokens, IReadOnlyList<KvCache> caches, IReadOnlyList<int> logitRows, BatchRowsResult? reuse = null)
     {
         var c = Config;
-        int hd = c.HiddenSize;
-        if (logitRows.Count != tokens.Count) throw new ArgumentException("one logit-row count per sequence", nameof(logitRows));
-        for (int i = 0; i < tokens.Count; i++)
+        int hd = c.HiddenSize, seqs = tokens.Count;
+        if (logitRows.Count != seqs) throw new ArgumentException("one logit-row count per sequence", nameof(logitRows));
+        for (int i = 0; i < seqs; i++)
             if (logitRows[i] < 0 || logitRows[i] > tokens[i].Length)
                 throw new ArgumentOutOfRangeException(nameof(logitRows), $"sequence {i}: {logitRows[i]} logit rows for {tokens[i].Length} new tokens");
-        var (h, counts, routing) = RunBatch(tokens, caches);
-        int t = counts.Sum();
+        int t = Total(tokens), rows = 0;
+        for (int i = 0; i < seqs; i++) rows += logitRows[i];
+        var res = reuse is not null && reuse.TokenOffset.Length == seqs && reuse.FinalHidden.Length == t * hd
+            && reuse.Logits.Length == rows * c.VocabSize && RoutingFits(reuse.Routing, t) && SameLayout(reuse, tokens, logitRows)
+            ? reuse
+            : new BatchRowsResult(new float[rows * c.VocabSize], new int[seqs], new float[t * hd], new int[seqs], NewRouting(t));
         var ws = _workspaces.Rent();
+        var h = RunBatch(tokens, caches, ws, res.FinalHidden, res.Routing);
         FinalNorm(h, h, t, ws);
+        var sel = Buffers.Ensure(ref ws.Selected, (long)rows * hd);
+        for (int i = 0, o = 0, r = 0; i < seqs; o += tokens[i].Length, r += logitRows[i], i++)
+        {
+            res.TokenOffset[i] = o;
+            res.LogitOffset[i] = r;
+            h.AsSpan((o + tokens[i].Length - logitRows[i]) * hd, logitRows[i] * hd).CopyTo(sel.AsSpan(r * hd));
+        }
+        if (rows > 0) Gemm.MatMul(sel.AsSpan(0, rows * hd), LmHead, res.Logits, rows);
         _workspaces.Return(ws);
-        var tokenOffset = new int[tokens.Count];
-        var logitOffset = new int[tokens.Count];
-        int rows = 0;
-        for (int i = 0, o = 0; i < tokens.Count; o += counts[i], i++) { tokenOffset[i] = o; logitOffset[i] = rows; rows += logitRows[i]; }
-        var sel = new float[rows * hd];
-        for (int i = 0; i < tokens.Count; i++)
-            h.AsSpan((tokenOffset[i] + counts[i] - logitRows[i]) * hd, logitRows[i] * hd).CopyTo(sel.AsSpan(logitOffset[i] * hd));
-        var logits = new float[rows * c.VocabSize];
-        if (rows > 0) Gemm.MatMul(sel, LmHead, logits, rows);
-        return new BatchRowsResult(logits, logitOffset, h, tokenOffset, routing);
+        return res;
     }
 
-    /// <summary>Validates a batch, runs every layer over it and advances the caches: h [T, H] before the final norm.</summary>
-    (float[] H, int[] Counts, Routing[] Routing) RunBatch(IReadOnlyList<int[]> tokens, IReadOnlyList<KvCache> caches)
+    static int Total(IReadOnlyList<int[]> tokens)
+    {
+        int t = 0;
+        for (int i = 0; i < tokens.Count; i++) t += tokens[i].Length;
+        return t;
+    }
+
+    /// <summary>Whether <paramref name="r"/>'s offsets are those of this batch (sequence i: its tokens and logit rows).</summary>
+    static bool SameLayout(BatchRowsResult r, IReadOnlyList<int[]> tokens, IReadOnlyList<int> logitRows)
+    {
+        for (int i = 0, o = 0, rows = 0; i < tokens.Count; o += tokens[i].Length, rows += logitRows[i], i++)
+            if (r.TokenOffset[i] != o || r.LogitOffset[i] != rows) return false;
+        return true;
+    }
+
+    /// <summary>
+    /// Validates a batch, runs every layer over it (into <paramref name="h"/> [T, H], or a new array when null), fills
+    /// <paramref name="routing"/> and advances the caches: h before the final norm.
+    /// </summary>
+    float[] RunBatch(IReadOnlyList<int[]> tokens, IReadOnlyList<KvCache> caches, Workspace ws, float[]? h, Routing[] routing)
     {
         var c = Config;
         if (tokens.Count != caches.Count) throw new ArgumentException("one cache per sequence");
         if (tokens.Count == 0) throw new ArgumentException("no sequences to run");
         int t = 0;
-        var counts = new int[tokens.Count];
+        var counts = Buffers.Ensure(ref ws.Counts, tokens.Count);
         for (int i = 0; i < tokens.Count; i++)
         {
             if (tokens[i].Length == 0) throw new ArgumentException($"sequence {i} has no new tokens");
@@ -329,20 +404,20 @@ public sealed class LongCatModel : IDisposable
             counts[i] = tokens[i].Length;
             t += counts[i];
         }
-        var all = new int[t];
+        var all = Buffers.Ensure(ref ws.Ids, t);
         for (int i = 0, o = 0; i < tokens.Count; o += counts[i], i++) tokens[i].CopyTo(all, o);
-        var h = Embed(all);
-        var routing = new Routing[Layers.Length];
-        var ws = _workspaces.Rent();
+        h ??= new float[t * c.HiddenSize];
+        Embed(all.AsSpan(0, t), h);
+        ws.Caches = caches; ws.Rope = Rope;
         for (int li = 0; li < Layers.Length; li++)
         {
-            int layer = li;
-            Layers[li].Forward(h, t, (mla, s, x, y, st) => mla.ForwardCachedBatch(x, y, caches, counts, 2 * layer + s, Rope, st), ws.Layer);
-            routing[li] = ws.Layer.Moe.ToRouting();
+            ws.LayerIndex = li;
+            Layers[li].Forward(h, t, ws.Batched, ws.Layer);
+            ws.Layer.Moe.CopyRouting(routing[li]);
         }
-        _workspaces.Return(ws);
+        ws.Clear();
         for (int i = 0; i < caches.Count; i++) caches[i].Advance(counts[i]);
-        return (h, counts, routing);
+        return h;
     }
 
     /// <summary>

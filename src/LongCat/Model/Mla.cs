@@ -54,10 +54,10 @@ public sealed class Mla
 
     /// <summary>
     /// x [T, H] -> q [T, nh, dn+dr] (scaled, rope part rotated), c_kv [T, r_kv] (normalised, scaled) and
-    /// k_rope [T, dr] (rotated). <paramref name="position"/>(i) gives token i's position. The pre-norm latents and
+    /// k_rope [T, dr] (rotated). <paramref name="positions"/>[i] is token i's position. The pre-norm latents and
     /// their inverse RMS stay in <paramref name="s"/> (what the backward of the two norms reads).
     /// </summary>
-    public void Project(float[] x, int t, Func<int, int> position, Rope rope, float[] q, Span<float> ckv, Span<float> krope, MlaState s)
+    public void Project(float[] x, int t, ReadOnlySpan<int> positions, Rope rope, float[] q, Span<float> ckv, Span<float> krope, MlaState s)
     {
         var c = _c;
         int nh = c.NumAttentionHeads, dn = c.QkNopeHeadDim, dr = c.QkRopeHeadDim, qd = c.QHeadDim, rq = c.QLoraRank, rkv = c.KvLoraRank, kvw = rkv + dr;
@@ -69,13 +69,12 @@ public sealed class Mla
         var kvLat = Buffers.Ensure(ref s.KvLat, (long)t * rkv);
         var rstdKv = Buffers.Ensure(ref s.RstdKv, t);
 
-        Gemm.MatMul(x, QAProj, cqRaw, t);
+        Gemm.MatMulPair(x, QAProj, cqRaw, KvAProj, kv, t);
         OpsGrad.RmsNormForward(cqRaw, _qaNorm.Values, cq, rstdQ, t, rq, eps);
         Gemm.MatMul(cq, QBProj, q, t);
         float aq = c.AlphaQ;
         if (aq != 1f) TensorPrimitives.Multiply(q.AsSpan(0, t * nh * qd), aq, q.AsSpan(0, t * nh * qd));
 
-        Gemm.MatMul(x, KvAProj, kv, t);
         for (int i = 0; i < t; i++)
         {
             kv.AsSpan(i * kvw, rkv).CopyTo(kvLat.AsSpan(i * rkv, rkv));
@@ -84,11 +83,11 @@ public sealed class Mla
         OpsGrad.RmsNormForward(kvLat, _kvaNorm.Values, ckv, rstdKv, t, rkv, eps, c.AlphaKv);
 
         int maxPos = 0;
-        for (int i = 0; i < t; i++) maxPos = Math.Max(maxPos, position(i));
+        for (int i = 0; i < t; i++) maxPos = Math.Max(maxPos, positions[i]);
         rope.Ensure(maxPos + 1);
         for (int i = 0; i < t; i++)
         {
-            int pos = position(i);
+            int pos = positions[i];
             Ops.RopeInterleaved(krope.Slice(i * dr, dr), rope.Cos(pos), rope.Sin(pos));
             for (int h = 0; h < nh; h++) Ops.RopeInterleaved(q.AsSpan((i * nh + h) * qd + dn, dr), rope.Cos(pos), rope.Sin(pos));
         }
@@ -108,7 +107,9 @@ public sealed class Mla
         var krope = Buffers.Ensure(ref s.Krope, (long)t * dr);
         var kvb = Buffers.Ensure(ref s.Kvb, (long)t * nh * (dn + dv));
         var o = Buffers.Ensure(ref s.O, (long)t * nh * dv);
-        Project(x, t, i => i % seq, rope, q, ckv, krope, s);
+        var pos = Buffers.Ensure(ref s.Positions, t);
+        for (int i = 0; i < t; i++) pos[i] = i % seq;
+        Project(x, t, pos, rope, q, ckv, krope, s);
         Gemm.MatMul(ckv, KvBProj, kvb, t);
         if (s.ForBackward) AttentionGrad.Forward(q, kvb, krope, o, Buffers.Ensure(ref s.AttnStats, 2L * t * nh), batch, seq, nh, dn, dr, dv, c.SoftmaxScale);
         else Attention.Causal(q, kvb, krope, o, batch, seq, seq, 0, nh, dn, dr, dv, c.SoftmaxScale);
@@ -181,7 +182,9 @@ public sealed class Mla
         var latent = cache.Latent(sublayer);
         var ropeKey = cache.RopeKey(sublayer);
         var q = Buffers.Ensure(ref s.Q, (long)n * nh * c.QHeadDim);
-        Project(x, n, i => start + i, rope, q, latent.AsSpan(start * rkv, n * rkv), ropeKey.AsSpan(start * dr, n * dr), s);
+        var pos = Buffers.Ensure(ref s.Positions, n);
+        for (int i = 0; i < n; i++) pos[i] = start + i;
+        Project(x, n, pos, rope, q, latent.AsSpan(start * rkv, n * rkv), ropeKey.AsSpan(start * dr, n * dr), s);
 
         var attn = Buffers.Ensure(ref s.O, (long)n * nh * dv);
         if (absorbed ?? UseAbsorbed(n, total))
@@ -210,12 +213,12 @@ public sealed class Mla
             first[i] = t; t += counts[i];
         }
         first[seqs] = t;
-        var owner = Buffers.Ensure(ref s.Owner, t);
-        for (int i = 0; i < seqs; i++) for (int j = first[i]; j < first[i + 1]; j++) owner[j] = i;
+        var pos = Buffers.Ensure(ref s.Positions, t);
+        for (int i = 0; i < seqs; i++) for (int j = first[i]; j < first[i + 1]; j++) pos[j] = caches[i].Length + (j - first[i]);
         var q = Buffers.Ensure(ref s.Q, (long)t * nh * qd);
         var ckv = Buffers.Ensure(ref s.Ckv, (long)t * rkv);
         var krope = Buffers.Ensure(ref s.Krope, (long)t * dr);
-        Project(x, t, j => caches[owner[j]].Length + (j - first[owner[j]]), rope, q, ckv, krope, s);
+        Project(x, t, pos, rope, q, ckv, krope, s);
         var attn = Buffers.Ensure(ref s.O, (long)t * nh * dv);
         for (int i = 0; i < seqs; i++)
         {
@@ -263,6 +266,6 @@ public sealed class MlaState(bool forBackward)
     internal Rope? Rope;
     internal float[]? CqRaw, RstdQ, Cq, Q, Kv, KvLat, RstdKv, Ckv, Krope, Kvb, O, AttnStats;
     internal float[]? SeqQ, SeqO;
-    internal int[]? First, Owner;
+    internal int[]? First, Positions;
     internal float[]? DO, Dq, Dkvb, Dkrope, DkropeHeads, Dcq, DcqRaw, Dckv, DkvLat, Dkv;
 }

@@ -57,18 +57,32 @@ public sealed class MtpHead
     /// n pairs: mainHidden [n, H] (h_t after the final norm) and nextTokens [n] (token_{t+1}) at positions
     /// cache.Length.. -> draft logits [n or 1, V] for token_{t+2}. Appends to the head's cache.
     /// </summary>
-    public float[] Forward(ReadOnlySpan<float> mainHidden, ReadOnlySpan<int> nextTokens, KvCache cache, Weight lmHead, Rope rope, bool allLogits = false)
+    public float[] Forward(ReadOnlySpan<float> mainHidden, ReadOnlySpan<int> nextTokens, KvCache cache, Weight lmHead, Rope rope, bool allLogits = false) =>
+        Forward(mainHidden, nextTokens, cache, lmHead, rope, allLogits, reuse: null);
+
+    /// <summary>
+    /// <see cref="Forward(ReadOnlySpan{float}, ReadOnlySpan{int}, KvCache, Weight, Rope, bool)"/> writing the logits into
+    /// <paramref name="reuse"/> when it holds exactly rows·V floats (a draft loop passes its previous logits and allocates
+    /// nothing), else into a new array.
+    /// </summary>
+    public float[] Forward(ReadOnlySpan<float> mainHidden, ReadOnlySpan<int> nextTokens, KvCache cache, Weight lmHead, Rope rope, bool allLogits, float[]? reuse)
     {
         int n = nextTokens.Length;
         var s = _workspaces.Rent();
         Inputs(mainHidden, nextTokens, s);
-        var x = Body(n, (mla, _, a, y, st) => mla.ForwardCached(a, y, n, cache, 0, rope, st), s);
+        s.Cache = cache; s.Rope = rope; s.Steps = n;
+        var x = Body(n, s.CachedStep ??= CachedStep(s), s);
+        s.Cache = null;
         cache.Advance(n);
         int rows = allLogits ? n : 1;
-        var logits = Logits(x, n - rows, rows, lmHead, s);
+        var logits = reuse is not null && reuse.Length == rows * _c.VocabSize ? reuse : new float[rows * _c.VocabSize];
+        Logits(x, n - rows, rows, lmHead, s, logits);
         _workspaces.Return(s);
         return logits;
     }
+
+    /// <summary>The cached attention step of a workspace, bound once to the fields it reads.</summary>
+    static AttentionStep CachedStep(MtpState s) => (mla, _, a, y, st) => mla.ForwardCached(a, y, s.Steps, s.Cache!, 0, s.Rope!, st);
 
     /// <summary>
     /// The draft step of several sequences in one forward (continuous batching): sequence i feeds
@@ -93,10 +107,12 @@ public sealed class MtpHead
         Inputs(mainHidden, flat, s);
         var x = Body(t, (mla, _, a, y, st) => mla.ForwardCachedBatch(a, y, caches, counts, 0, rope, st), s);
         for (int i = 0; i < caches.Count; i++) caches[i].Advance(counts[i]);
-        int hd = _c.HiddenSize;
+        var c = _c;
+        int hd = c.HiddenSize;
         var last = new float[counts.Length * hd];
         for (int i = 0, o = 0; i < counts.Length; i++) { o += counts[i]; x.AsSpan((o - 1) * hd, hd).CopyTo(last.AsSpan(i * hd)); }
-        var logits = Logits(last, 0, counts.Length, lmHead, s);
+        var logits = new float[counts.Length * c.VocabSize];
+        Logits(last, 0, counts.Length, lmHead, s, logits);
         _workspaces.Return(s);
         return logits;
     }
@@ -149,15 +165,13 @@ public sealed class MtpHead
     }
 
     /// <summary>mtp.norm then the main lm_head over rows [first, first+rows) of x [*, H] -> logits [rows, V].</summary>
-    float[] Logits(float[] x, int first, int rows, Weight lmHead, MtpState s)
+    void Logits(float[] x, int first, int rows, Weight lmHead, MtpState s, float[] logits)
     {
         var c = _c;
         int hd = c.HiddenSize;
         var xf = Buffers.Ensure(ref s.Xf, (long)rows * hd);
         OpsGrad.RmsNormForward(x.AsSpan(first * hd, rows * hd), _norm.Values, xf, Buffers.Ensure(ref s.Rf, rows), rows, hd, (float)c.RmsNormEps);
-        var logits = new float[rows * c.VocabSize];
         Gemm.MatMul(xf, lmHead, logits, rows);
-        return logits;
     }
 
     /// <summary>
@@ -183,8 +197,8 @@ public sealed class MtpHead
                 targets[r] = i + 2 < seq ? ids[src + 2] : -1;
                 Array.Copy(hf, (long)src * hd, gIn, (long)r * hd, hd);
             }
-        var rope = main.Rope;
-        var x2 = Body(n, (mla, _, a, y, st) => mla.Forward(a, y, batch, pairs, rope, st), s);
+        s.Rope = main.Rope;
+        var x2 = Body(n, s.TrainingStep ??= (mla, _, a, y, st) => mla.Forward(a, y, s.Batch, s.Pairs, s.Rope!, st), s);
         var xf = Buffers.Ensure(ref s.Xf, (long)n * hd);
         OpsGrad.RmsNormForward(x2, _norm.Values, xf, Buffers.Ensure(ref s.Rf, n), n, hd, (float)c.RmsNormEps);
         var logits = Buffers.Ensure(ref s.Logits, (long)n * v);
@@ -243,7 +257,11 @@ public sealed class MtpHead
 /// <summary>The MTP head's forward state (inputs, every intermediate its backward reads, the logits) and backward scratch.</summary>
 public sealed class MtpState(bool forBackward)
 {
-    internal int N, Batch, Pairs;
+    internal int N, Batch, Pairs, Steps;
+    internal KvCache? Cache;
+    internal Rope? Rope;
+    /// <summary>The attention steps, bound once to this state's fields (no delegate per call).</summary>
+    internal AttentionStep? CachedStep, TrainingStep;
     internal int[]? NextIds, Targets;
     internal float[]? GIn, EIn, RE, RG, Cat, X0, A, X1, B, X2, Xf, R0, R1, Rf, Y, Logits, RowLoss;
     internal float[]? Dxf, Dx, Dn, Dcat, Dsplit, DIn;

@@ -117,14 +117,18 @@ public sealed class ShortcutMoE
         float rsf = (float)c.RoutedScalingFactor;
         var bias = Buffers.Ensure(ref s.Bias, ne);
         ScoreCorrectionBias.CopyTo(bias);
-        var biasedAll = Buffers.Ensure(ref s.Biased, (long)((t + TokenGrain - 1) / TokenGrain) * ne);
-        Parallelism.ForRange(t, TokenGrain, (t0, t1) =>
+        Buffers.Ensure(ref s.Biased, (long)((t + TokenGrain - 1) / TokenGrain) * ne);
+        Parallelism.ForRange(t, TokenGrain, (s, ne, rsf, c.NormTopKProb), static (st, t0, t1) =>
         {
-            var biased = biasedAll.AsSpan(t0 / TokenGrain * ne, ne);
+            var (s, ne, rsf, normTopK) = st;
+            int k = s.K;
+            float[] probs = s.Probs!, w = s.W!, bias = s.Bias!;
+            int[] sel = s.Sel!, slotOrder = s.SlotOrder!;
+            var biased = s.Biased.AsSpan(t0 / TokenGrain * ne, ne);
             for (int i = t0; i < t1; i++)
             {
                 var si = sel.AsSpan(i * k, k);
-                RouteToken(probs.AsSpan(i * ne, ne), bias, biased, si, w.AsSpan(i * k, k), rsf, c.NormTopKProb);
+                RouteToken(probs.AsSpan(i * ne, ne), bias, biased, si, w.AsSpan(i * k, k), rsf, normTopK);
                 // The token's slots in ascending expert order: the order outputs are combined in (like index_add_).
                 var so = slotOrder.AsSpan(i * k, k);
                 for (int j = 0; j < k; j++)
@@ -142,7 +146,7 @@ public sealed class ShortcutMoE
         for (int i = 0; i < t * k; i++) if (sel[i] < nr) start[sel[i] + 1]++;
         for (int e = 0; e < nr; e++) start[e + 1] += start[e];
         int rows = s.Rows = start[nr];
-        var order = Buffers.Ensure(ref s.Order, rows);
+        var order = Buffers.Ensure(ref s.Order, (long)t * k); // the worst case, as xe below
         var rowOfSlot = Buffers.Ensure(ref s.RowOfSlot, (long)t * k);
         var fill = Buffers.Ensure(ref s.Fill, nr);
         start.AsSpan(0, nr).CopyTo(fill);
@@ -163,8 +167,12 @@ public sealed class ShortcutMoE
         Ffn.ForwardGroup(Experts, start, xe, ye, acts, s.Jobs);
 
         // Combine.
-        Parallelism.ForRange(t, 64, (t0, t1) =>
+        Parallelism.ForRange(t, 64, (s, y, hd), static (st, t0, t1) =>
         {
+            var (s, y, hd) = st;
+            int k = s.K;
+            float[] x = s.X, w = s.W!, ye = s.Ye!;
+            int[] slotOrder = s.SlotOrder!, rowOfSlot = s.RowOfSlot!;
             for (int i = t0; i < t1; i++)
             {
                 var yi = y.AsSpan(i * hd, hd);
@@ -221,17 +229,21 @@ public sealed class ShortcutMoE
     {
         var c = _c;
         int t = s.Tokens, hd = c.HiddenSize, ne = c.NumExpertsTotal, k = c.MoeTopK, nr = c.NRoutedExperts, inner = c.ExpertFfnHiddenSize;
-        float[] x = s.X, w = s.W!, ye = s.Ye!, xe = s.Xe!, probs = s.Probs!;
-        int[] sel = s.Sel!, slotOrder = s.SlotOrder!, rowOfSlot = s.RowOfSlot!, start = s.Start!;
+        float[] xe = s.Xe!;
+        int[] start = s.Start!;
         var acts = s.Experts;
-        var dw = Buffers.Ensure(ref s.Dw, (long)t * k);
+        Buffers.Ensure(ref s.Dw, (long)t * k);
         var dye = Buffers.Ensure(ref s.Dye, (long)t * k * hd);
         var dxe = Buffers.Ensure(ref s.Dxe, (long)t * k * hd);
         var dlogits = Buffers.Ensure(ref s.Dlogits, (long)t * ne);
 
         // Combine backward: dw = dy · (expert output or x); the expert's output gradient is w · dy.
-        Parallelism.ForRange(t, 64, (t0, t1) =>
+        Parallelism.ForRange(t, 64, (s, dy, hd), static (st, t0, t1) =>
         {
+            var (s, dy, hd) = st;
+            int k = s.K;
+            float[] x = s.X, w = s.W!, ye = s.Ye!, dw = s.Dw!, dye = s.Dye!;
+            int[] rowOfSlot = s.RowOfSlot!;
             for (int i = t0; i < t1; i++)
             {
                 var dyi = dy.AsSpan(i * hd, hd);
@@ -252,13 +264,17 @@ public sealed class ShortcutMoE
         Ffn.BackwardGroup(Experts, start, dye, xe, dxe, acts, s.Jobs);
 
         // Scatter back to the tokens (slots in ascending expert order, as in the forward) and route backward.
-        float rsf = (float)c.RoutedScalingFactor;
-        var coef = s.LoadBalanceActive ? s.LbCoef : null;
-        int groupSize = s.LbGroupSize;
-        var dpLm = Buffers.Ensure(ref s.DpLmPartial, (long)((t + TokenGrain - 1) / TokenGrain) * ne);
-        Parallelism.ForRange(t, TokenGrain, (t0, t1) =>
+        Buffers.Ensure(ref s.DpLmPartial, (long)((t + TokenGrain - 1) / TokenGrain) * ne);
+        Parallelism.ForRange(t, TokenGrain, (s, this, dy, dx), static (st, t0, t1) =>
         {
-            var dpSum = dpLm.AsSpan(t0 / TokenGrain * ne, ne);
+            var (s, moe, dy, dx) = st;
+            var c = moe._c;
+            int hd = c.HiddenSize, ne = c.NumExpertsTotal, k = s.K, nr = c.NRoutedExperts, groupSize = s.LbGroupSize;
+            float rsf = (float)c.RoutedScalingFactor;
+            var coef = s.LoadBalanceActive ? s.LbCoef : null;
+            float[] w = s.W!, probs = s.Probs!, dw = s.Dw!, dxe = s.Dxe!, dlogits = s.Dlogits!;
+            int[] sel = s.Sel!, slotOrder = s.SlotOrder!, rowOfSlot = s.RowOfSlot!;
+            var dpSum = s.DpLmPartial.AsSpan(t0 / TokenGrain * ne, ne);
             dpSum.Clear();
             for (int i = t0; i < t1; i++)
             {
@@ -291,7 +307,7 @@ public sealed class ShortcutMoE
             }
         });
         // logits = x · W_routerᵀ
-        GemmGrad.WeightGrad(dlogits, x, _classifier.Grad, t, ne, hd);
+        GemmGrad.WeightGrad(dlogits, s.X, _classifier.Grad, t, ne, hd);
         GemmGrad.InputGrad(dlogits, _classifier.Values, dx, t, ne, hd, accumulate: true);
     }
 
@@ -333,4 +349,11 @@ public sealed class MoeState
 
     /// <summary>The last forward's routing as a new <see cref="Routing"/> (K slots per token, selection order).</summary>
     public Routing ToRouting() => Routing.Copy(Sel, W, Tokens, K);
+
+    /// <summary>Copies the last forward's routing into <paramref name="r"/> (made for the same tokens and K).</summary>
+    internal void CopyRouting(Routing r)
+    {
+        Sel.AsSpan(0, Tokens * K).CopyTo(r.Indices);
+        W.AsSpan(0, Tokens * K).CopyTo(r.Weights);
+    }
 }

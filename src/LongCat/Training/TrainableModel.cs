@@ -105,6 +105,9 @@ public sealed class TrainableModel : IDisposable
         Network.Layers[layer].Moe.AddRouterProbabilityGradients(_layerStates[layer].Moe, lm, lb);
 
     int _lastTokens;
+    /// <summary>The whole-sequence attention step, bound once to the batch shape of the running step.</summary>
+    AttentionStep? _attend;
+    int _batch, _seq;
 
     /// <summary>Per layer, the [B·S, K] experts the last forward selected (selection order).</summary>
     public int[][] LastRouting() => _layerStates.Select(l => l.Moe.Selected.ToArray()).ToArray();
@@ -137,10 +140,9 @@ public sealed class TrainableModel : IDisposable
         // Forward.
         var net = Network;
         net.Embed(ids, h);
-        var rope = net.Rope;
-        AttentionStep attend = (mla, _, x, y, st) => mla.Forward(x, y, batch, seq, rope, st);
+        _batch = batch; _seq = seq;
         double lb = 0;
-        for (int l = 0; l < _layerStates.Length; l++) lb += net.Layers[l].Forward(h, t, attend, _layerStates[l], options);
+        for (int l = 0; l < _layerStates.Length; l++) lb += net.Layers[l].Forward(h, t, _attend ??= (mla, _, x, y, st) => mla.Forward(x, y, _batch, _seq, Network.Rope, st), _layerStates[l], options);
         Array.Copy(h, hLast, t * hd);
         net.FinalNorm(hLast, hf, rstdF, t);
         net.LmHeadForward(hf, logits, t);
@@ -186,8 +188,9 @@ public sealed class TrainableModel : IDisposable
     {
         int hd = Config.HiddenSize;
         var lse = Buffers.Ensure(ref _zLse, t);
-        Parallelism.ForRange(t, 64, (t0, t1) =>
+        Parallelism.ForRange(t, 64, (z, lse, hd), static (s, t0, t1) =>
         {
+            var (z, lse, hd) = s;
             for (int i = t0; i < t1; i++)
             {
                 var row = z.AsSpan(i * hd, hd);
@@ -210,8 +213,9 @@ public sealed class TrainableModel : IDisposable
         int hd = Config.HiddenSize;
         var lse = _zLse!;
         float scale = (float)_zScale;
-        Parallelism.ForRange(t, 64, (t0, t1) =>
+        Parallelism.ForRange(t, 64, (z, dz, lse, hd, scale), static (s, t0, t1) =>
         {
+            var (z, dz, lse, hd, scale) = s;
             for (int i = t0; i < t1; i++)
             {
                 var row = z.AsSpan(i * hd, hd);
