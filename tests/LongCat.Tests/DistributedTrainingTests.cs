@@ -65,15 +65,32 @@ public class DistributedTrainingTests
         return o.ToJsonString();
     }).ToArray();
 
-    /// <summary>Every file of the final model and of each checkpoint, by relative path.</summary>
+    /// <summary>
+    /// Every file of the final model and of each checkpoint, by relative path; a checkpoint's optimizer (one file, or
+    /// per-rank shards and their list) becomes one entry CHECKPOINT/moments: the flat Adam moments, whatever the layout.
+    /// </summary>
     internal static SortedDictionary<string, byte[]> Outputs(string outDir)
     {
         var r = new SortedDictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var sub in new[] { "model", "checkpoints" })
             foreach (var f in Directory.EnumerateFiles(Path.Combine(outDir, sub), "*", SearchOption.AllDirectories))
+            {
+                var name = Path.GetFileName(f);
+                if (name.StartsWith("optimizer", StringComparison.Ordinal)) continue;
                 r[Path.GetRelativePath(outDir, f)] = File.ReadAllBytes(f);
+            }
+        foreach (var dir in Directory.EnumerateDirectories(Path.Combine(outDir, "checkpoints"), "step-*"))
+        {
+            using var p = LongCat.Training.ParameterStore.Load(dir);
+            var (m, v) = LongCat.Training.TrainingCheckpoint.ReadMoments(dir, p.Table);
+            r[Path.Combine(Path.GetRelativePath(outDir, dir), "moments")] = [.. System.Runtime.InteropServices.MemoryMarshal.AsBytes(m.AsSpan()), .. System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan())];
+        }
         return r;
     }
+
+    /// <summary>The optimizer files of checkpoint folder <paramref name="dir"/>.</summary>
+    static string[] OptimizerFiles(string dir) =>
+        Directory.GetFiles(dir, "optimizer*").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray()!;
 
     internal static void AssertSameRun(string expectedOut, string actualOut, string what)
     {
@@ -104,7 +121,24 @@ public class DistributedTrainingTests
                 Assert.Contains("ZeRO-1: Adam moments", merr);   // each rank holds its range of the moments only
             }
             Assert.Single(mout.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("trained 4 steps", StringComparison.Ordinal));   // rank 0 alone reports
+            // One process writes optimizer.safetensors; N ranks each their shard, listed by rank 0 once all are on disk.
+            string[] expected = n == 1 ? ["optimizer.safetensors"]
+                : [.. Enumerable.Range(0, n).Select(k => $"optimizer-{k:D5}-of-{n:D5}.safetensors"), "optimizer-shards.json"];
+            Assert.Equal(expected, OptimizerFiles(Path.Combine(outDir, "checkpoints", "step-00000004")));
             AssertSameRun(single, outDir, $"mpirun -n {n}");
+            if (n == 3)
+            {
+                // grow reads the shards too: the grown checkpoint is the one grown from the single-process run.
+                string fromSingle = Fixtures.NewTempDir(), fromShards = Fixtures.NewTempDir();
+                foreach (var (from, to) in new[] { (single, fromSingle), (outDir, fromShards) })
+                {
+                    var (grc, _, gerr) = CliProcess.Run("grow", "--from", from, "--out", to);
+                    Assert.True(grc == 0, gerr);
+                }
+                foreach (var f in new[] { "model.safetensors", "optimizer.safetensors", "trainer_state.json" })
+                    Assert.Equal(File.ReadAllBytes(Path.Combine(fromSingle, "checkpoints", "step-00000004", f)),
+                        File.ReadAllBytes(Path.Combine(fromShards, "checkpoints", "step-00000004", f)));
+            }
         }
     }
 
@@ -134,6 +168,37 @@ public class DistributedTrainingTests
         var (frc, fout, ferr) = MpiRun(1, "train", "--config", config, "--resume", "--threads", "2");
         Assert.True(frc == 0, $"{fout}\n{ferr}");
         AssertSameRun(straight, outDir, "resumed 2 -> 3 -> 1 processes");
+    }
+
+    [Fact]
+    public void ARankDyingDuringACheckpointWriteKeepsThePreviousCheckpointAndTheResumeMatches()
+    {
+        Mpirun();
+        var data = TrainingRuns.SyntheticData(40);
+        var straight = Fixtures.NewTempDir();
+        var (rc, _, err) = CliProcess.Run("train", "--config", Config(data, straight, 6), "--threads", "2", "--quiet");
+        Assert.True(rc == 0, err);
+
+        // 3 ranks; at checkpoint 4 rank 1 dies once its shard is on disk, before rank 0 commits the checkpoint.
+        var outDir = Fixtures.NewTempDir();
+        var config = Config(data, outDir, 6);
+        var (krc, kout, kerr) = MpiRunWith(3, new() { ["LONGCAT_TEST_KILL_RANK_AFTER_SHARD"] = "1:4" }, "train", "--config", config, "--threads", "1");
+        Assert.True(krc != 0, $"a killed rank must fail the job\n{kout}\n{kerr}");
+        Assert.Contains("exited on signal 9", kerr);
+        var checkpoints = Path.Combine(outDir, "checkpoints");
+        Assert.Equal("step-00000002", File.ReadAllText(Path.Combine(checkpoints, "latest")).Trim());
+        Assert.False(Directory.Exists(Path.Combine(checkpoints, "step-00000004")), "an uncommitted checkpoint must not look complete");
+        // The interrupted write is still there, with rank 1's shard but no commit (list of shards, trainer state).
+        var partial = Assert.Single(Directory.GetDirectories(checkpoints, ".tmp-step-00000004-*"));
+        Assert.True(File.Exists(Path.Combine(partial, "optimizer-00001-of-00003.safetensors")));
+        Assert.False(File.Exists(Path.Combine(partial, "optimizer-shards.json")));
+        Assert.False(File.Exists(Path.Combine(partial, "trainer_state.json")));
+        // Resume on 2 ranks from checkpoint 2 (3 shards read into 2 ranges): the next save removes the leftover.
+        var (frc, fout, ferr) = MpiRun(2, "train", "--config", config, "--resume", "--threads", "1");
+        Assert.True(frc == 0, $"{fout}\n{ferr}");
+        Assert.Contains("resumed at step 2", ferr);
+        Assert.Empty(Directory.GetDirectories(checkpoints, ".tmp-*"));
+        AssertSameRun(straight, outDir, "3 ranks crashed in checkpoint 4, resumed on 2");
     }
 
     [Fact]

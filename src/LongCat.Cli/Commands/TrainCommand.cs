@@ -64,6 +64,12 @@ public static class TrainCommand
             int.TryParse(kr, CultureInfo.InvariantCulture, out var killRank) && long.TryParse(ks, CultureInfo.InvariantCulture, out var killStep) &&
             killRank == comm.Rank)
             trainer.StepCompleted += m => { if (m.Step == killStep) System.Diagnostics.Process.GetCurrentProcess().Kill(); };
+        // Test hook (crash during a checkpoint): "R:S" makes rank R kill itself (SIGKILL) once its part of checkpoint S
+        // is on disk, before the commit.
+        if (Environment.GetEnvironmentVariable("LONGCAT_TEST_KILL_RANK_AFTER_SHARD") is { } shard && shard.Split(':') is [var sr, var ss] &&
+            int.TryParse(sr, CultureInfo.InvariantCulture, out var shardRank) && long.TryParse(ss, CultureInfo.InvariantCulture, out var shardStep) &&
+            shardRank == comm.Rank)
+            TrainingCheckpoint.AfterShardWritten = step => { if (step == shardStep) System.Diagnostics.Process.GetCurrentProcess().Kill(); };
         if (!trainer.IsWriter) return RunQuietRank(trainer);
         var c = trainer.Model.Config;
         var inv = CultureInfo.InvariantCulture;

@@ -162,17 +162,6 @@ internal sealed unsafe class DataParallel : IDisposable
         Comm.Allgatherv(new ReadOnlySpan<float>(_sum, mine), new Span<float>(_p.ValuesPointer, _length), _shardLengths);
     }
 
-    /// <summary>
-    /// Collective: every rank's moments into <paramref name="first"/> and <paramref name="second"/> [Length] on rank 0
-    /// (null elsewhere), for a checkpoint in the one-process layout.
-    /// </summary>
-    public void GatherMoments(AdamW optimizer, float* first, float* second)
-    {
-        bool root = Rank == 0;
-        Comm.Gatherv(optimizer.OwnedFirstMoment, root ? new Span<float>(first, _length) : [], _shardLengths, 0);
-        Comm.Gatherv(optimizer.OwnedSecondMoment, root ? new Span<float>(second, _length) : [], _shardLengths, 0);
-    }
-
     /// <summary>Collective: every micro-batch's record, in micro-batch order (index i at i·R).</summary>
     public double[] GatherRecords()
     {

@@ -22,8 +22,8 @@ namespace LongCat.Training;
 /// </list>
 /// Everything the state depends on is a deterministic function of the options and the seed, and every kernel is
 /// thread-count independent, so a run's loss curve and weights are bitwise reproducible, across resumes too, and for
-/// any number of data-parallel processes. In an MPI job every rank holds the same state; only rank 0 writes metrics,
-/// checkpoints and the model.
+/// any number of data-parallel processes. In an MPI job every rank holds the same state; rank 0 writes metrics,
+/// the model and the checkpoints' commit, each rank its own optimizer shard of a checkpoint.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -358,30 +358,21 @@ public sealed class Trainer : IDisposable
         string dir = Path.Combine(CheckpointsDir, TrainingCheckpoint.DirectoryName(Step));
         if (Optimizer.IsWhole)
         {
-            if (IsWriter) dir = WriteCheckpoint(state, Optimizer.FirstMoment, Optimizer.SecondMoment);
+            if (IsWriter)
+            {
+                _metrics!.Flush(flushToDisk: true);
+                dir = TrainingCheckpoint.Save(CheckpointsDir, state, Model.Parameters, Optimizer, _tokenizerDir, o.CheckpointKeep);
+            }
         }
         else
         {
-            // ZeRO-1: the moment shards are gathered on rank 0, which writes the one-process layout (so any number of
-            // ranks can resume from it).
-            long n = IsWriter ? Model.Parameters.Length : 0;
-            var first = new float[n];
-            var second = new float[n];
-            unsafe
-            {
-                fixed (float* m = first, v = second) _dp.GatherMoments(Optimizer, m, v);
-            }
-            if (IsWriter) dir = WriteCheckpoint(state, first, second);
+            // ZeRO-1: each rank writes its own moment shard, rank 0 the model and the commit (no rank gathers the moments).
+            dir = TrainingCheckpoint.SaveSharded(_dp.Comm, CheckpointsDir, state, Model.Parameters, Optimizer, _tokenizerDir, o.CheckpointKeep,
+                beforeCommit: () => _metrics!.Flush(flushToDisk: true));
         }
         _lastCheckpointStep = Step;
         CheckpointSaved?.Invoke(dir);
         return dir;
-    }
-
-    string WriteCheckpoint(TrainerState state, ReadOnlySpan<float> first, ReadOnlySpan<float> second)
-    {
-        _metrics!.Flush(flushToDisk: true);
-        return TrainingCheckpoint.Save(CheckpointsDir, state, Model.Parameters, first, second, _tokenizerDir, Options.CheckpointKeep);
     }
 
     void WriteMetrics(StepMetrics m)
