@@ -22,12 +22,16 @@ public static class TrainCommand
             Arity = ArgumentArity.ZeroOrOne,
         };
         var quiet = new Option<bool>("--quiet") { Description = "No progress line (metrics.jsonl is still written)." };
+        var mpiTimeout = new Option<string?>("--mpi-timeout")
+        {
+            Description = $"Under mpirun: seconds a collective may wait for the slowest rank before the job ends with an error naming the ranks that stopped answering (default {MpiCommunicator.TimeoutVariable}, else {MpiCommunicator.DefaultTimeoutSeconds} s).",
+        };
         var cmd = new Command("train",
             "Train a LongCat-Flash model on a prepared data folder: AdamW, LR schedule, expert-bias budget controller, MTP / " +
             "load-balance / hidden z-losses, stability monitors (metrics.jsonl every step), validation, atomic checkpoints, " +
             "a loss/experts plot (plot.svg). Bitwise reproducible for any --threads, and across --resume.")
         {
-            config, set, resume, quiet,
+            config, set, resume, quiet, mpiTimeout,
         };
         cmd.SetAction(p => CliSupport.Run(p, () =>
         {
@@ -46,9 +50,20 @@ public static class TrainCommand
             if (Environment.GetEnvironmentVariable("LONGCAT_TEST_CHECKPOINT_DELAY_MS") is { } delay &&
                 int.TryParse(delay, NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0)
                 TrainingCheckpoint.BeforeTensorWrite = () => Thread.Sleep(ms);
+            TimeSpan? timeout = p.GetValue(mpiTimeout) is { } t ? MpiCommunicator.ParseTimeout(t, "--mpi-timeout") : null;
             // Started by mpirun: the ranks share each step's micro-batches (same bits as one process); rank 0 reports.
             var comm = Communicator.FromEnvironment();
-            int rc = Run(o, from, p.GetValue(quiet), comm);
+            if (comm is MpiCommunicator mpi && timeout is { } limit) mpi.Timeout = limit;
+            int rc;
+            try { rc = Run(o, from, p.GetValue(quiet), comm); }
+            catch (MpiTimeoutException e) when (comm is MpiCommunicator world)
+            {
+                // A rank stopped answering: the others would wait for it forever, so this rank ends the whole job.
+                Console.Error.WriteLine($"longcat: error: {e.Message}");
+                Console.Error.Flush();
+                world.Abort(1);
+                throw;
+            }
             // MPI_Finalize after a clean run only: a failing rank exits without it, and mpirun then ends the others.
             comm.Dispose();
             return rc;
@@ -70,6 +85,11 @@ public static class TrainCommand
             int.TryParse(sr, CultureInfo.InvariantCulture, out var shardRank) && long.TryParse(ss, CultureInfo.InvariantCulture, out var shardStep) &&
             shardRank == comm.Rank)
             TrainingCheckpoint.AfterShardWritten = step => { if (step == shardStep) System.Diagnostics.Process.GetCurrentProcess().Kill(); };
+        // Test hook (collective timeout): "R:S" makes rank R stop answering (sleep forever) once step S is done.
+        if (Environment.GetEnvironmentVariable("LONGCAT_TEST_HANG_RANK_AT_STEP") is { } hang && hang.Split(':') is [var hr, var hs] &&
+            int.TryParse(hr, CultureInfo.InvariantCulture, out var hangRank) && long.TryParse(hs, CultureInfo.InvariantCulture, out var hangStep) &&
+            hangRank == comm.Rank)
+            trainer.StepCompleted += m => { if (m.Step == hangStep) Thread.Sleep(Timeout.Infinite); };
         if (!trainer.IsWriter) return RunQuietRank(trainer);
         var c = trainer.Model.Config;
         var inv = CultureInfo.InvariantCulture;
