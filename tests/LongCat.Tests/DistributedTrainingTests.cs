@@ -119,6 +119,8 @@ public class DistributedTrainingTests
             {
                 Assert.Contains($"data parallel over {n} processes", merr);
                 Assert.Contains("ZeRO-1: Adam moments", merr);   // each rank holds its range of the moments only
+                // Overlap: layer 1's and layer 0's gradients, then the embeddings and the rest (norm, head, MTP) after the backward.
+                Assert.Contains("gradient exchange in 4 bucket(s) per round, each layer's started as soon as its backward is done", merr);
             }
             Assert.Single(mout.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("trained 4 steps", StringComparison.Ordinal));   // rank 0 alone reports
             // One process writes optimizer.safetensors; N ranks each their shard, listed by rank 0 once all are on disk.

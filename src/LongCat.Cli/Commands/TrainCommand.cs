@@ -103,7 +103,8 @@ public static class TrainCommand
             $"{o.BatchSize}x{o.SequenceLength} tokens/step, {o.Steps} steps{(comm.Size > 1 ? $", data parallel over {comm.Size} processes" : "")}{(resumeFrom is null ? "" : $", resumed at step {trainer.Step} from {resumeFrom}")}; metrics in {trainer.MetricsPath}"));
         if (comm.Size > 1)
             Console.Error.WriteLine(string.Create(inv,
-                $"longcat train: ZeRO-1: Adam moments {trainer.Optimizer.MomentBytes / 1048576.0:F2} MiB on rank 0 ({2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB in one process), parameters and gradients {2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB per rank"));
+                $"longcat train: ZeRO-1: Adam moments {trainer.Optimizer.MomentBytes / 1048576.0:F2} MiB on rank 0 ({2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB in one process), parameters and gradients {2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB per rank; " +
+                $"gradient exchange in {trainer.GradientBuckets} bucket(s) per round{(trainer.GradientBuckets > 1 ? ", each layer's started as soon as its backward is done" : "")}"));
         if (!trainer.HasValidation) Console.Error.WriteLine($"longcat train: note: {o.DataDir} has no held-out sequence of {o.SequenceLength} tokens: no validation loss");
 
         void Line(string text)

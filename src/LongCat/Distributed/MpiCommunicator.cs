@@ -150,6 +150,33 @@ public sealed unsafe class MpiCommunicator : Communicator
         for (int k = 0; k < Size; k++) if (k != Rank) BytesSent += (long)sendCounts[k] * sizeof(float);
     }
 
+    public override Request StartAlltoallv(float* send, int[] sendCounts, int[] sendOffsets, float* receive, int[] receiveCounts, int[] receiveOffsets)
+    {
+        var r = new Request { Call = "MPI_Alltoallv" };
+        nint req;
+        // The count arrays are pinned by the caller for the exchange's life (GC.AllocateArray(pinned: true)).
+        fixed (int* sc = sendCounts) fixed (int* so = sendOffsets) fixed (int* rc = receiveCounts) fixed (int* ro = receiveOffsets)
+            MpiNative.Check(MpiNative.Ialltoallv(send, sc, so, MpiNative.Float, receive, rc, ro, MpiNative.Float, _comm, &req), r.Call);
+        r.Handle = req;
+        for (int k = 0; k < Size; k++) if (k != Rank) BytesSent += (long)sendCounts[k] * sizeof(float);
+        return r;
+    }
+
+    public override bool Test(Request request)
+    {
+        if (request.Done) return true;
+        int done = 0;
+        fixed (nint* h = &request.Handle) MpiNative.Check(MpiNative.Test(h, &done, null), request.Call);
+        return request.Done = done != 0;
+    }
+
+    public override void Wait(Request request)
+    {
+        if (request.Done) return;
+        fixed (nint* h = &request.Handle) Wait(h, request.Call);
+        request.Done = true;
+    }
+
     public override void Send<T>(ReadOnlySpan<T> data, int dest, int tag)
     {
         nint req;

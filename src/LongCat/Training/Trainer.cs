@@ -51,6 +51,8 @@ public sealed class Trainer : IDisposable
     public BudgetController Budget { get; }
     /// <summary>The processes sharing each step's micro-batches (<see cref="Communicator.Single"/> without MPI).</summary>
     public Communicator Communicator => _dp.Comm;
+    /// <summary>Gradient exchanges per round of micro-batches (several: they overlap the backward, layer by layer).</summary>
+    public int GradientBuckets => _dp.BucketCount;
     /// <summary>Whether this process writes metrics, checkpoints and the model (rank 0).</summary>
     public bool IsWriter => _dp.Rank == 0;
 
@@ -97,6 +99,8 @@ public sealed class Trainer : IDisposable
         _monitorAt = _budgetAt + c.NumLayers * c.NRoutedExperts;
         _recordLength = _monitorAt + TrainingMonitor.RecordLength(c);
         _dp = new DataParallel(comm, model.Parameters, o.MicroBatches, _recordLength, shards, Optimizer);
+        // Overlap: each layer's gradient exchange starts as soon as its backward is done.
+        if (comm.Size > 1) model.AfterLayerBackward = _dp.LayerBackwardDone;
         _tokenizerDir = File.Exists(Path.Combine(o.DataDir, "tokenizer.json")) ? o.DataDir : null;
         Directory.CreateDirectory(o.OutDir);
         if (resume is not null)
@@ -224,6 +228,7 @@ public sealed class Trainer : IDisposable
             if (_dp.Owns(mb))
             {
                 p.ZeroGrads();
+                _dp.BeginMicroBatch(mb);
                 var r = _stepMask is null
                     ? Model.ForwardBackward(_ids, o.MicroBatchSize, o.SequenceLength, loss)
                     // chat data: each micro-batch's loss is its sum over trained targets / (step's trained targets / micro-batches)
