@@ -34,7 +34,11 @@ public class DistributedTrainingTests
     internal static (int Exit, string Out, string Err) MpiRun(int ranks, params string[] args) => MpiRunWith(ranks, null, args);
 
     /// <summary>The same with extra environment variables for every rank.</summary>
-    internal static (int Exit, string Out, string Err) MpiRunWith(int ranks, Dictionary<string, string>? env, params string[] args)
+    internal static (int Exit, string Out, string Err) MpiRunWith(int ranks, Dictionary<string, string>? env, params string[] args) =>
+        MpiRunWatched(ranks, env, null, args);
+
+    /// <summary>The same, calling <paramref name="whileRunning"/> with mpirun's process once it started.</summary>
+    internal static (int Exit, string Out, string Err) MpiRunWatched(int ranks, Dictionary<string, string>? env, Action<Process>? whileRunning, params string[] args)
     {
         var psi = new ProcessStartInfo(Mpirun())
         {
@@ -52,6 +56,7 @@ public class DistributedTrainingTests
         using var p = Process.Start(psi)!;
         var so = p.StandardOutput.ReadToEndAsync();
         var se = p.StandardError.ReadToEndAsync();
+        whileRunning?.Invoke(p);
         if (!p.WaitForExit(300_000)) { p.Kill(true); throw new TimeoutException($"mpirun -n {ranks} did not finish in 5 minutes"); }
         return (p.ExitCode, so.Result, se.Result);
     }
@@ -227,6 +232,47 @@ public class DistributedTrainingTests
         (rc, _, err) = MpiRunWith(1, new() { ["LONGCAT_MPI_TIMEOUT_S"] = "soon" }, "train", "--config", Config(data, Fixtures.NewTempDir(), 1));
         Assert.True(rc != 0);
         Assert.Contains("LONGCAT_MPI_TIMEOUT_S: 'soon' is not a timeout in seconds", err);
+    }
+
+    [Fact]
+    public void SigUsr1ToMpirunStopsEveryRankAfterTheSameStepWithACheckpointAndTheResumeMatches()
+    {
+        Mpirun();
+        var data = TrainingRuns.SyntheticData(40);
+        string Config8(string outDir) => TrainCliTests.Config(data, outDir, 8, batch: 5, micro: 1, evalBatches: 3, keep: 1, plot: "none");
+        var straight = Fixtures.NewTempDir();
+        var (rc, _, err) = CliProcess.Run("train", "--config", Config8(straight), "--threads", "2", "--quiet");
+        Assert.True(rc == 0, err);
+
+        // 2 ranks, each step slowed down; once step 2 is logged, SIGUSR1 to mpirun, which forwards it to every rank.
+        var outDir = Fixtures.NewTempDir();
+        var config = Config8(outDir);
+        var metrics = Path.Combine(outDir, "metrics.jsonl");
+        var (src, sout, serr) = MpiRunWatched(2, new() { ["LONGCAT_TEST_STEP_DELAY_MS"] = "400" }, mpirun =>
+        {
+            var sw = Stopwatch.StartNew();
+            while (!(File.Exists(metrics) && File.ReadAllText(metrics).Contains("\"step\":2,\"tokens\"", StringComparison.Ordinal)))
+            {
+                if (mpirun.HasExited || sw.Elapsed.TotalMinutes > 3) return;   // the asserts below say what happened
+                Thread.Sleep(50);
+            }
+            using var kill = Process.Start("kill", ["-USR1", mpirun.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+            kill.WaitForExit();
+        }, "train", "--config", config, "--threads", "1");
+        Assert.True(src == 0, $"a stop request ends the job cleanly\n{sout}\n{serr}");
+        var stopped = System.Text.RegularExpressions.Regex.Match(serr, @"longcat train: stopped at step (\d+); resume with --resume");
+        Assert.True(stopped.Success, serr);
+        int step = int.Parse(stopped.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(step, 2, 7);
+        Assert.DoesNotContain("trained 8 steps", sout);
+        // The checkpoint of the step every rank stopped after, written by both ranks (2 shards).
+        var dir = Path.Combine(outDir, "checkpoints", $"step-{step:D8}");
+        Assert.Equal($"step-{step:D8}", File.ReadAllText(Path.Combine(outDir, "checkpoints", "latest")).Trim());
+        Assert.Equal(["optimizer-00000-of-00002.safetensors", "optimizer-00001-of-00002.safetensors", "optimizer-shards.json"], OptimizerFiles(dir));
+        // Resumed on 3 ranks, the run ends on the straight run's bits.
+        var (frc, fout, ferr) = MpiRun(3, "train", "--config", config, "--resume", "--threads", "1");
+        Assert.True(frc == 0, $"{fout}\n{ferr}");
+        AssertSameRun(straight, outDir, $"stopped by SIGUSR1 after step {step} on 2 ranks, resumed on 3");
     }
 
     [Fact]

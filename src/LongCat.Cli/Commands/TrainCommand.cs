@@ -90,7 +90,38 @@ public static class TrainCommand
             int.TryParse(hr, CultureInfo.InvariantCulture, out var hangRank) && long.TryParse(hs, CultureInfo.InvariantCulture, out var hangStep) &&
             hangRank == comm.Rank)
             trainer.StepCompleted += m => { if (m.Step == hangStep) Thread.Sleep(Timeout.Infinite); };
-        if (!trainer.IsWriter) return RunQuietRank(trainer);
+        // Test hook (stop requests): every step takes at least this many more milliseconds, on every rank.
+        if (Environment.GetEnvironmentVariable("LONGCAT_TEST_STEP_DELAY_MS") is { } stepDelay &&
+            int.TryParse(stepDelay, NumberStyles.Integer, CultureInfo.InvariantCulture, out var stepMs) && stepMs > 0)
+            trainer.StepCompleted += _ => Thread.Sleep(stepMs);
+        // Stop requests. One process: Ctrl+C. Under mpirun: SIGINT, SIGTERM (a batch scheduler's) and SIGUSR1 (mpirun
+        // forwards it to every rank: kill -USR1 <mpirun's pid>) on any rank; the ranks agree after each step and write
+        // the checkpoint together. (Ctrl+C on mpirun itself makes mpirun end the job: SIGTERM, then SIGKILL 1 s later.)
+        using var cancel = new CancellationTokenSource();
+        var signals = new List<System.Runtime.InteropServices.PosixSignalRegistration>();
+        if (comm.Size > 1)
+            foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGINT, System.Runtime.InteropServices.PosixSignal.SIGTERM, SigUsr1 })
+                signals.Add(System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, context =>
+                {
+                    context.Cancel = true;
+                    cancel.Cancel();
+                }));
+        try
+        {
+            return trainer.IsWriter ? RunWriter(trainer, o, resumeFrom, quiet, comm, cancel) : RunQuietRank(trainer, cancel.Token);
+        }
+        finally
+        {
+            foreach (var s in signals) s.Dispose();
+        }
+    }
+
+    /// <summary>SIGUSR1 (Linux numbering), which mpirun forwards to every rank.</summary>
+    static System.Runtime.InteropServices.PosixSignal SigUsr1 => (System.Runtime.InteropServices.PosixSignal)(OperatingSystem.IsMacOS() ? 30 : 10);
+
+    /// <summary>Rank 0 (or the one process): progress, plot, messages.</summary>
+    static int RunWriter(Trainer trainer, TrainingOptions o, string? resumeFrom, bool quiet, Communicator comm, CancellationTokenSource cancel)
+    {
         var c = trainer.Model.Config;
         var inv = CultureInfo.InvariantCulture;
         var plot = new TrainPlot();
@@ -132,7 +163,6 @@ public static class TrainCommand
             if (tty) Console.Error.Write("\r\x1b[2K" + text);
             else Console.Error.WriteLine(text);
         };
-        using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
             e.Cancel = true;
@@ -154,9 +184,9 @@ public static class TrainCommand
     }
 
     /// <summary>An MPI rank other than 0: trains in step with the others, prints and writes nothing.</summary>
-    static int RunQuietRank(Trainer trainer)
+    static int RunQuietRank(Trainer trainer, CancellationToken cancel)
     {
-        trainer.Run();
+        trainer.Run(cancel);
         return 0;
     }
 

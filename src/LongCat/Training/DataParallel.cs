@@ -267,6 +267,16 @@ internal sealed unsafe class DataParallel : IDisposable
         return ordered;
     }
 
+    /// <summary>Collective: whether <paramref name="mine"/> is true on any rank (e.g. a stop request that reached some ranks only).</summary>
+    public bool AnyRank(bool mine)
+    {
+        if (Size == 1) return mine;
+        Span<int> flag = [mine ? 1 : 0];
+        var all = new int[Size];
+        Comm.Allgather<int>(flag, all);
+        return all.Contains(1);
+    }
+
     /// <summary>
     /// Collective: <paramref name="count"/> values computed round robin (value i by rank i mod N through
     /// <paramref name="compute"/>), returned in index order on every rank.

@@ -185,7 +185,8 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>Trains to <see cref="TrainingOptions.Steps"/>, validating and checkpointing on the way; at the end a final
-    /// checkpoint and the model in <see cref="ModelDir"/>. Cancelling stops after the current step with a checkpoint.</summary>
+    /// checkpoint and the model in <see cref="ModelDir"/>. Cancelling stops after the current step with a checkpoint (in
+    /// an MPI job: cancelling on any rank stops every rank after the same step, and they write the checkpoint together).</summary>
     public void Run(CancellationToken cancel = default)
     {
         var o = Options;
@@ -194,7 +195,9 @@ public sealed class Trainer : IDisposable
             TrainStep();
             if (o.EvalEvery > 0 && Step % o.EvalEvery == 0) Validate();
             if (o.CheckpointEvery > 0 && Step % o.CheckpointEvery == 0) SaveCheckpoint();
-            if (cancel.IsCancellationRequested)
+            // In an MPI job a stop request (a signal) may reach some ranks only, or in different steps: the ranks agree
+            // after every step, and all stop after the same one with the same checkpoint.
+            if (_dp.AnyRank(cancel.IsCancellationRequested))
             {
                 if (_lastCheckpointStep != Step) SaveCheckpoint();
                 Message?.Invoke($"stopped at step {Step}; resume with --resume");
