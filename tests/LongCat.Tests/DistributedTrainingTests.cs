@@ -34,7 +34,11 @@ public class DistributedTrainingTests
     internal static (int Exit, string Out, string Err) MpiRun(int ranks, params string[] args) => MpiRunWith(ranks, null, args);
 
     /// <summary>The same with extra environment variables for every rank.</summary>
-    internal static (int Exit, string Out, string Err) MpiRunWith(int ranks, Dictionary<string, string>? env, params string[] args)
+    internal static (int Exit, string Out, string Err) MpiRunWith(int ranks, Dictionary<string, string>? env, params string[] args) =>
+        MpiRunWatched(ranks, env, null, args);
+
+    /// <summary>The same, calling <paramref name="whileRunning"/> with mpirun's process once it started.</summary>
+    internal static (int Exit, string Out, string Err) MpiRunWatched(int ranks, Dictionary<string, string>? env, Action<Process>? whileRunning, params string[] args)
     {
         var psi = new ProcessStartInfo(Mpirun())
         {
@@ -52,6 +56,7 @@ public class DistributedTrainingTests
         using var p = Process.Start(psi)!;
         var so = p.StandardOutput.ReadToEndAsync();
         var se = p.StandardError.ReadToEndAsync();
+        whileRunning?.Invoke(p);
         if (!p.WaitForExit(300_000)) { p.Kill(true); throw new TimeoutException($"mpirun -n {ranks} did not finish in 5 minutes"); }
         return (p.ExitCode, so.Result, se.Result);
     }
@@ -65,15 +70,32 @@ public class DistributedTrainingTests
         return o.ToJsonString();
     }).ToArray();
 
-    /// <summary>Every file of the final model and of each checkpoint, by relative path.</summary>
+    /// <summary>
+    /// Every file of the final model and of each checkpoint, by relative path; a checkpoint's optimizer (one file, or
+    /// per-rank shards and their list) becomes one entry CHECKPOINT/moments: the flat Adam moments, whatever the layout.
+    /// </summary>
     internal static SortedDictionary<string, byte[]> Outputs(string outDir)
     {
         var r = new SortedDictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var sub in new[] { "model", "checkpoints" })
             foreach (var f in Directory.EnumerateFiles(Path.Combine(outDir, sub), "*", SearchOption.AllDirectories))
+            {
+                var name = Path.GetFileName(f);
+                if (name.StartsWith("optimizer", StringComparison.Ordinal)) continue;
                 r[Path.GetRelativePath(outDir, f)] = File.ReadAllBytes(f);
+            }
+        foreach (var dir in Directory.EnumerateDirectories(Path.Combine(outDir, "checkpoints"), "step-*"))
+        {
+            using var p = LongCat.Training.ParameterStore.Load(dir);
+            var (m, v) = LongCat.Training.TrainingCheckpoint.ReadMoments(dir, p.Table);
+            r[Path.Combine(Path.GetRelativePath(outDir, dir), "moments")] = [.. System.Runtime.InteropServices.MemoryMarshal.AsBytes(m.AsSpan()), .. System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan())];
+        }
         return r;
     }
+
+    /// <summary>The optimizer files of checkpoint folder <paramref name="dir"/>.</summary>
+    static string[] OptimizerFiles(string dir) =>
+        Directory.GetFiles(dir, "optimizer*").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray()!;
 
     internal static void AssertSameRun(string expectedOut, string actualOut, string what)
     {
@@ -102,9 +124,28 @@ public class DistributedTrainingTests
             {
                 Assert.Contains($"data parallel over {n} processes", merr);
                 Assert.Contains("ZeRO-1: Adam moments", merr);   // each rank holds its range of the moments only
+                // Overlap: layer 1's and layer 0's gradients, then the embeddings and the rest (norm, head, MTP) after the backward.
+                Assert.Contains("gradient exchange in 4 bucket(s) per round, each layer's started as soon as its backward is done", merr);
             }
             Assert.Single(mout.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("trained 4 steps", StringComparison.Ordinal));   // rank 0 alone reports
+            // One process writes optimizer.safetensors; N ranks each their shard, listed by rank 0 once all are on disk.
+            string[] expected = n == 1 ? ["optimizer.safetensors"]
+                : [.. Enumerable.Range(0, n).Select(k => $"optimizer-{k:D5}-of-{n:D5}.safetensors"), "optimizer-shards.json"];
+            Assert.Equal(expected, OptimizerFiles(Path.Combine(outDir, "checkpoints", "step-00000004")));
             AssertSameRun(single, outDir, $"mpirun -n {n}");
+            if (n == 3)
+            {
+                // grow reads the shards too: the grown checkpoint is the one grown from the single-process run.
+                string fromSingle = Fixtures.NewTempDir(), fromShards = Fixtures.NewTempDir();
+                foreach (var (from, to) in new[] { (single, fromSingle), (outDir, fromShards) })
+                {
+                    var (grc, _, gerr) = CliProcess.Run("grow", "--from", from, "--out", to);
+                    Assert.True(grc == 0, gerr);
+                }
+                foreach (var f in new[] { "model.safetensors", "optimizer.safetensors", "trainer_state.json" })
+                    Assert.Equal(File.ReadAllBytes(Path.Combine(fromSingle, "checkpoints", "step-00000004", f)),
+                        File.ReadAllBytes(Path.Combine(fromShards, "checkpoints", "step-00000004", f)));
+            }
         }
     }
 
@@ -134,6 +175,106 @@ public class DistributedTrainingTests
         var (frc, fout, ferr) = MpiRun(1, "train", "--config", config, "--resume", "--threads", "2");
         Assert.True(frc == 0, $"{fout}\n{ferr}");
         AssertSameRun(straight, outDir, "resumed 2 -> 3 -> 1 processes");
+    }
+
+    [Fact]
+    public void ARankDyingDuringACheckpointWriteKeepsThePreviousCheckpointAndTheResumeMatches()
+    {
+        Mpirun();
+        var data = TrainingRuns.SyntheticData(40);
+        var straight = Fixtures.NewTempDir();
+        var (rc, _, err) = CliProcess.Run("train", "--config", Config(data, straight, 6), "--threads", "2", "--quiet");
+        Assert.True(rc == 0, err);
+
+        // 3 ranks; at checkpoint 4 rank 1 dies once its shard is on disk, before rank 0 commits the checkpoint.
+        var outDir = Fixtures.NewTempDir();
+        var config = Config(data, outDir, 6);
+        var (krc, kout, kerr) = MpiRunWith(3, new() { ["LONGCAT_TEST_KILL_RANK_AFTER_SHARD"] = "1:4" }, "train", "--config", config, "--threads", "1");
+        Assert.True(krc != 0, $"a killed rank must fail the job\n{kout}\n{kerr}");
+        Assert.Contains("exited on signal 9", kerr);
+        var checkpoints = Path.Combine(outDir, "checkpoints");
+        Assert.Equal("step-00000002", File.ReadAllText(Path.Combine(checkpoints, "latest")).Trim());
+        Assert.False(Directory.Exists(Path.Combine(checkpoints, "step-00000004")), "an uncommitted checkpoint must not look complete");
+        // The interrupted write is still there, with rank 1's shard but no commit (list of shards, trainer state).
+        var partial = Assert.Single(Directory.GetDirectories(checkpoints, ".tmp-step-00000004-*"));
+        Assert.True(File.Exists(Path.Combine(partial, "optimizer-00001-of-00003.safetensors")));
+        Assert.False(File.Exists(Path.Combine(partial, "optimizer-shards.json")));
+        Assert.False(File.Exists(Path.Combine(partial, "trainer_state.json")));
+        // Resume on 2 ranks from checkpoint 2 (3 shards read into 2 ranges): the next save removes the leftover.
+        var (frc, fout, ferr) = MpiRun(2, "train", "--config", config, "--resume", "--threads", "1");
+        Assert.True(frc == 0, $"{fout}\n{ferr}");
+        Assert.Contains("resumed at step 2", ferr);
+        Assert.Empty(Directory.GetDirectories(checkpoints, ".tmp-*"));
+        AssertSameRun(straight, outDir, "3 ranks crashed in checkpoint 4, resumed on 2");
+    }
+
+    [Fact]
+    public void ARankThatStopsAnsweringEndsTheJobWithAnErrorNamingItAndTheCollective()
+    {
+        Mpirun();
+        var data = TrainingRuns.SyntheticData(40);
+        var outDir = Fixtures.NewTempDir();
+        // Rank 1 of 3 sleeps forever after step 1 (alive, so mpirun notices nothing); the others give up after 5 s (a
+        // limit well above the ranks' start-up skew on a loaded machine, which the earlier collectives also wait for).
+        var (rc, output, err) = MpiRunWith(3, new() { ["LONGCAT_TEST_HANG_RANK_AT_STEP"] = "1:1" },
+            "train", "--config", Config(data, outDir, 4), "--threads", "1", "--mpi-timeout", "5");
+        Assert.True(rc != 0, $"the job must fail\n{output}\n{err}");
+        // Rank 0 or 2 (whichever times out first; the other hears its alarm) names the call (the agreement on stopping
+        // after step 1), rank 1 and the other waiting rank.
+        Assert.Matches(@"longcat: error: rank (0|2): MPI_Allgather \(this rank's MPI call #\d+\) was abandoned: it did not complete within 5 s; " +
+            @"rank\(s\) 1 did not answer within 5 s \(stuck or dead\), rank\(s\) (0|2) were waiting too", err);
+        Assert.Contains("the timeout is LONGCAT_MPI_TIMEOUT_S", err);
+        Assert.Contains("MPI_ABORT was invoked", err);
+        // The same limit from the environment; a bad value is refused by name.
+        (rc, output, err) = MpiRunWith(2, new() { ["LONGCAT_TEST_HANG_RANK_AT_STEP"] = "0:1", ["LONGCAT_MPI_TIMEOUT_S"] = "4.5" },
+            "train", "--config", Config(data, Fixtures.NewTempDir(), 4), "--threads", "1");
+        Assert.True(rc != 0, $"the job must fail\n{output}\n{err}");
+        Assert.Contains("longcat: error: rank 1: MPI_Allgather (this rank's MPI call #", err);
+        Assert.Contains("it did not complete within 4.5 s; rank(s) 0 did not answer within 4.5 s (stuck or dead)", err);
+        (rc, _, err) = MpiRunWith(1, new() { ["LONGCAT_MPI_TIMEOUT_S"] = "soon" }, "train", "--config", Config(data, Fixtures.NewTempDir(), 1));
+        Assert.True(rc != 0);
+        Assert.Contains("LONGCAT_MPI_TIMEOUT_S: 'soon' is not a timeout in seconds", err);
+    }
+
+    [Fact]
+    public void SigUsr1ToMpirunStopsEveryRankAfterTheSameStepWithACheckpointAndTheResumeMatches()
+    {
+        Mpirun();
+        var data = TrainingRuns.SyntheticData(40);
+        string Config8(string outDir) => TrainCliTests.Config(data, outDir, 8, batch: 5, micro: 1, evalBatches: 3, keep: 1, plot: "none");
+        var straight = Fixtures.NewTempDir();
+        var (rc, _, err) = CliProcess.Run("train", "--config", Config8(straight), "--threads", "2", "--quiet");
+        Assert.True(rc == 0, err);
+
+        // 2 ranks, each step slowed down; once step 2 is logged, SIGUSR1 to mpirun, which forwards it to every rank.
+        var outDir = Fixtures.NewTempDir();
+        var config = Config8(outDir);
+        var metrics = Path.Combine(outDir, "metrics.jsonl");
+        var (src, sout, serr) = MpiRunWatched(2, new() { ["LONGCAT_TEST_STEP_DELAY_MS"] = "400" }, mpirun =>
+        {
+            var sw = Stopwatch.StartNew();
+            while (!(File.Exists(metrics) && File.ReadAllText(metrics).Contains("\"step\":2,\"tokens\"", StringComparison.Ordinal)))
+            {
+                if (mpirun.HasExited || sw.Elapsed.TotalMinutes > 3) return;   // the asserts below say what happened
+                Thread.Sleep(50);
+            }
+            using var kill = Process.Start("kill", ["-USR1", mpirun.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+            kill.WaitForExit();
+        }, "train", "--config", config, "--threads", "1");
+        Assert.True(src == 0, $"a stop request ends the job cleanly\n{sout}\n{serr}");
+        var stopped = System.Text.RegularExpressions.Regex.Match(serr, @"longcat train: stopped at step (\d+); resume with --resume");
+        Assert.True(stopped.Success, serr);
+        int step = int.Parse(stopped.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(step, 2, 7);
+        Assert.DoesNotContain("trained 8 steps", sout);
+        // The checkpoint of the step every rank stopped after, written by both ranks (2 shards).
+        var dir = Path.Combine(outDir, "checkpoints", $"step-{step:D8}");
+        Assert.Equal($"step-{step:D8}", File.ReadAllText(Path.Combine(outDir, "checkpoints", "latest")).Trim());
+        Assert.Equal(["optimizer-00000-of-00002.safetensors", "optimizer-00001-of-00002.safetensors", "optimizer-shards.json"], OptimizerFiles(dir));
+        // Resumed on 3 ranks, the run ends on the straight run's bits.
+        var (frc, fout, ferr) = MpiRun(3, "train", "--config", config, "--resume", "--threads", "1");
+        Assert.True(frc == 0, $"{fout}\n{ferr}");
+        AssertSameRun(straight, outDir, $"stopped by SIGUSR1 after step {step} on 2 ranks, resumed on 3");
     }
 
     [Fact]

@@ -22,12 +22,16 @@ public static class TrainCommand
             Arity = ArgumentArity.ZeroOrOne,
         };
         var quiet = new Option<bool>("--quiet") { Description = "No progress line (metrics.jsonl is still written)." };
+        var mpiTimeout = new Option<string?>("--mpi-timeout")
+        {
+            Description = $"Under mpirun: seconds a collective may wait for the slowest rank before the job ends with an error naming the ranks that stopped answering (default {MpiCommunicator.TimeoutVariable}, else {MpiCommunicator.DefaultTimeoutSeconds} s).",
+        };
         var cmd = new Command("train",
             "Train a LongCat-Flash model on a prepared data folder: AdamW, LR schedule, expert-bias budget controller, MTP / " +
             "load-balance / hidden z-losses, stability monitors (metrics.jsonl every step), validation, atomic checkpoints, " +
             "a loss/experts plot (plot.svg). Bitwise reproducible for any --threads, and across --resume.")
         {
-            config, set, resume, quiet,
+            config, set, resume, quiet, mpiTimeout,
         };
         cmd.SetAction(p => CliSupport.Run(p, () =>
         {
@@ -46,9 +50,20 @@ public static class TrainCommand
             if (Environment.GetEnvironmentVariable("LONGCAT_TEST_CHECKPOINT_DELAY_MS") is { } delay &&
                 int.TryParse(delay, NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0)
                 TrainingCheckpoint.BeforeTensorWrite = () => Thread.Sleep(ms);
+            TimeSpan? timeout = p.GetValue(mpiTimeout) is { } t ? MpiCommunicator.ParseTimeout(t, "--mpi-timeout") : null;
             // Started by mpirun: the ranks share each step's micro-batches (same bits as one process); rank 0 reports.
             var comm = Communicator.FromEnvironment();
-            int rc = Run(o, from, p.GetValue(quiet), comm);
+            if (comm is MpiCommunicator mpi && timeout is { } limit) mpi.Timeout = limit;
+            int rc;
+            try { rc = Run(o, from, p.GetValue(quiet), comm); }
+            catch (MpiTimeoutException e) when (comm is MpiCommunicator world)
+            {
+                // A rank stopped answering: the others would wait for it forever, so this rank ends the whole job.
+                Console.Error.WriteLine($"longcat: error: {e.Message}");
+                Console.Error.Flush();
+                world.Abort(1);
+                throw;
+            }
             // MPI_Finalize after a clean run only: a failing rank exits without it, and mpirun then ends the others.
             comm.Dispose();
             return rc;
@@ -64,7 +79,49 @@ public static class TrainCommand
             int.TryParse(kr, CultureInfo.InvariantCulture, out var killRank) && long.TryParse(ks, CultureInfo.InvariantCulture, out var killStep) &&
             killRank == comm.Rank)
             trainer.StepCompleted += m => { if (m.Step == killStep) System.Diagnostics.Process.GetCurrentProcess().Kill(); };
-        if (!trainer.IsWriter) return RunQuietRank(trainer);
+        // Test hook (crash during a checkpoint): "R:S" makes rank R kill itself (SIGKILL) once its part of checkpoint S
+        // is on disk, before the commit.
+        if (Environment.GetEnvironmentVariable("LONGCAT_TEST_KILL_RANK_AFTER_SHARD") is { } shard && shard.Split(':') is [var sr, var ss] &&
+            int.TryParse(sr, CultureInfo.InvariantCulture, out var shardRank) && long.TryParse(ss, CultureInfo.InvariantCulture, out var shardStep) &&
+            shardRank == comm.Rank)
+            TrainingCheckpoint.AfterShardWritten = step => { if (step == shardStep) System.Diagnostics.Process.GetCurrentProcess().Kill(); };
+        // Test hook (collective timeout): "R:S" makes rank R stop answering (sleep forever) once step S is done.
+        if (Environment.GetEnvironmentVariable("LONGCAT_TEST_HANG_RANK_AT_STEP") is { } hang && hang.Split(':') is [var hr, var hs] &&
+            int.TryParse(hr, CultureInfo.InvariantCulture, out var hangRank) && long.TryParse(hs, CultureInfo.InvariantCulture, out var hangStep) &&
+            hangRank == comm.Rank)
+            trainer.StepCompleted += m => { if (m.Step == hangStep) Thread.Sleep(Timeout.Infinite); };
+        // Test hook (stop requests): every step takes at least this many more milliseconds, on every rank.
+        if (Environment.GetEnvironmentVariable("LONGCAT_TEST_STEP_DELAY_MS") is { } stepDelay &&
+            int.TryParse(stepDelay, NumberStyles.Integer, CultureInfo.InvariantCulture, out var stepMs) && stepMs > 0)
+            trainer.StepCompleted += _ => Thread.Sleep(stepMs);
+        // Stop requests. One process: Ctrl+C. Under mpirun: SIGINT, SIGTERM (a batch scheduler's) and SIGUSR1 (mpirun
+        // forwards it to every rank: kill -USR1 <mpirun's pid>) on any rank; the ranks agree after each step and write
+        // the checkpoint together. (Ctrl+C on mpirun itself makes mpirun end the job: SIGTERM, then SIGKILL 1 s later.)
+        using var cancel = new CancellationTokenSource();
+        var signals = new List<System.Runtime.InteropServices.PosixSignalRegistration>();
+        if (comm.Size > 1)
+            foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGINT, System.Runtime.InteropServices.PosixSignal.SIGTERM, SigUsr1 })
+                signals.Add(System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, context =>
+                {
+                    context.Cancel = true;
+                    cancel.Cancel();
+                }));
+        try
+        {
+            return trainer.IsWriter ? RunWriter(trainer, o, resumeFrom, quiet, comm, cancel) : RunQuietRank(trainer, cancel.Token);
+        }
+        finally
+        {
+            foreach (var s in signals) s.Dispose();
+        }
+    }
+
+    /// <summary>SIGUSR1 (Linux numbering), which mpirun forwards to every rank.</summary>
+    static System.Runtime.InteropServices.PosixSignal SigUsr1 => (System.Runtime.InteropServices.PosixSignal)(OperatingSystem.IsMacOS() ? 30 : 10);
+
+    /// <summary>Rank 0 (or the one process): progress, plot, messages.</summary>
+    static int RunWriter(Trainer trainer, TrainingOptions o, string? resumeFrom, bool quiet, Communicator comm, CancellationTokenSource cancel)
+    {
         var c = trainer.Model.Config;
         var inv = CultureInfo.InvariantCulture;
         var plot = new TrainPlot();
@@ -77,7 +134,8 @@ public static class TrainCommand
             $"{o.BatchSize}x{o.SequenceLength} tokens/step, {o.Steps} steps{(comm.Size > 1 ? $", data parallel over {comm.Size} processes" : "")}{(resumeFrom is null ? "" : $", resumed at step {trainer.Step} from {resumeFrom}")}; metrics in {trainer.MetricsPath}"));
         if (comm.Size > 1)
             Console.Error.WriteLine(string.Create(inv,
-                $"longcat train: ZeRO-1: Adam moments {trainer.Optimizer.MomentBytes / 1048576.0:F2} MiB on rank 0 ({2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB in one process), parameters and gradients {2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB per rank"));
+                $"longcat train: ZeRO-1: Adam moments {trainer.Optimizer.MomentBytes / 1048576.0:F2} MiB on rank 0 ({2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB in one process), parameters and gradients {2.0 * 4 * trainer.Model.Parameters.Length / 1048576.0:F2} MiB per rank; " +
+                $"gradient exchange in {trainer.GradientBuckets} bucket(s) per round{(trainer.GradientBuckets > 1 ? ", each layer's started as soon as its backward is done" : "")}"));
         if (!trainer.HasValidation) Console.Error.WriteLine($"longcat train: note: {o.DataDir} has no held-out sequence of {o.SequenceLength} tokens: no validation loss");
 
         void Line(string text)
@@ -105,7 +163,6 @@ public static class TrainCommand
             if (tty) Console.Error.Write("\r\x1b[2K" + text);
             else Console.Error.WriteLine(text);
         };
-        using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
             e.Cancel = true;
@@ -127,9 +184,9 @@ public static class TrainCommand
     }
 
     /// <summary>An MPI rank other than 0: trains in step with the others, prints and writes nothing.</summary>
-    static int RunQuietRank(Trainer trainer)
+    static int RunQuietRank(Trainer trainer, CancellationToken cancel)
     {
-        trainer.Run();
+        trainer.Run(cancel);
         return 0;
     }
 

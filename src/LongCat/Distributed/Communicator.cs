@@ -6,7 +6,7 @@ namespace LongCat.Distributed;
 /// started by mpirun. Every call is collective unless it says otherwise: all ranks call it, in the same order, with
 /// matching sizes. Counts are elements, not bytes.
 /// </summary>
-public abstract class Communicator : IDisposable
+public abstract unsafe class Communicator : IDisposable
 {
     /// <summary>This process's index in the group, 0 ≤ Rank &lt; Size.</summary>
     public abstract int Rank { get; }
@@ -36,6 +36,27 @@ public abstract class Communicator : IDisposable
     /// </summary>
     public abstract void Alltoallv(ReadOnlySpan<float> send, ReadOnlySpan<int> sendCounts, ReadOnlySpan<int> sendOffsets,
         Span<float> receive, ReadOnlySpan<int> receiveCounts, ReadOnlySpan<int> receiveOffsets);
+
+    /// <summary>
+    /// Starts <see cref="Alltoallv"/> and returns at once (MPI_Ialltoallv): <paramref name="send"/>, <paramref name="receive"/>
+    /// and the four count arrays must stay in place and untouched until <see cref="Wait"/> returns. Every rank starts
+    /// its exchanges in the same order.
+    /// </summary>
+    public abstract Request StartAlltoallv(float* send, int[] sendCounts, int[] sendOffsets, float* receive, int[] receiveCounts, int[] receiveOffsets);
+
+    /// <summary>Lets started exchanges move on without waiting (MPI moves them only inside MPI calls); true when <paramref name="request"/> is complete.</summary>
+    public abstract bool Test(Request request);
+
+    /// <summary>Waits until <paramref name="request"/> completes.</summary>
+    public abstract void Wait(Request request);
+
+    /// <summary>A started exchange (<see cref="StartAlltoallv"/>).</summary>
+    public sealed class Request
+    {
+        internal nint Handle;
+        internal bool Done;
+        internal string Call = "";
+    }
 
     /// <summary>Point to point (not collective): blocks until <paramref name="dest"/> receives it with the same tag.</summary>
     public abstract void Send<T>(ReadOnlySpan<T> data, int dest, int tag) where T : unmanaged;
@@ -69,6 +90,15 @@ public abstract class Communicator : IDisposable
         public override void Alltoallv(ReadOnlySpan<float> send, ReadOnlySpan<int> sendCounts, ReadOnlySpan<int> sendOffsets,
             Span<float> receive, ReadOnlySpan<int> receiveCounts, ReadOnlySpan<int> receiveOffsets) =>
             send.Slice(sendOffsets[0], sendCounts[0]).CopyTo(receive[receiveOffsets[0]..]);
+
+        public override Request StartAlltoallv(float* send, int[] sendCounts, int[] sendOffsets, float* receive, int[] receiveCounts, int[] receiveOffsets)
+        {
+            new ReadOnlySpan<float>(send + sendOffsets[0], sendCounts[0]).CopyTo(new Span<float>(receive + receiveOffsets[0], sendCounts[0]));
+            return new Request { Done = true };
+        }
+
+        public override bool Test(Request request) => true;
+        public override void Wait(Request request) { }
 
         public override void Send<T>(ReadOnlySpan<T> data, int dest, int tag) => throw new InvalidOperationException("a single process has no other rank to send to");
         public override void Receive<T>(Span<T> data, int source, int tag) => throw new InvalidOperationException("a single process has no other rank to receive from");

@@ -27,14 +27,21 @@ internal static unsafe class MpiNative
     public static delegate* unmanaged<nint, int*, int> CommSize;
     public static delegate* unmanaged<nint, nint, int> CommSetErrhandler;
     public static delegate* unmanaged<int, byte*, int*, int> ErrorString;
-    public static delegate* unmanaged<nint, int> Barrier;
-    public static delegate* unmanaged<void*, int, nint, int, nint, int> Bcast;
-    public static delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> Allgather;
-    public static delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, nint, int> Allgatherv;
-    public static delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, int> Alltoallv;
-    public static delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, int, nint, int> Gatherv;
-    public static delegate* unmanaged<void*, int, nint, int, int, nint, int> Send;
-    public static delegate* unmanaged<void*, int, nint, int, int, nint, void*, int> Recv;
+    // Non-blocking collectives and point to point (the last argument is the MPI_Request* out), completed by polling
+    // Test: MpiCommunicator's own timeout.
+    public static delegate* unmanaged<nint, nint*, int> Ibarrier;
+    public static delegate* unmanaged<void*, int, nint, int, nint, nint*, int> Ibcast;
+    public static delegate* unmanaged<void*, int, nint, void*, int, nint, nint, nint*, int> Iallgather;
+    public static delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, nint, nint*, int> Iallgatherv;
+    public static delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, nint*, int> Ialltoallv;
+    public static delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, int, nint, nint*, int> Igatherv;
+    public static delegate* unmanaged<void*, int, nint, int, int, nint, nint*, int> Isend;
+    public static delegate* unmanaged<void*, int, nint, int, int, nint, nint*, int> Irecv;
+    public static delegate* unmanaged<nint*, int*, void*, int> Test;
+    public static delegate* unmanaged<int, int, nint, int*, void*, int> Iprobe;
+
+    /// <summary>MPI_ANY_SOURCE in Open MPI.</summary>
+    public const int AnySource = -1;
 
     /// <summary>Loads libmpi and binds every symbol; a clear <see cref="MpiException"/> when it is not installed.</summary>
     public static void Load()
@@ -70,14 +77,16 @@ internal static unsafe class MpiNative
         CommSize = (delegate* unmanaged<nint, int*, int>)Sym("MPI_Comm_size");
         CommSetErrhandler = (delegate* unmanaged<nint, nint, int>)Sym("MPI_Comm_set_errhandler");
         ErrorString = (delegate* unmanaged<int, byte*, int*, int>)Sym("MPI_Error_string");
-        Barrier = (delegate* unmanaged<nint, int>)Sym("MPI_Barrier");
-        Bcast = (delegate* unmanaged<void*, int, nint, int, nint, int>)Sym("MPI_Bcast");
-        Allgather = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)Sym("MPI_Allgather");
-        Allgatherv = (delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, nint, int>)Sym("MPI_Allgatherv");
-        Alltoallv = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, int>)Sym("MPI_Alltoallv");
-        Gatherv = (delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, int, nint, int>)Sym("MPI_Gatherv");
-        Send = (delegate* unmanaged<void*, int, nint, int, int, nint, int>)Sym("MPI_Send");
-        Recv = (delegate* unmanaged<void*, int, nint, int, int, nint, void*, int>)Sym("MPI_Recv");
+        Ibarrier = (delegate* unmanaged<nint, nint*, int>)Sym("MPI_Ibarrier");
+        Ibcast = (delegate* unmanaged<void*, int, nint, int, nint, nint*, int>)Sym("MPI_Ibcast");
+        Iallgather = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, nint*, int>)Sym("MPI_Iallgather");
+        Iallgatherv = (delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, nint, nint*, int>)Sym("MPI_Iallgatherv");
+        Ialltoallv = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, nint*, int>)Sym("MPI_Ialltoallv");
+        Igatherv = (delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, int, nint, nint*, int>)Sym("MPI_Igatherv");
+        Isend = (delegate* unmanaged<void*, int, nint, int, int, nint, nint*, int>)Sym("MPI_Isend");
+        Irecv = (delegate* unmanaged<void*, int, nint, int, int, nint, nint*, int>)Sym("MPI_Irecv");
+        Test = (delegate* unmanaged<nint*, int*, void*, int>)Sym("MPI_Test");
+        Iprobe = (delegate* unmanaged<int, int, nint, int*, void*, int>)Sym("MPI_Iprobe");
         _lib = lib;
     }
 

@@ -31,13 +31,28 @@ internal sealed unsafe class DataParallel : IDisposable
     readonly int[] _shardLengths;               // [N]
     readonly int[] _chunkCount;                 // per rank: its optimizer's chunks (rank order is layout order)
     readonly double[] _partials, _allPartials;
-    readonly int[] _sendCounts, _sendOffsets, _receiveCounts, _receiveOffsets;
     readonly double[] _records, _allRecords;    // [rounds · R], [N · rounds · R]
     float* _sum, _receive;                      // this rank's shard sum; one round's shards from every rank
     float* _foldDst, _foldSrc;                  // the current Fold's operands (set before its parallel loop)
     int _foldCount;
     bool _foldCopy;
     readonly Action<int> _foldChunk;
+    // Overlap: the gradient buffer in buckets (flat ranges), started in a fixed order: layer L−1's range once its
+    // backward is done, ..., layer 0's, then the rest after the backward. One bucket [0, P) without overlap.
+    readonly Bucket[] _buckets;
+    readonly int[] _layerBucket;                // layer → bucket (empty without overlap)
+    int _roundActive;                           // ranks with a micro-batch in the current round
+
+    sealed class Bucket(int start, int end, int ranks)
+    {
+        public readonly int Start = start, End = end;
+        public readonly int[] SendCounts = GC.AllocateArray<int>(ranks, pinned: true), SendOffsets = GC.AllocateArray<int>(ranks, pinned: true);
+        public readonly int[] ReceiveCounts = GC.AllocateArray<int>(ranks, pinned: true), ReceiveOffsets = GC.AllocateArray<int>(ranks, pinned: true);
+        public Communicator.Request? Request;
+    }
+
+    /// <summary>Environment variable: 0 turns the overlap of gradient exchange and backward off (one exchange per round after it).</summary>
+    public const string OverlapVariable = "LONGCAT_MPI_OVERLAP";
 
     public Communicator Comm { get; }
     public int Rank => Comm.Rank;
@@ -77,13 +92,93 @@ internal sealed unsafe class DataParallel : IDisposable
         int maxChunks = Math.Max(1, _chunkCount.Max());
         _partials = new double[maxChunks];
         _allPartials = new double[n * maxChunks];
-        _sendCounts = new int[n]; _sendOffsets = new int[n]; _receiveCounts = new int[n]; _receiveOffsets = new int[n];
         int mine = ShardLength(Rank);
         if (!SingleAndWhole) _sum = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, mine) * sizeof(float), 64);
         if (n > 1) _receive = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, (long)mine * n) * sizeof(float), 64);
         _records = new double[_rounds * recordLength];
         _allRecords = n > 1 ? new double[n * _rounds * recordLength] : _records;
         _foldChunk = FoldChunk;
+        bool overlap = n > 1 && Environment.GetEnvironmentVariable(OverlapVariable) != "0";
+        (_buckets, _layerBucket) = overlap && LayerRanges(p.Table, p.Config.NumLayers) is { } layers ? Buckets(layers, _length, n) : ([new Bucket(0, _length, n)], []);
+    }
+
+    /// <summary>Number of gradient exchanges per round (1 without overlap).</summary>
+    public int BucketCount => _buckets.Length;
+
+    /// <summary>Each layer's flat range of parameters, or null when a layer's entries are not one run of the layout.</summary>
+    static (int Start, int End)[]? LayerRanges(ParameterTable table, int layers)
+    {
+        var ranges = new (int Start, int End)[layers];
+        for (int l = 0; l < layers; l++)
+        {
+            string prefix = $"model.layers.{l}.";
+            var mine = table.Entries.Where(e => e.Name.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+            if (mine.Count == 0) return null;
+            long lo = mine.Min(e => e.Offset), hi = mine.Max(e => e.Offset + e.Count);
+            // No other tensor inside the range: its gradient may still change after this layer's backward.
+            if (table.Entries.Any(e => !e.Name.StartsWith(prefix, StringComparison.Ordinal) && e.Offset < hi && e.Offset + e.Count > lo)) return null;
+            ranges[l] = ((int)lo, (int)hi);
+        }
+        return ranges;
+    }
+
+    /// <summary>Buckets: layer L−1 .. 0 (the backward's order), then the gaps between them (embeddings, norms, heads), in layout order.</summary>
+    static (Bucket[], int[]) Buckets((int Start, int End)[] layers, int length, int n)
+    {
+        var list = new List<Bucket>();
+        var layerBucket = new int[layers.Length];
+        for (int l = layers.Length - 1; l >= 0; l--)
+        {
+            layerBucket[l] = list.Count;
+            list.Add(new Bucket(layers[l].Start, layers[l].End, n));
+        }
+        int at = 0;
+        foreach (var (start, end) in layers.OrderBy(r => r.Start))
+        {
+            if (start > at) list.Add(new Bucket(at, start, n));
+            at = Math.Max(at, end);
+        }
+        if (at < length) list.Add(new Bucket(at, length, n));
+        return ([.. list], layerBucket);
+    }
+
+    /// <summary>Before the backward of micro-batch <paramref name="micro"/> (one this rank owns): its layers' exchanges start as they finish.</summary>
+    public void BeginMicroBatch(int micro)
+    {
+        int first = micro / Size * Size;
+        _roundActive = Math.Min(Size, _micro - first);
+    }
+
+    /// <summary>After layer <paramref name="layer"/>'s backward (<see cref="TrainableModel.AfterLayerBackward"/>): starts its bucket's exchange.</summary>
+    public void LayerBackwardDone(int layer)
+    {
+        if (_layerBucket.Length == 0) return;
+        StartBucket(_buckets[_layerBucket[layer]], sends: true);
+        // MPI moves started exchanges only inside MPI calls: give the earlier buckets a push.
+        foreach (var b in _buckets) if (b.Request is { } r) Comm.Test(r);
+    }
+
+    /// <summary>
+    /// Starts the exchange of one bucket: this rank's part of every shard in it to the shard's owner (when it computed a
+    /// micro-batch this round), and every active rank's part of this rank's shard into its block of the receive buffer.
+    /// </summary>
+    void StartBucket(Bucket b, bool sends)
+    {
+        if (b.Request is not null) throw new InvalidOperationException($"the gradient bucket [{b.Start}, {b.End}) was started twice in one round");
+        int n = Size, mine = ShardLength(Rank);
+        for (int k = 0; k < n; k++)
+        {
+            int from = Math.Max(b.Start, _shardStart[k]), to = Math.Min(b.End, _shardStart[k + 1]);
+            b.SendCounts[k] = sends ? Math.Max(0, to - from) : 0;
+            b.SendOffsets[k] = to > from ? from : 0;
+        }
+        int mineFrom = Math.Max(b.Start, _shardStart[Rank]), mineTo = Math.Min(b.End, _shardStart[Rank + 1]);
+        for (int k = 0; k < n; k++)
+        {
+            b.ReceiveCounts[k] = k < _roundActive ? Math.Max(0, mineTo - mineFrom) : 0;
+            b.ReceiveOffsets[k] = k * mine + (mineTo > mineFrom ? mineFrom - _shardStart[Rank] : 0);
+        }
+        b.Request = Comm.StartAlltoallv(_p.GradsPointer, b.SendCounts, b.SendOffsets, _receive, b.ReceiveCounts, b.ReceiveOffsets);
     }
 
     /// <summary>One process and one micro-batch: the gradient buffer already is the sum.</summary>
@@ -110,16 +205,15 @@ internal sealed unsafe class DataParallel : IDisposable
         int n = Size, first = round * n, active = Math.Min(n, _micro - first), mine = ShardLength(Rank);
         if (n > 1)
         {
-            bool sends = Rank < active;
-            for (int k = 0; k < n; k++)
+            // The buckets not started during the backward (all of them on a rank without a micro-batch this round),
+            // in the same order on every rank; then every exchange of the round must be complete before the fold.
+            _roundActive = active;
+            foreach (var b in _buckets) if (b.Request is null) StartBucket(b, sends: Rank < active);
+            foreach (var b in _buckets)
             {
-                _sendCounts[k] = sends ? ShardLength(k) : 0;
-                _sendOffsets[k] = _shardStart[k];
-                _receiveCounts[k] = k < active ? mine : 0;
-                _receiveOffsets[k] = k * mine;
+                Comm.Wait(b.Request!);
+                b.Request = null;
             }
-            Comm.Alltoallv(new ReadOnlySpan<float>(_p.GradsPointer, _length), _sendCounts, _sendOffsets,
-                new Span<float>(_receive, Math.Max(1, mine * n)), _receiveCounts, _receiveOffsets);
         }
         for (int k = 0; k < active; k++)
         {
@@ -162,17 +256,6 @@ internal sealed unsafe class DataParallel : IDisposable
         Comm.Allgatherv(new ReadOnlySpan<float>(_sum, mine), new Span<float>(_p.ValuesPointer, _length), _shardLengths);
     }
 
-    /// <summary>
-    /// Collective: every rank's moments into <paramref name="first"/> and <paramref name="second"/> [Length] on rank 0
-    /// (null elsewhere), for a checkpoint in the one-process layout.
-    /// </summary>
-    public void GatherMoments(AdamW optimizer, float* first, float* second)
-    {
-        bool root = Rank == 0;
-        Comm.Gatherv(optimizer.OwnedFirstMoment, root ? new Span<float>(first, _length) : [], _shardLengths, 0);
-        Comm.Gatherv(optimizer.OwnedSecondMoment, root ? new Span<float>(second, _length) : [], _shardLengths, 0);
-    }
-
     /// <summary>Collective: every micro-batch's record, in micro-batch order (index i at i·R).</summary>
     public double[] GatherRecords()
     {
@@ -182,6 +265,16 @@ internal sealed unsafe class DataParallel : IDisposable
         for (int i = 0; i < _micro; i++)
             _allRecords.AsSpan(((i % Size) * _rounds + i / Size) * _recordLength, _recordLength).CopyTo(ordered.AsSpan(i * _recordLength));
         return ordered;
+    }
+
+    /// <summary>Collective: whether <paramref name="mine"/> is true on any rank (e.g. a stop request that reached some ranks only).</summary>
+    public bool AnyRank(bool mine)
+    {
+        if (Size == 1) return mine;
+        Span<int> flag = [mine ? 1 : 0];
+        var all = new int[Size];
+        Comm.Allgather<int>(flag, all);
+        return all.Contains(1);
     }
 
     /// <summary>

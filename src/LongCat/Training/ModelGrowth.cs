@@ -50,7 +50,9 @@ public static unsafe class ModelGrowth
             dir = (File.Exists(Path.Combine(root, TrainingCheckpoint.LatestFile)) ? TrainingCheckpoint.FindLatest(root) : null)
                 ?? throw new IOException($"{from}: not a training checkpoint (no trainer_state.json) nor a run folder (no checkpoints/latest)");
         }
-        foreach (var f in new[] { "optimizer.safetensors", "model.safetensors", "config.json" })
+        // The optimizer: one file, or per-rank shards listed in optimizer-shards.json (a checkpoint of an MPI run).
+        var optimizer = File.Exists(Path.Combine(dir, TrainingCheckpoint.ShardManifestFile)) ? TrainingCheckpoint.ShardManifestFile : "optimizer.safetensors";
+        foreach (var f in new[] { optimizer, "model.safetensors", "config.json" })
             if (!File.Exists(Path.Combine(dir, f))) throw new IOException($"{dir}: not a training checkpoint (no {f})");
         return dir;
     }
@@ -118,20 +120,38 @@ public static unsafe class ModelGrowth
         var tmp = Path.Combine(parent, $".tmp-{Path.GetFileName(full)}-{Environment.ProcessId}");
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
+        var pins = new List<System.Runtime.InteropServices.GCHandle>();
         try
         {
             using var model = SafeTensorFile.Open(Path.Combine(src, "model.safetensors"));
-            using var optimizer = SafeTensorFile.Open(Path.Combine(src, "optimizer.safetensors"));
+            bool sharded = File.Exists(Path.Combine(src, TrainingCheckpoint.ShardManifestFile));
+            using var optimizer = sharded ? null : SafeTensorFile.Open(Path.Combine(src, "optimizer.safetensors"));
             bool mtp = model.Contains(MtpHead.Prefix + "layers.0.eh_proj.weight");
-            var table = ParameterTable.Create(config, mtp, mtp && model.Contains(MtpHead.Prefix + "embed_tokens.weight"));
+            bool mtpEmbedding = mtp && model.Contains(MtpHead.Prefix + "embed_tokens.weight");
+            var table = ParameterTable.Create(config, mtp, mtpEmbedding);
             var used = new HashSet<string>(StringComparer.Ordinal);
             var tensors = new List<(string, long[], nint, long)>();
             var moments = new List<(string, long[], nint, long)>();
             foreach (var e in table.Entries) tensors.Add(Stacked(model, "", e, sourceConfig.NumLayers, used));
-            foreach (var prefix in new[] { "exp_avg.", "exp_avg_sq." })
-                foreach (var e in table.Entries)
-                    if (e.Trainable) moments.Add(Stacked(optimizer, prefix, e, sourceConfig.NumLayers, used));
-            foreach (var f in new[] { model, optimizer })
+            if (sharded)
+            {
+                // Per-rank shards: the source's moments in its flat layout (8 bytes per parameter in this process).
+                var sourceTable = ParameterTable.Create(sourceConfig, mtp, mtpEmbedding);
+                var (m, v) = TrainingCheckpoint.ReadMoments(src, sourceTable);
+                foreach (var (prefix, flat) in new[] { ("exp_avg.", m), ("exp_avg_sq.", v) })
+                {
+                    var pin = System.Runtime.InteropServices.GCHandle.Alloc(flat, System.Runtime.InteropServices.GCHandleType.Pinned);
+                    pins.Add(pin);
+                    foreach (var e in table.Entries)
+                        if (e.Trainable)
+                            moments.Add((prefix + e.Name, e.Shape, pin.AddrOfPinnedObject() + (nint)(sourceTable[SourceName(e.Name, sourceConfig.NumLayers)].Offset * sizeof(float)), e.Count));
+                }
+            }
+            else
+                foreach (var prefix in new[] { "exp_avg.", "exp_avg_sq." })
+                    foreach (var e in table.Entries)
+                        if (e.Trainable) moments.Add(Stacked(optimizer!, prefix, e, sourceConfig.NumLayers, used));
+            foreach (var f in sharded ? new[] { model } : [model, optimizer!])
                 if (f.Tensors.Keys.FirstOrDefault(k => !used.Contains(k)) is { } unused)
                     throw new ModelFormatException($"{f.Path}: tensor '{unused}' is not part of a {sourceConfig.NumLayers}-layer model's layout");
 
@@ -149,6 +169,7 @@ public static unsafe class ModelGrowth
         }
         finally
         {
+            foreach (var pin in pins) pin.Free();
             if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         }
     }

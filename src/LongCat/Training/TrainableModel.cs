@@ -109,6 +109,12 @@ public sealed class TrainableModel : IDisposable
     AttentionStep? _attend;
     int _batch, _seq;
 
+    /// <summary>
+    /// Called (on the calling thread) right after layer l's backward: its parameters' gradients are final for this
+    /// backward (data parallelism starts sending them while the earlier layers' backward runs).
+    /// </summary>
+    internal Action<int>? AfterLayerBackward { get; set; }
+
     /// <summary>Per layer, the [B·S, K] experts the last forward selected (selection order).</summary>
     public int[][] LastRouting() => _layerStates.Select(l => l.Moe.Selected.ToArray()).ToArray();
 
@@ -175,7 +181,11 @@ public sealed class TrainableModel : IDisposable
         if (mtpOn) net.Mtp!.Backward(net, dhf, seq, _mtpState!);
         net.FinalNormBackward(dhf, hLast, rstdF, h, t);
         if (options.HiddenZLossLambda > 0) HiddenZLossBackward(hLast, h, t);
-        for (int l = _layerStates.Length - 1; l >= 0; l--) net.Layers[l].Backward(h, _layerStates[l]);
+        for (int l = _layerStates.Length - 1; l >= 0; l--)
+        {
+            net.Layers[l].Backward(h, _layerStates[l]);
+            AfterLayerBackward?.Invoke(l);
+        }
         net.EmbedBackward(ids, h);
         return result;
     }

@@ -22,8 +22,8 @@ namespace LongCat.Training;
 /// </list>
 /// Everything the state depends on is a deterministic function of the options and the seed, and every kernel is
 /// thread-count independent, so a run's loss curve and weights are bitwise reproducible, across resumes too, and for
-/// any number of data-parallel processes. In an MPI job every rank holds the same state; only rank 0 writes metrics,
-/// checkpoints and the model.
+/// any number of data-parallel processes. In an MPI job every rank holds the same state; rank 0 writes metrics,
+/// the model and the checkpoints' commit, each rank its own optimizer shard of a checkpoint.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -51,6 +51,8 @@ public sealed class Trainer : IDisposable
     public BudgetController Budget { get; }
     /// <summary>The processes sharing each step's micro-batches (<see cref="Communicator.Single"/> without MPI).</summary>
     public Communicator Communicator => _dp.Comm;
+    /// <summary>Gradient exchanges per round of micro-batches (several: they overlap the backward, layer by layer).</summary>
+    public int GradientBuckets => _dp.BucketCount;
     /// <summary>Whether this process writes metrics, checkpoints and the model (rank 0).</summary>
     public bool IsWriter => _dp.Rank == 0;
 
@@ -97,6 +99,8 @@ public sealed class Trainer : IDisposable
         _monitorAt = _budgetAt + c.NumLayers * c.NRoutedExperts;
         _recordLength = _monitorAt + TrainingMonitor.RecordLength(c);
         _dp = new DataParallel(comm, model.Parameters, o.MicroBatches, _recordLength, shards, Optimizer);
+        // Overlap: each layer's gradient exchange starts as soon as its backward is done.
+        if (comm.Size > 1) model.AfterLayerBackward = _dp.LayerBackwardDone;
         _tokenizerDir = File.Exists(Path.Combine(o.DataDir, "tokenizer.json")) ? o.DataDir : null;
         Directory.CreateDirectory(o.OutDir);
         if (resume is not null)
@@ -181,7 +185,8 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>Trains to <see cref="TrainingOptions.Steps"/>, validating and checkpointing on the way; at the end a final
-    /// checkpoint and the model in <see cref="ModelDir"/>. Cancelling stops after the current step with a checkpoint.</summary>
+    /// checkpoint and the model in <see cref="ModelDir"/>. Cancelling stops after the current step with a checkpoint (in
+    /// an MPI job: cancelling on any rank stops every rank after the same step, and they write the checkpoint together).</summary>
     public void Run(CancellationToken cancel = default)
     {
         var o = Options;
@@ -190,7 +195,9 @@ public sealed class Trainer : IDisposable
             TrainStep();
             if (o.EvalEvery > 0 && Step % o.EvalEvery == 0) Validate();
             if (o.CheckpointEvery > 0 && Step % o.CheckpointEvery == 0) SaveCheckpoint();
-            if (cancel.IsCancellationRequested)
+            // In an MPI job a stop request (a signal) may reach some ranks only, or in different steps: the ranks agree
+            // after every step, and all stop after the same one with the same checkpoint.
+            if (_dp.AnyRank(cancel.IsCancellationRequested))
             {
                 if (_lastCheckpointStep != Step) SaveCheckpoint();
                 Message?.Invoke($"stopped at step {Step}; resume with --resume");
@@ -224,6 +231,7 @@ public sealed class Trainer : IDisposable
             if (_dp.Owns(mb))
             {
                 p.ZeroGrads();
+                _dp.BeginMicroBatch(mb);
                 var r = _stepMask is null
                     ? Model.ForwardBackward(_ids, o.MicroBatchSize, o.SequenceLength, loss)
                     // chat data: each micro-batch's loss is its sum over trained targets / (step's trained targets / micro-batches)
@@ -358,30 +366,21 @@ public sealed class Trainer : IDisposable
         string dir = Path.Combine(CheckpointsDir, TrainingCheckpoint.DirectoryName(Step));
         if (Optimizer.IsWhole)
         {
-            if (IsWriter) dir = WriteCheckpoint(state, Optimizer.FirstMoment, Optimizer.SecondMoment);
+            if (IsWriter)
+            {
+                _metrics!.Flush(flushToDisk: true);
+                dir = TrainingCheckpoint.Save(CheckpointsDir, state, Model.Parameters, Optimizer, _tokenizerDir, o.CheckpointKeep);
+            }
         }
         else
         {
-            // ZeRO-1: the moment shards are gathered on rank 0, which writes the one-process layout (so any number of
-            // ranks can resume from it).
-            long n = IsWriter ? Model.Parameters.Length : 0;
-            var first = new float[n];
-            var second = new float[n];
-            unsafe
-            {
-                fixed (float* m = first, v = second) _dp.GatherMoments(Optimizer, m, v);
-            }
-            if (IsWriter) dir = WriteCheckpoint(state, first, second);
+            // ZeRO-1: each rank writes its own moment shard, rank 0 the model and the commit (no rank gathers the moments).
+            dir = TrainingCheckpoint.SaveSharded(_dp.Comm, CheckpointsDir, state, Model.Parameters, Optimizer, _tokenizerDir, o.CheckpointKeep,
+                beforeCommit: () => _metrics!.Flush(flushToDisk: true));
         }
         _lastCheckpointStep = Step;
         CheckpointSaved?.Invoke(dir);
         return dir;
-    }
-
-    string WriteCheckpoint(TrainerState state, ReadOnlySpan<float> first, ReadOnlySpan<float> second)
-    {
-        _metrics!.Flush(flushToDisk: true);
-        return TrainingCheckpoint.Save(CheckpointsDir, state, Model.Parameters, first, second, _tokenizerDir, Options.CheckpointKeep);
     }
 
     void WriteMetrics(StepMetrics m)

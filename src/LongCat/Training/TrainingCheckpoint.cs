@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using LongCat.Config;
+using LongCat.Distributed;
 using LongCat.IO;
 
 namespace LongCat.Training;
@@ -15,14 +16,31 @@ namespace LongCat.Training;
 /// to its final name (and the parent folder synced), and only then the <c>latest</c> pointer is replaced (temp file,
 /// flush, rename). A crash at any point leaves the previous checkpoint and pointer intact; leftovers of an
 /// interrupted write are removed by the next save.</para>
+/// <para>Sharded layout (ZeRO-1 over several MPI ranks, <see cref="SaveSharded"/>): instead of optimizer.safetensors,
+/// each rank k of N writes its own range of the moments, <c>optimizer-0000k-of-0000N.safetensors</c> (tensors
+/// <c>exp_avg</c> and <c>exp_avg_sq</c> over the flat floats [start, end) of the parameter layout), and rank 0 lists
+/// them in <c>optimizer-shards.json</c> once every rank has written and flushed its shard; trainer_state.json is still
+/// written last, then the folder renamed and latest replaced. <see cref="LoadMoments"/> reads either layout, for a
+/// range of any size (elastic resume with another number of ranks).</para>
 /// </summary>
 public static unsafe partial class TrainingCheckpoint
 {
     public const string LatestFile = "latest";
     const string Prefix = "step-";
 
+    /// <summary>The sharded layout's list of optimizer shards (written by rank 0 after every shard is on disk).</summary>
+    public const string ShardManifestFile = "optimizer-shards.json";
+    const string ShardManifestFormat = "longcat optimizer shards 1";
+
     /// <summary>Test hook: called before each tensor is written (the crash-safety test slows writes down with it).</summary>
     public static Action? BeforeTensorWrite { get; set; }
+
+    /// <summary>Test hook of <see cref="SaveSharded"/>: called on every rank once its part is on disk, before the commit (argument: the step).</summary>
+    public static Action<long>? AfterShardWritten { get; set; }
+
+    /// <summary>The file of rank <paramref name="rank"/>'s optimizer shard in a checkpoint written by <paramref name="ranks"/> ranks.</summary>
+    public static string ShardFileName(int rank, int ranks) =>
+        string.Create(CultureInfo.InvariantCulture, $"optimizer-{rank:D5}-of-{ranks:D5}.safetensors");
 
     public static string DirectoryName(long step) => Prefix + step.ToString("D8", CultureInfo.InvariantCulture);
 
@@ -70,6 +88,76 @@ public static unsafe partial class TrainingCheckpoint
         WriteText(Path.Combine(root, LatestFile), name + "\n");
         SyncDirectory(root);
         Prune(root, keep, name);
+        return final;
+    }
+
+    /// <summary>
+    /// Collective (every rank of <paramref name="comm"/>, each with its ZeRO-1 optimizer <paramref name="opt"/>): a
+    /// checkpoint in the sharded layout. Rank 0 makes the temporary folder; every rank writes its moment shard into it
+    /// (rank 0 also the model) and flushes it to disk; after a barrier (every shard complete) rank 0 checks the shards,
+    /// writes optimizer-shards.json and trainer_state.json, renames the folder and replaces latest. A rank that dies
+    /// before the barrier leaves the previous checkpoint as latest (the partial folder is removed by the next save).
+    /// No rank ever holds more than its own range of the moments. <paramref name="beforeCommit"/> runs on rank 0 just
+    /// before the commit. Returns the checkpoint folder.
+    /// </summary>
+    public static string SaveSharded(Communicator comm, string root, TrainerState state, ParameterStore p, AdamW opt,
+        string? tokenizerDir, int keep, Action? beforeCommit = null)
+    {
+        const string producer = "longcat train";
+        bool writer = comm.Rank == 0;
+        string name = DirectoryName(state.Step), final = Path.Combine(root, name);
+        Span<int> id = [Environment.ProcessId];
+        comm.Broadcast(id, 0);   // the temporary folder carries rank 0's process id on every rank
+        string tmp = Path.Combine(root, string.Create(CultureInfo.InvariantCulture, $".tmp-{name}-{id[0]}"));
+        if (writer)
+        {
+            Directory.CreateDirectory(root);
+            CleanLeftovers(root);
+            Directory.CreateDirectory(tmp);
+        }
+        comm.Barrier();
+        if (!Directory.Exists(tmp))
+            throw new IOException($"rank {comm.Rank}: {tmp}, made by rank 0, is not visible here: with several machines the training out_dir must be on a file system every rank shares");
+
+        var (lo, hi) = opt.Range;
+        fixed (float* m = opt.OwnedFirstMoment, v = opt.OwnedSecondMoment)
+            WriteF32(Path.Combine(tmp, ShardFileName(comm.Rank, comm.Size)),
+                [("exp_avg", [hi - lo], (nint)m, hi - lo), ("exp_avg_sq", [hi - lo], (nint)v, hi - lo)],
+                new()
+                {
+                    ["producer"] = producer, ["optimizer"] = "AdamW", ["step"] = state.AdamStep.ToString(CultureInfo.InvariantCulture),
+                    ["rank"] = comm.Rank.ToString(CultureInfo.InvariantCulture), ["ranks"] = comm.Size.ToString(CultureInfo.InvariantCulture),
+                    ["start"] = lo.ToString(CultureInfo.InvariantCulture), ["end"] = hi.ToString(CultureInfo.InvariantCulture),
+                    ["length"] = p.Length.ToString(CultureInfo.InvariantCulture),
+                });
+        if (writer) WriteModelFolder(tmp, p, tokenizerDir, $"{producer}, step {state.Step}");
+        AfterShardWritten?.Invoke(state.Step);
+
+        // Every rank's shard is flushed to disk once every rank is past this barrier.
+        Span<long> range = [lo, hi];
+        var ranges = new long[2 * comm.Size];
+        comm.Allgather<long>(range, ranges);
+        if (writer)
+        {
+            var shards = new System.Text.Json.Nodes.JsonArray();
+            for (int k = 0; k < comm.Size; k++)
+            {
+                string file = ShardFileName(k, comm.Size);
+                if (!File.Exists(Path.Combine(tmp, file)))
+                    throw new IOException($"rank {k}'s optimizer shard {file} is missing from {tmp}: with several machines the training out_dir must be on a file system every rank shares");
+                shards.Add(new System.Text.Json.Nodes.JsonObject { ["file"] = file, ["start"] = ranges[2 * k], ["end"] = ranges[2 * k + 1] });
+            }
+            var manifest = new System.Text.Json.Nodes.JsonObject { ["format"] = ShardManifestFormat, ["length"] = p.Length, ["ranks"] = comm.Size, ["shards"] = shards };
+            beforeCommit?.Invoke();
+            WriteText(Path.Combine(tmp, ShardManifestFile), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            WriteText(Path.Combine(tmp, "trainer_state.json"), state.ToJson());
+            SyncDirectory(tmp);
+            ReplaceDirectory(tmp, final);
+            WriteText(Path.Combine(root, LatestFile), name + "\n");
+            SyncDirectory(root);
+            Prune(root, keep, name);
+        }
+        comm.Barrier();   // committed for everyone
         return final;
     }
 
@@ -149,16 +237,37 @@ public static unsafe partial class TrainingCheckpoint
         return TrainerState.Parse(File.ReadAllText(path), path);
     }
 
-    /// <summary>Loads the Adam moments of <paramref name="dir"/> into <paramref name="opt"/> (same layout as <paramref name="p"/>).</summary>
+    /// <summary>
+    /// Loads the Adam moments of <paramref name="dir"/> (either layout, written by any number of ranks) into
+    /// <paramref name="opt"/>, for its range of <paramref name="p"/>'s layout.
+    /// </summary>
     public static void LoadMoments(string dir, ParameterStore p, AdamW opt)
     {
+        var (lo, hi) = opt.Range;
+        LoadMomentRange(dir, p.Table, lo, hi, opt.OwnedFirstMoment, opt.OwnedSecondMoment);
+    }
+
+    /// <summary>Every Adam moment of <paramref name="dir"/> in the parameters' layout (non-trainable floats are 0), from either layout.</summary>
+    public static (float[] First, float[] Second) ReadMoments(string dir, ParameterTable table)
+    {
+        var m = new float[table.Length];
+        var v = new float[table.Length];
+        LoadMomentRange(dir, table, 0, table.Length, m, v);
+        return (m, v);
+    }
+
+    /// <summary>The moments of the flat floats [<paramref name="lo"/>, <paramref name="hi"/>) into <paramref name="m"/> and <paramref name="v"/>.</summary>
+    static void LoadMomentRange(string dir, ParameterTable table, long lo, long hi, Span<float> m, Span<float> v)
+    {
+        if (File.Exists(Path.Combine(dir, ShardManifestFile)))
+        {
+            LoadShardedRange(dir, table, lo, hi, m, v);
+            return;
+        }
         var path = Path.Combine(dir, "optimizer.safetensors");
         using var f = SafeTensorFile.Open(path);
         // A sharded (ZeRO-1) optimizer takes the part of each tensor inside its range.
-        var (lo, hi) = opt.Range;
-        var m = opt.OwnedFirstMoment; var v = opt.OwnedSecondMoment;
-        float[] whole = [];
-        foreach (var e in p.Table.Entries)
+        foreach (var e in table.Entries)
         {
             if (!e.Trainable) continue;
             long from = Math.Max(lo, e.Offset), to = Math.Min(hi, e.Offset + e.Count);
@@ -169,13 +278,53 @@ public static unsafe partial class TrainingCheckpoint
                 var t = f.Tensor(prefix + e.Name).ExpectShape(e.Shape);
                 if (t.DType != DType.F32) throw new ModelFormatException($"{path}: tensor '{prefix + e.Name}' is {t.DType}, expected F32");
                 var target = (dst == 0 ? m : v).Slice(checked((int)(from - lo)), checked((int)(to - from)));
-                if (from == e.Offset && to == e.Offset + e.Count) t.CopyToFloat32(target);
-                else
-                {
-                    if (whole.Length < e.Count) whole = new float[e.Count];
-                    t.CopyToFloat32(whole.AsSpan(0, e.Count));
-                    whole.AsSpan(checked((int)(from - e.Offset)), target.Length).CopyTo(target);
-                }
+                new ReadOnlySpan<float>((float*)t.Data + (from - e.Offset), target.Length).CopyTo(target);
+            }
+        }
+    }
+
+    /// <summary>The sharded layout: the parts of the shards listed in optimizer-shards.json that overlap [lo, hi).</summary>
+    static void LoadShardedRange(string dir, ParameterTable table, long lo, long hi, Span<float> m, Span<float> v)
+    {
+        var manifestPath = Path.Combine(dir, ShardManifestFile);
+        var shards = new List<(string File, long Start, long End)>();
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(manifestPath));
+            var r = doc.RootElement;
+            if (r.GetProperty("format").GetString() != ShardManifestFormat)
+                throw new ModelFormatException($"{manifestPath}: format '{r.GetProperty("format").GetString()}' is not '{ShardManifestFormat}'");
+            long length = r.GetProperty("length").GetInt64();
+            if (length != table.Length)
+                throw new ModelFormatException($"{manifestPath}: the shards cover {length} floats, this model's layout has {table.Length}");
+            foreach (var s in r.GetProperty("shards").EnumerateArray())
+                shards.Add((s.GetProperty("file").GetString()!, s.GetProperty("start").GetInt64(), s.GetProperty("end").GetInt64()));
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new ModelFormatException($"{manifestPath}: not a valid shard list ({e.Message})");
+        }
+        long next = 0;
+        foreach (var (file, start, end) in shards)
+        {
+            if (start != next || end < start || file.Contains('/') || file.Contains('\\'))
+                throw new ModelFormatException($"{manifestPath}: shard {file} [{start}, {end}) does not continue at {next}");
+            next = end;
+        }
+        if (next != table.Length) throw new ModelFormatException($"{manifestPath}: the shards end at {next}, the layout at {table.Length}");
+        foreach (var (file, start, end) in shards)
+        {
+            long from = Math.Max(lo, start), to = Math.Min(hi, end);
+            if (from >= to) continue;
+            var path = Path.Combine(dir, file);
+            if (!File.Exists(path)) throw new ModelFormatException($"{dir}: optimizer shard {file} listed in {ShardManifestFile} is missing");
+            using var f = SafeTensorFile.Open(path);
+            foreach (var (name, dst) in new[] { ("exp_avg", 0), ("exp_avg_sq", 1) })
+            {
+                var t = f.Tensor(name).ExpectShape(end - start);
+                if (t.DType != DType.F32) throw new ModelFormatException($"{path}: tensor '{name}' is {t.DType}, expected F32");
+                var target = (dst == 0 ? m : v).Slice(checked((int)(from - lo)), checked((int)(to - from)));
+                new ReadOnlySpan<float>((float*)t.Data + (from - start), target.Length).CopyTo(target);
             }
         }
     }
