@@ -147,29 +147,11 @@ def docs_index(corpus):
     return items
 
 
-def drill(out, items, made_up):
-    """drill.jsonl: plain-text documents (every token trained) of back-to-back conversations as the chat format renders
-    them, without the tool description block: a training name's tool round trip (call, result, answer) or a call on a
-    made-up name. Copying the asked name into the call and the result's first sentence into the answer is most of what
-    these tokens teach, densely and in short rows; a 16M model fine-tuned on sft.jsonl alone did not learn to copy."""
-    rng = Rng("pydoc-drill-order")
-    pick = lambda: TRAIN_PHRASINGS[rng.below(len(TRAIN_PHRASINGS))]
-    call = lambda n: '<longcat_tool_call>\n{"name": "lookup_docs", "arguments": ' + json.dumps({"name": n}) + '}\n</longcat_tool_call></longcat_s>'
-    convs = [f"[Round 0] USER:{pick().format(n=n)} ASSISTANT:{call(n)} [Round 1] USER:<longcat_tool_response>\n"
-             f"{tool_result(t)}\n</longcat_tool_response> ASSISTANT:{first_sentence(t)}</longcat_s>" for n, t in items]
-    convs += [f"[Round 0] USER:{pick().format(n=n)} ASSISTANT:{call(n)}" for n in made_up]
-    order = sorted(range(len(convs)), key=lambda i: hashlib.sha256(f"drill/{i}".encode()).digest())
-    with open(os.path.join(out, "drill.jsonl"), "w", encoding="utf-8") as f:
-        for d in range(0, len(order), 8):
-            f.write(json.dumps({"text": "\n".join(convs[i] for i in order[d:d + 8])}, ensure_ascii=False) + "\n")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="data/python-docs/corpus.jsonl.gz")
     ap.add_argument("--out", default="out/pydoc-chat")
     ap.add_argument("--synthetic", type=int, default=8000, help="tool calls on made-up names (copying practice)")
-    ap.add_argument("--drill", action="store_true", help="also write drill.jsonl: plain-text copy practice (see drill())")
     ap.add_argument("--index", help="write only the entries, a JSON list of [name, text], to this file")
     a = ap.parse_args()
     items = docs_index(a.corpus)
@@ -222,8 +204,6 @@ def main():
                         "tools": tools})
     order = sorted(range(len(sft)), key=lambda i: hashlib.sha256(f"order/{i}".encode()).digest())
     sft = [sft[i] for i in order]
-    if a.drill:
-        drill(a.out, [(n, t) for n, t in items if n not in held_set], synthetic_names(seen | held_set, 12000, Rng("pydoc-drill")))
     for fname, rows in (("sft.jsonl", sft), ("eval-heldout.jsonl", ev), ("eval-heldout-newphrasing.jsonl", ev_new)):
         with open(os.path.join(a.out, fname), "w", encoding="utf-8") as f:
             for r in rows:
