@@ -26,6 +26,8 @@ public sealed record GenerationResult
     public double DecodeSeconds { get; init; }
     public int DraftedTokens { get; init; }
     public int AcceptedDrafts { get; init; }
+    /// <summary>Speculative decoding: the token ids [0, N) the draft scored at the end (<see cref="GenerationOptions.DraftVocabulary"/>); else 0.</summary>
+    public int DraftVocabulary { get; init; }
     public double AcceptanceRate => DraftedTokens == 0 ? 0 : (double)AcceptedDrafts / DraftedTokens;
     /// <summary>Histogram over generated tokens and layers: [n] = how many (token, layer) pairs used n real experts.</summary>
     public long[] RealExpertHistogram { get; init; } = [];
@@ -48,6 +50,7 @@ public sealed class GenerationSession
     readonly List<int> _output = [];
     readonly long[] _hist;
     int _drafted, _accepted;
+    int _draftVocab, _outsideDraft; // the draft's vocabulary [0, N) and the generated tokens outside it
 
     public GenerationResult? Result { get; private set; }
     public IReadOnlyList<int> Output => _output;
@@ -105,6 +108,13 @@ public sealed class GenerationSession
         var sampler = new Sampler(_o, c.VocabSize, _prompt);
         var cache = m.NewCache(Capacity);
         var mtpCache = _o.Speculative ? m.Mtp!.NewCache(Capacity) : null;
+        // The draft's vocabulary: token ids [0, N), the lm_head's first N rows (GenerationOptions.DraftVocabulary). Its
+        // logits go into a V-wide row whose tail stays -inf, so the sampler sees a distribution that is 0 past N.
+        int vocab = c.VocabSize;
+        bool autoDraft = _o.DraftVocabulary is null && _o.Constraint is null;
+        _draftVocab = mtpCache is null ? 0 : _o.Constraint is not null ? vocab : _o.DraftVocabulary ?? AutoDraftVocabulary ?? MtpHead.DefaultDraftVocabulary(vocab);
+        var draftHead = mtpCache is null ? null : m.LmHead.FirstRows(_draftVocab);
+        float[]? draftRow = null;
         var sw = Stopwatch.StartNew();
         var stop = StopReason.None;
         string? matched = null;
@@ -168,14 +178,30 @@ public sealed class GenerationSession
                 toks[i] = pos < _prompt.Length ? _prompt[pos] : (pos - _prompt.Length < _output.Count ? _output[pos - _prompt.Length] : y);
             }
             pending = 0;
-            draftLogits = mtp.Forward(pendingHidden!.AsSpan(0, np * hd), toks.AsSpan(0, np), mtpCache, m.LmHead, m.Rope, allLogits: false, reuse: draftLogits);
+            if (autoDraft && _draftVocab < vocab && !KeepDraftVocabulary(_output.Count, _outsideDraft))
+            {
+                _draftVocab = vocab;   // the main model often picks tokens the draft cannot propose: draft over all
+                draftHead = m.LmHead;
+            }
+            draftLogits = mtp.Forward(pendingHidden!.AsSpan(0, np * hd), toks.AsSpan(0, np), mtpCache, draftHead!, m.Rope, allLogits: false, reuse: draftLogits);
+            float[] draftFull = draftLogits;
+            if (_draftVocab < vocab)
+            {
+                if (draftRow is null)
+                {
+                    draftRow = new float[vocab];
+                    draftRow.AsSpan(_draftVocab).Fill(float.NegativeInfinity);
+                }
+                draftLogits.CopyTo(draftRow, 0);
+                draftFull = draftRow;
+            }
             q ??= new float[c.VocabSize];
             if (OracleDraft is not null)
             {
                 Array.Clear(q);
                 q[OracleDraft([.. _prompt, .. _output])] = 1f;
             }
-            else sampler.Distribution(draftLogits, q);
+            else sampler.Distribution(draftFull, q);
             int d = sampler.Greedy ? Sampler.ArgMax(q) : sampler.Draw(q);
             _drafted++;
 
@@ -218,6 +244,7 @@ public sealed class GenerationSession
             DecodeSeconds = decode,
             DraftedTokens = _drafted,
             AcceptedDrafts = _accepted,
+            DraftVocabulary = _draftVocab,
             RealExpertHistogram = (long[])_hist.Clone(),
             MeanRealExperts = mean,
         };
@@ -226,10 +253,20 @@ public sealed class GenerationSession
     (StopReason, string?) Emit(int token, int[] experts, Sampler sampler)
     {
         _output.Add(token);
+        if (token >= _draftVocab) _outsideDraft++;
         sampler.Accept(token);
         foreach (var e in experts) _hist[e]++;
         return _o.CheckStop(_output);
     }
+
+    /// <summary>
+    /// The automatic draft vocabulary stays while at most 1 in 8 generated tokens fall outside it (judged from 32 tokens
+    /// on): a tokenizer whose ids are not roughly in frequency order soon gets a draft over the whole vocabulary.
+    /// </summary>
+    internal static bool KeepDraftVocabulary(int generated, int outside) => generated < 32 || 8L * outside <= generated;
+
+    /// <summary>Test hook: the automatic draft vocabulary (instead of <see cref="MtpHead.DefaultDraftVocabulary"/>).</summary>
+    internal int? AutoDraftVocabulary { get; init; }
 
     /// <summary>Test hook: drafts this token (one-hot q) instead of the MTP head's choice, given prompt + output.</summary>
     internal Func<int[], int>? OracleDraft { get; set; }
