@@ -112,11 +112,11 @@ public class GenerationTests
         Assert.True(plain.Count(t => t >= 4) * 8 > 32, "the test needs tokens outside the draft vocabulary");
         Assert.Equal(model.Config.VocabSize, s.Result!.DraftVocabulary);
         // The rule: kept for the first 32 tokens, then while at most 1 in 8 fall outside.
-        Assert.True(GenerationSession.KeepDraftVocabulary(31, 31));
-        Assert.True(GenerationSession.KeepDraftVocabulary(32, 4));
-        Assert.False(GenerationSession.KeepDraftVocabulary(32, 5));
-        Assert.True(GenerationSession.KeepDraftVocabulary(800, 100));
-        Assert.False(GenerationSession.KeepDraftVocabulary(800, 101));
+        Assert.True(DraftVocabularyState.Keep(31, 31));
+        Assert.True(DraftVocabularyState.Keep(32, 4));
+        Assert.False(DraftVocabularyState.Keep(32, 5));
+        Assert.True(DraftVocabularyState.Keep(800, 100));
+        Assert.False(DraftVocabularyState.Keep(800, 101));
     }
 
     [Fact]

@@ -50,7 +50,7 @@ public sealed class GenerationSession
     readonly List<int> _output = [];
     readonly long[] _hist;
     int _drafted, _accepted;
-    int _draftVocab, _outsideDraft; // the draft's vocabulary [0, N) and the generated tokens outside it
+    DraftVocabularyState? _draftVocab;
 
     public GenerationResult? Result { get; private set; }
     public IReadOnlyList<int> Output => _output;
@@ -108,13 +108,8 @@ public sealed class GenerationSession
         var sampler = new Sampler(_o, c.VocabSize, _prompt);
         var cache = m.NewCache(Capacity);
         var mtpCache = _o.Speculative ? m.Mtp!.NewCache(Capacity) : null;
-        // The draft's vocabulary: token ids [0, N), the lm_head's first N rows (GenerationOptions.DraftVocabulary). Its
-        // logits go into a V-wide row whose tail stays -inf, so the sampler sees a distribution that is 0 past N.
-        int vocab = c.VocabSize;
-        bool autoDraft = _o.DraftVocabulary is null && _o.Constraint is null;
-        _draftVocab = mtpCache is null ? 0 : _o.Constraint is not null ? vocab : _o.DraftVocabulary ?? AutoDraftVocabulary ?? MtpHead.DefaultDraftVocabulary(vocab);
-        var draftHead = mtpCache is null ? null : m.LmHead.FirstRows(_draftVocab);
-        float[]? draftRow = null;
+        // The draft's vocabulary: token ids [0, N), the lm_head's first N rows (GenerationOptions.DraftVocabulary).
+        var draftVocab = _draftVocab = mtpCache is null ? null : new DraftVocabularyState(_o, c.VocabSize, AutoDraftVocabulary);
         var sw = Stopwatch.StartNew();
         var stop = StopReason.None;
         string? matched = null;
@@ -178,30 +173,15 @@ public sealed class GenerationSession
                 toks[i] = pos < _prompt.Length ? _prompt[pos] : (pos - _prompt.Length < _output.Count ? _output[pos - _prompt.Length] : y);
             }
             pending = 0;
-            if (autoDraft && _draftVocab < vocab && !KeepDraftVocabulary(_output.Count, _outsideDraft))
-            {
-                _draftVocab = vocab;   // the main model often picks tokens the draft cannot propose: draft over all
-                draftHead = m.LmHead;
-            }
-            draftLogits = mtp.Forward(pendingHidden!.AsSpan(0, np * hd), toks.AsSpan(0, np), mtpCache, draftHead!, m.Rope, allLogits: false, reuse: draftLogits);
-            float[] draftFull = draftLogits;
-            if (_draftVocab < vocab)
-            {
-                if (draftRow is null)
-                {
-                    draftRow = new float[vocab];
-                    draftRow.AsSpan(_draftVocab).Fill(float.NegativeInfinity);
-                }
-                draftLogits.CopyTo(draftRow, 0);
-                draftFull = draftRow;
-            }
+            draftVocab!.Update();
+            draftLogits = mtp.Forward(pendingHidden!.AsSpan(0, np * hd), toks.AsSpan(0, np), mtpCache, draftVocab.Head(m.LmHead), m.Rope, allLogits: false, reuse: draftLogits);
             q ??= new float[c.VocabSize];
             if (OracleDraft is not null)
             {
                 Array.Clear(q);
                 q[OracleDraft([.. _prompt, .. _output])] = 1f;
             }
-            else sampler.Distribution(draftFull, q);
+            else sampler.Distribution(draftVocab.Row(draftLogits), q);
             int d = sampler.Greedy ? Sampler.ArgMax(q) : sampler.Draw(q);
             _drafted++;
 
@@ -244,7 +224,7 @@ public sealed class GenerationSession
             DecodeSeconds = decode,
             DraftedTokens = _drafted,
             AcceptedDrafts = _accepted,
-            DraftVocabulary = _draftVocab,
+            DraftVocabulary = _draftVocab?.Size ?? 0,
             RealExpertHistogram = (long[])_hist.Clone(),
             MeanRealExperts = mean,
         };
@@ -253,17 +233,11 @@ public sealed class GenerationSession
     (StopReason, string?) Emit(int token, int[] experts, Sampler sampler)
     {
         _output.Add(token);
-        if (token >= _draftVocab) _outsideDraft++;
+        _draftVocab?.Observe(token);
         sampler.Accept(token);
         foreach (var e in experts) _hist[e]++;
         return _o.CheckStop(_output);
     }
-
-    /// <summary>
-    /// The automatic draft vocabulary stays while at most 1 in 8 generated tokens fall outside it (judged from 32 tokens
-    /// on): a tokenizer whose ids are not roughly in frequency order soon gets a draft over the whole vocabulary.
-    /// </summary>
-    internal static bool KeepDraftVocabulary(int generated, int outside) => generated < 32 || 8L * outside <= generated;
 
     /// <summary>Test hook: the automatic draft vocabulary (instead of <see cref="MtpHead.DefaultDraftVocabulary"/>).</summary>
     internal int? AutoDraftVocabulary { get; init; }

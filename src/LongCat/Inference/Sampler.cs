@@ -38,6 +38,9 @@ public sealed class Sampler
 
     public bool Greedy => _o.Temperature == 0;
 
+    /// <summary>The vocabulary size it samples over.</summary>
+    public int VocabSize => _probs.Length;
+
     /// <summary>Records a generated token (for the penalties of later steps).</summary>
     public void Accept(int token)
     {

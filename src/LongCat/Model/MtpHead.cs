@@ -76,8 +76,7 @@ public sealed class MtpHead
     public float[] Forward(ReadOnlySpan<float> mainHidden, ReadOnlySpan<int> nextTokens, KvCache cache, Weight lmHead, Rope rope, bool allLogits, float[]? reuse)
     {
         int n = nextTokens.Length;
-        if (lmHead.Cols != _c.HiddenSize || lmHead.Rows > _c.VocabSize)
-            throw new ArgumentException($"{lmHead.Name}: [{lmHead.Rows}, {lmHead.Cols}] is not (the first rows of) an lm_head [{_c.VocabSize}, {_c.HiddenSize}]", nameof(lmHead));
+        CheckLmHead(lmHead);
         var s = _workspaces.Rent();
         Inputs(mainHidden, nextTokens, s);
         s.Cache = cache; s.Rope = rope; s.Steps = n;
@@ -92,17 +91,24 @@ public sealed class MtpHead
         return logits;
     }
 
+    void CheckLmHead(Weight lmHead)
+    {
+        if (lmHead.Cols != _c.HiddenSize || lmHead.Rows > _c.VocabSize)
+            throw new ArgumentException($"{lmHead.Name}: [{lmHead.Rows}, {lmHead.Cols}] is not (the first rows of) an lm_head [{_c.VocabSize}, {_c.HiddenSize}]", nameof(lmHead));
+    }
+
     /// <summary>The cached attention step of a workspace, bound once to the fields it reads.</summary>
     static AttentionStep CachedStep(MtpState s) => (mla, _, a, y, st) => mla.ForwardCached(a, y, s.Steps, s.Cache!, 0, s.Rope!, st);
 
     /// <summary>
     /// The draft step of several sequences in one forward (continuous batching): sequence i feeds
     /// nextTokens[i].Length pairs, its rows of mainHidden [T, H] back to back, at positions caches[i].Length..
-    /// -> draft logits [S, V], one row per sequence (its last pair). Appends to every head cache.
+    /// -> draft logits [S, lmHead.Rows], one row per sequence (its last pair). Appends to every head cache.
     /// </summary>
     public float[] ForwardBatch(ReadOnlySpan<float> mainHidden, IReadOnlyList<int[]> nextTokens, IReadOnlyList<KvCache> caches, Weight lmHead, Rope rope)
     {
         if (nextTokens.Count != caches.Count || nextTokens.Count == 0) throw new ArgumentException("one head cache per sequence, at least one sequence");
+        CheckLmHead(lmHead);
         var counts = new int[nextTokens.Count];
         int t = 0;
         for (int i = 0; i < counts.Length; i++)
@@ -122,7 +128,7 @@ public sealed class MtpHead
         int hd = c.HiddenSize;
         var last = new float[counts.Length * hd];
         for (int i = 0, o = 0; i < counts.Length; i++) { o += counts[i]; x.AsSpan((o - 1) * hd, hd).CopyTo(last.AsSpan(i * hd)); }
-        var logits = new float[counts.Length * c.VocabSize];
+        var logits = new float[counts.Length * lmHead.Rows];
         Logits(last, 0, counts.Length, lmHead, s, logits);
         _workspaces.Return(s);
         return logits;
