@@ -115,8 +115,10 @@ public static class GenerateBench
                             catch (IOException e) { formatPeerNote = $"the PyTorch reference did not run for {name}: {e.Message}"; }
                         }
                     }
-                    Measure(m, prompt[..Math.Min(promptTokens, 16)], 4, false, null);   // warm-up: JIT, page-in of the weights, buffers
-                    if (mtp) Measure(m, prompt[..Math.Min(promptTokens, 16)], 4, true, draftVocab);
+                    // Warm-up, as long as a timed run: JIT (tiered: a path's methods reach their optimised code only after
+                    // some calls, and the speculative path has its own), page-in of the weights, buffers.
+                    Measure(m, prompt, decodeTokens, false, null);
+                    if (mtp) Measure(m, prompt, decodeTokens, true, draftVocab);
                     // Weight bytes per decoded token and prefill FLOPs, counted in one untimed generation: the counting hook
                     // would slow the timed ones (and splits the fused GEMV pairs).
                     counted = Count(m, prompt, decodeTokens);
