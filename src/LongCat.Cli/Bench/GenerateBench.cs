@@ -91,6 +91,7 @@ public static class GenerateBench
                 long weightBytes;
                 bool hasMtp;
                 (double BytesPerToken, double PrefillFlops) counted;
+                (double Step, double Verify, double Draft)? stepCosts = null;
                 using (var m = LongCatModel.Load(dir))
                 {
                     weightBytes = m.Linears.Sum(w => w.Bytes);
@@ -128,9 +129,10 @@ public static class GenerateBench
                         if (mtp) spec.Add(Measure(m, prompt, decodeTokens, true, draftVocab));
                         if (peerRuns) theirs.Add(torch!.Generate(prompt, decodeTokens, false));
                     }
+                    if (mtp) stepCosts = StepCosts(m, prompt, spec[0].DraftVocabulary);
                 }
                 Directory.Delete(dir, recursive: true);
-                if (!Print(json, modelDir, name, weightBytes, promptTokens, decodeTokens, bw, peak, counted, plain, spec, theirs, formatPeerNote, peer)) changed.Add(name);
+                if (!Print(json, modelDir, name, weightBytes, promptTokens, decodeTokens, bw, peak, counted, stepCosts, plain, spec, theirs, formatPeerNote, peer)) changed.Add(name);
             }
         }
         finally
@@ -152,7 +154,7 @@ public static class GenerateBench
 
     /// <summary>Prints one format's row; false when the MTP output differed from plain greedy.</summary>
     static bool Print(bool json, string modelDir, string format, long weightBytes, int promptTokens, int decodeTokens, double bw, double peak,
-        (double BytesPerToken, double PrefillFlops) counted, List<Sample> plain, List<Sample> spec, List<TorchPeer.GenerateResult> theirs, string? peerNote, bool peerAsked)
+        (double BytesPerToken, double PrefillFlops) counted, (double Step, double Verify, double Draft)? steps, List<Sample> plain, List<Sample> spec, List<TorchPeer.GenerateResult> theirs, string? peerNote, bool peerAsked)
     {
         double prefillTps = promptTokens / BenchUtil.Median(plain.Select(s => s.PrefillS));
         double prefillGflops = BenchUtil.Median(plain.Select(s => counted.PrefillFlops / s.PrefillS / 1e9));
@@ -186,6 +188,8 @@ public static class GenerateBench
                 ["mtp_decode_tokens_per_s"] = mtp ? BenchUtil.J(specTps) : null, ["mtp_speedup"] = mtp ? BenchUtil.J(specTps / decodeTps, 3) : null,
                 ["mtp_acceptance_rate"] = mtp ? BenchUtil.J(accept, 3) : null, ["mtp_output_unchanged"] = mtp ? same : null,
                 ["mtp_speedup_median_of_pairs"] = mtp ? BenchUtil.J(pairRatio, 3) : null, ["mtp_draft_vocabulary"] = mtp ? draftVocab : null,
+                ["mtp_verify_cost_in_steps"] = steps is { } v1 ? BenchUtil.J(v1.Verify / v1.Step, 3) : null,
+                ["mtp_draft_cost_in_steps"] = steps is { } d1 ? BenchUtil.J(d1.Draft / d1.Step, 3) : null,
                 ["peer"] = !peerAsked ? null : !peer ? new JsonObject { ["ran"] = false, ["note"] = peerNote } : new JsonObject
                 {
                     ["ran"] = true, ["prefill_tokens_per_s"] = BenchUtil.J(peerPrefill), ["decode_tokens_per_s"] = BenchUtil.J(peerDecode),
@@ -199,6 +203,8 @@ public static class GenerateBench
             + (mtp ? $" {BenchUtil.F(specTps, 2),9} {BenchUtil.F(specTps / decodeTps, 2) + "x",7} {BenchUtil.F(100 * accept, 0) + "%",6} {(same ? "yes" : "NO"),8}" : "")
             + (peer ? $" {BenchUtil.F(peerPrefill, 1),13} {BenchUtil.F(peerDecode, 2),12} {BenchUtil.F(prefillTps / peerPrefill, 2) + "x",9} {BenchUtil.F(decodeTps / peerDecode, 2) + "x",8}" : ""));
         if (mtp) Console.WriteLine($"  {format}: MTP speedup as the median of the {spec.Count} interleaved pairs {BenchUtil.F(pairRatio, 2)}x; the draft scored token ids 0..{draftVocab - 1}");
+        if (steps is { } st)
+            Console.WriteLine($"  {format}: one plain step {BenchUtil.F(st.Step * 1e3, 3)} ms; verifying [token, draft] {BenchUtil.F(st.Verify / st.Step, 2)} steps; the draft (one pair) {BenchUtil.F(st.Draft / st.Step, 2)} steps (forwards alone at the prompt's end, interleaved, medians)");
         if (mtp && !same) Console.WriteLine($"  {format}: the MTP speculative output DIFFERS from plain greedy decoding");
         if (peerAsked && !peer) Console.WriteLine($"  {format}: {peerNote}");
         else if (peer && !peerSame) Console.WriteLine($"  {format}: the PyTorch peer's greedy tokens differ from ours (float rounding can flip near-ties; the timings still compare the same work)");
@@ -206,6 +212,47 @@ public static class GenerateBench
     }
 
     internal static string Bytes(double b) => double.IsNaN(b) ? "-" : b >= 1 << 20 ? $"{b / (1 << 20):F1} MiB" : b >= 1 << 10 ? $"{b / 1024.0:F1} KiB" : $"{b:F0} B";
+
+    /// <summary>
+    /// What one speculative step costs, in plain steps: after prefilling the prompt, a 1-row forward, the 2-row
+    /// verification forward (both logit rows) and the draft (one pair, the draft vocabulary of the timed runs), each
+    /// alone with the caches rolled back after it, interleaved, 60 rounds after 10 of warm-up: medians in seconds.
+    /// Null when the prompt leaves no room for two more tokens.
+    /// </summary>
+    static (double Step, double Verify, double Draft)? StepCosts(LongCatModel m, int[] prompt, int draftVocab)
+    {
+        var c = m.Config;
+        int hd = c.HiddenSize, n = prompt.Length;
+        if (n + 2 > c.MaxPositionEmbeddings) return null;
+        var cache = m.NewCache(n + 2);
+        var head = m.Mtp!;
+        var mcache = head.NewCache(n + 2);
+        var r = m.Prefill(prompt, cache);
+        if (n > 1) head.Forward(r.FinalHidden.AsSpan(0, (n - 1) * hd), prompt.AsSpan(1, n - 1), mcache, m.LmHead, m.Rope);
+        var last = r.FinalHidden.AsSpan((n - 1) * hd, hd).ToArray();
+        var lmHead = m.LmHead.FirstRows(draftVocab);
+        int len = cache.Length, mlen = mcache.Length;
+        StepResult? one = null, two = null;
+        float[]? draft = null;
+        var ts = new List<double>[] { [], [], [] };
+        for (int round = 0; round < 70; round++)
+        {
+            int a = prompt[round % n], b = prompt[(7 * round + 3) % n];
+            long t0 = Stopwatch.GetTimestamp();
+            one = m.ForwardCached([a], cache, false, null, one);
+            long t1 = Stopwatch.GetTimestamp();
+            cache.Truncate(len);
+            two = m.ForwardCached([a, b], cache, true, null, two);
+            long t2 = Stopwatch.GetTimestamp();
+            cache.Truncate(len);
+            draft = head.Forward(last, [a], mcache, lmHead, m.Rope, false, draft);
+            long t3 = Stopwatch.GetTimestamp();
+            mcache.Truncate(mlen);
+            if (round < 10) continue;
+            ts[0].Add((t1 - t0) / (double)Stopwatch.Frequency); ts[1].Add((t2 - t1) / (double)Stopwatch.Frequency); ts[2].Add((t3 - t2) / (double)Stopwatch.Frequency);
+        }
+        return (BenchUtil.Median(ts[0]), BenchUtil.Median(ts[1]), BenchUtil.Median(ts[2]));
+    }
 
     /// <summary>One untimed generation with the GEMM hook: weight bytes read per decoded token and prefill FLOPs.</summary>
     static (double BytesPerToken, double PrefillFlops) Count(LongCatModel model, int[] prompt, int decodeTokens)
