@@ -109,12 +109,13 @@ public class AllocationTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void GenerationAllocatesOnlyItsTokens(bool mtp)
+    [InlineData(false, null)]
+    [InlineData(true, null)]
+    [InlineData(true, 100)]   // a draft over the first 100 token ids
+    public void GenerationAllocatesOnlyItsTokens(bool mtp, int? draftVocab)
     {
         using var model = LongCatModel.Load(GenerationTests.FixtureWithMtp("tiny"));
-        var session = new GenerationSession(model, [1, 2, 3], new GenerationOptions { Temperature = 0, MaxTokens = 100, Speculative = mtp, StopTokenIds = [] });
+        var session = new GenerationSession(model, [1, 2, 3], new GenerationOptions { Temperature = 0, MaxTokens = 100, Speculative = mtp, StopTokenIds = [], DraftVocabulary = draftVocab });
         using var tokens = session.Generate().GetEnumerator();
         int saved = Parallelism.Threads;
         try

@@ -58,6 +58,17 @@ public class BenchCliTests
         Assert.True((bool)o["mtp_output_unchanged"]!, "MTP speculative decoding changed the greedy output");
         Assert.True((double)o["mtp_speedup"]! > 0);
         Assert.True((double)o["allocated_bytes_per_token"]! >= 0);
+        Assert.True((double)o["mtp_speedup_median_of_pairs"]! > 0);
+        Assert.Equal(256, (int)o["mtp_draft_vocabulary"]!);   // the tiny vocabulary is below the reduced draft's minimum
+        Assert.True((double)o["mtp_verify_cost_in_steps"]! > 0);
+        Assert.True((double)o["mtp_draft_cost_in_steps"]! > 0);
+        // A reduced draft vocabulary: output still unchanged.
+        (rc, stdout, err) = CliProcess.Run("bench", "generate", "--model", model, "--formats", "f32", "--speculative", "mtp", "--draft-vocab", "32", "--json",
+            "--prompt-tokens", "8", "--decode-tokens", "8", "--repeats", "1", "--threads", "1");
+        Assert.True(rc == 0, err);
+        o = JsonNode.Parse(stdout.Trim())!;
+        Assert.True((bool)o["mtp_output_unchanged"]!, "MTP speculative decoding with a reduced draft vocabulary changed the greedy output");
+        Assert.Equal(32, (int)o["mtp_draft_vocabulary"]!);
         // A model without an MTP head: refused by name, not silently measured without it.
         (rc, _, err) = CliProcess.Run("bench", "generate", "--model", Fixtures.Reference("tiny"), "--formats", "f32", "--speculative", "mtp", "--repeats", "1");
         Assert.Equal(1, rc);

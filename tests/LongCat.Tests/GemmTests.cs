@@ -342,6 +342,28 @@ public unsafe class GemmTests
         finally { Gemm.Isa = saved; }
     }
 
+    /// <summary>A view of a weight's first rows (the MTP draft's lm_head) gives those rows' bits, scales included.</summary>
+    [Theory]
+    [MemberData(nameof(DTypesAll))]
+    public void FirstRowsViewGivesTheFirstRowsBits(DType dt)
+    {
+        var tw = Make(dt, 70, 203, 21, blockRows: 16, blockCols: 32);
+        foreach (int m in new[] { 1, 2 })
+        {
+            var x = RandomX(m, 203, 22);
+            var full = Run(x, tw.W, m);
+            foreach (int rows in new[] { 1, 33, 70 })
+            {
+                var view = tw.W.FirstRows(rows);
+                Assert.Equal(rows, view.Rows);
+                var got = Run(x, view, m);
+                for (int i = 0; i < m; i++) AssertBitwise(full.AsSpan(i * 70, rows).ToArray(), got.AsSpan(i * rows, rows).ToArray(), $"{dt} m={m} first {rows} rows");
+            }
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => tw.W.FirstRows(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => tw.W.FirstRows(71));
+    }
+
     /// <summary>Scalar, AVX2 and (emulated if need be) AVX-512 kernels produce the same bits.</summary>
     [Theory]
     [MemberData(nameof(DTypesAll))]

@@ -33,6 +33,7 @@ public class GenerateCliTests
     [InlineData("--top-p", "0")]
     [InlineData("--temperature", "-1")]
     [InlineData("--max-tokens", "0")]
+    [InlineData("--draft-vocab", "16")]   // without --speculative mtp
     public void BadOptionsAreOneLineErrors(string option, string value)
     {
         var args = new List<string> { "generate", "--model", Fixtures.Reference("tiny"), "--prompt-ids", "1,2" };

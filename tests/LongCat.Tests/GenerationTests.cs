@@ -79,6 +79,46 @@ public class GenerationTests
         Assert.True(oracle.Result.AcceptedDrafts >= want.Length / 2 - 1);
     }
 
+    /// <summary>
+    /// A draft over the first token ids only (the lm_head's first rows): the main model still decides every token, so
+    /// greedy output is the plain greedy output whatever the draft vocabulary, even one that misses most tokens.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny", 16)]
+    [InlineData("tiny", 200)]
+    [InlineData("small-fp8", 40)]
+    public void SpeculativeGreedyWithDraftVocabularyEqualsPlainGreedy(string name, int draftVocab)
+    {
+        using var model = LongCatModel.Load(FixtureWithMtp(name));
+        var (prompt, want) = Greedy(name);
+        var s = new GenerationSession(model, prompt, new GenerationOptions { Temperature = 0, MaxTokens = want.Length, Speculative = true, DraftVocabulary = draftVocab });
+        Assert.Equal(want, s.Run().Select(x => (long)x));
+        Assert.True(s.Result!.DraftedTokens > 0);
+        Assert.Equal(draftVocab, s.Result.DraftVocabulary);   // an explicit size is kept
+    }
+
+    /// <summary>
+    /// The automatic draft vocabulary widens to the whole vocabulary once the main model often picks tokens outside it
+    /// (here: the first 4 ids of 256, which almost no generated token falls in), and the output stays plain greedy's.
+    /// </summary>
+    [Fact]
+    public void AutomaticDraftVocabularyWidensWhenTokensFallOutside()
+    {
+        using var model = LongCatModel.Load(FixtureWithMtp("tiny"));
+        int[] prompt = [1, 5, 6, 7];
+        var plain = new GenerationSession(model, prompt, new GenerationOptions { Temperature = 0, MaxTokens = 48 }).Run().ToArray();
+        var s = new GenerationSession(model, prompt, new GenerationOptions { Temperature = 0, MaxTokens = 48, Speculative = true }) { AutoDraftVocabulary = 4 };
+        Assert.Equal(plain, s.Run());
+        Assert.True(plain.Count(t => t >= 4) * 8 > 32, "the test needs tokens outside the draft vocabulary");
+        Assert.Equal(model.Config.VocabSize, s.Result!.DraftVocabulary);
+        // The rule: kept for the first 32 tokens, then while at most 1 in 8 fall outside.
+        Assert.True(DraftVocabularyState.Keep(31, 31));
+        Assert.True(DraftVocabularyState.Keep(32, 4));
+        Assert.False(DraftVocabularyState.Keep(32, 5));
+        Assert.True(DraftVocabularyState.Keep(800, 100));
+        Assert.False(DraftVocabularyState.Keep(800, 101));
+    }
+
     [Fact]
     public void ChunkedPrefillGivesTheSameContinuation()
     {
@@ -106,6 +146,18 @@ public class GenerationTests
         double chi = 0;
         for (int i = 0; i < 5; i++) { double e = n * p[i]; chi += (counts[i] - e) * (counts[i] - e) / e; }
         Assert.True(chi < 18.5, $"chi-square {chi}: counts {string.Join(",", counts)}");
+
+        // A draft over a reduced vocabulary (q = 0 past its first ids) keeps the target distribution too.
+        float[] qr = [0.6f, 0.4f, 0f, 0f, 0f];
+        Array.Clear(counts);
+        for (int i = 0; i < n; i++)
+        {
+            int d = sampler.Draw(qr);
+            counts[GenerationSession.AcceptOrResample(p, qr, d, sampler)]++;
+        }
+        chi = 0;
+        for (int i = 0; i < 5; i++) { double e = n * p[i]; chi += (counts[i] - e) * (counts[i] - e) / e; }
+        Assert.True(chi < 18.5, $"reduced draft vocabulary: chi-square {chi}: counts {string.Join(",", counts)}");
     }
 
     [Fact]
@@ -184,6 +236,8 @@ public class GenerationTests
         Assert.Contains("top_p", Assert.Throws<ArgumentException>(() => new GenerationSession(model, [1], new GenerationOptions { TopP = 0 })).Message);
         Assert.Contains("temperature", Assert.Throws<ArgumentException>(() => new GenerationSession(model, [1], new GenerationOptions { Temperature = -1 })).Message);
         Assert.Contains("MTP", Assert.Throws<ArgumentException>(() => new GenerationSession(model, [1], new GenerationOptions { Speculative = true })).Message);
+        Assert.Contains("draft_vocabulary", Assert.Throws<ArgumentException>(() => new GenerationSession(model, [1], new GenerationOptions { DraftVocabulary = 0 })).Message);
+        Assert.Contains("draft_vocabulary", Assert.Throws<ArgumentException>(() => new GenerationSession(model, [1], new GenerationOptions { DraftVocabulary = model.Config.VocabSize + 1 })).Message);
         Assert.Contains("context", Assert.Throws<ContextLengthExceededException>(() => new GenerationSession(model, [1, 2, 3, 4], new GenerationOptions(), contextLength: 4)).Message);
     }
 

@@ -16,6 +16,34 @@ public class SamplerSelectionTests
         _ => Enumerable.Range(0, v).Select(i => i < 3 ? 30f : (float)rng.NextDouble()).ToArray(),     // three dominant tokens
     };
 
+    /// <summary>The vector ArgMax gives the scalar definition's index: ties, -0/+0, ±inf, NaN anywhere, all NaN, any length.</summary>
+    [Fact]
+    public void ArgMaxEqualsTheScalarDefinition()
+    {
+        var rng = new Random(5);
+        float[] specials = [float.NaN, float.NegativeInfinity, float.PositiveInfinity, -0f, 0f, 1f, -1f];
+        foreach (int n in new[] { 0, 1, 7, 63, 64, 65, 100, 8192, 8199 })
+            for (int trial = 0; trial < 40; trial++)
+            {
+                var x = new float[n];
+                int mode = trial % 5;
+                for (int i = 0; i < n; i++)
+                    x[i] = mode switch
+                    {
+                        0 => (float)rng.NextDouble(),
+                        1 => rng.Next(0, 3),                                              // ties
+                        2 => specials[rng.Next(specials.Length)],                        // specials everywhere
+                        3 => rng.Next(4) == 0 ? float.NaN : -0f + (rng.Next(2) == 0 ? 0f : -0f), // zeros of both signs and NaN
+                        _ => float.NaN,                                                    // all NaN
+                    };
+                if (n > 0 && trial % 7 == 0) x[rng.Next(n)] = float.NaN;
+                Assert.Equal(Sampler.ArgMaxScalar(x), Sampler.ArgMax(x));
+            }
+        float[] negZeroFirst = Enumerable.Repeat(-1f, 100).ToArray();
+        negZeroFirst[70] = -0f; negZeroFirst[80] = 0f;
+        Assert.Equal(70, Sampler.ArgMax(negZeroFirst));
+    }
+
     [Theory]
     [InlineData(300)]
     [InlineData(8192)]

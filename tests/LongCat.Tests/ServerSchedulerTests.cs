@@ -42,6 +42,8 @@ public class ServerSchedulerTests
             Seed = (ulong)(100 + i),
             FrequencyPenalty = 0.3f,
             Speculative = speculative,
+            // Draft vocabularies of different widths in one batch (odd sequences; the others the automatic default).
+            DraftVocabulary = speculative && i % 2 == 1 ? 64 + 100 * i : null,
         };
         var want = prompts.Select((p, i) => new GenerationSession(model, p, Options(i)).Run().ToList()).ToArray();
 

@@ -32,23 +32,25 @@ public static class GenerateBench
         var formats = new Option<string>("--formats") { Description = "Weight formats to convert to and measure: f32, bf16, fp8, int8.", DefaultValueFactory = _ => "f32,bf16,fp8,int8" };
         var prompt = new Option<int>("--prompt-tokens") { Description = "Prompt length (prefill).", DefaultValueFactory = _ => 512 };
         var decode = new Option<int>("--decode-tokens") { Description = "Tokens to decode (greedy).", DefaultValueFactory = _ => 32 };
+        var draftVocab = new Option<int?>("--draft-vocab") { Description = "With --speculative mtp: the draft scores token ids [0, N) only (default: the generation default, max(1024, vocabulary/4)); the vocabulary size = the whole vocabulary." };
         var repeats = new Option<int>("--repeats") { Description = "Timed generations per format after the warm-up (medians are reported).", DefaultValueFactory = _ => 3 };
         var peer = BenchCommand.PeerOption();
         var cmd = new Command("generate", "Prefill and decode tokens/s per weight format (f32/bf16/fp8/int8), with the memory-bandwidth roofline of decode, bytes allocated per token, the MTP speedup and the PyTorch peer, all measured in the same run.")
         {
-            model, spec, json, formats, prompt, decode, repeats, peer,
+            model, spec, draftVocab, json, formats, prompt, decode, repeats, peer,
         };
         cmd.SetAction(p => CliSupport.Run(p, () => Run(p.GetValue(model)!, p.GetValue(spec), p.GetValue(json), p.GetValue(formats)!, p.GetValue(prompt),
-            p.GetValue(decode), p.GetValue(repeats), TorchPeer.Parse(p.GetValue(peer)))));
+            p.GetValue(decode), p.GetValue(repeats), TorchPeer.Parse(p.GetValue(peer)), p.GetValue(draftVocab))));
         return cmd;
     }
 
     /// <summary>One generation: timings, weight bytes read and bytes allocated per decoded token, the tokens.</summary>
-    sealed record Sample(double PrefillS, double DecodeS, int Decoded, double BytesPerToken, double AllocPerToken, double Acceptance, int[] Tokens, double PrefillFlops);
+    sealed record Sample(double PrefillS, double DecodeS, int Decoded, double AllocPerToken, double Acceptance, int[] Tokens, int DraftVocabulary);
 
-    static int Run(string modelDir, string? speculative, bool json, string formatList, int promptTokens, int decodeTokens, int repeats, bool peer)
+    static int Run(string modelDir, string? speculative, bool json, string formatList, int promptTokens, int decodeTokens, int repeats, bool peer, int? draftVocab)
     {
         if (speculative is not (null or "mtp")) throw new CliException($"--speculative must be 'mtp', got '{speculative}'");
+        if (draftVocab is not null && speculative is null) throw new CliException("--draft-vocab needs --speculative mtp");
         if (promptTokens < 1) throw new CliException($"--prompt-tokens must be >= 1, got {promptTokens}");
         if (decodeTokens < 2) throw new CliException($"--decode-tokens must be >= 2, got {decodeTokens}");
         if (repeats < 1 || repeats > 100) throw new CliException($"--repeats must be in 1..100, got {repeats}");
@@ -88,11 +90,15 @@ public static class GenerateBench
                 string? formatPeerNote = peerNote;
                 long weightBytes;
                 bool hasMtp;
+                (double BytesPerToken, double PrefillFlops) counted;
+                (double Step, double Verify, double Draft)? stepCosts = null;
                 using (var m = LongCatModel.Load(dir))
                 {
                     weightBytes = m.Linears.Sum(w => w.Bytes);
                     hasMtp = m.Mtp is not null;
                     if (mtp && !hasMtp) throw new CliException($"{modelDir}: --speculative mtp needs an MTP head, and this checkpoint has no model.mtp.* weights (make one with `longcat init --mtp`)");
+                    if (draftVocab is { } dv && (dv < 1 || dv > m.Config.VocabSize))
+                        throw new CliException($"--draft-vocab must be in 1..{m.Config.VocabSize} (the vocabulary size = the whole vocabulary), got {dv}");
                     var prompt = QuantDrift.PseudoText(m.Config.VocabSize, 1, promptTokens, 99);
                     bool peerRuns = false;
                     if (torch != null)
@@ -110,17 +116,23 @@ public static class GenerateBench
                             catch (IOException e) { formatPeerNote = $"the PyTorch reference did not run for {name}: {e.Message}"; }
                         }
                     }
-                    Measure(m, prompt[..Math.Min(promptTokens, 16)], 4, false);   // warm-up: JIT, page-in of the weights, buffers
-                    if (mtp) Measure(m, prompt[..Math.Min(promptTokens, 16)], 4, true);
+                    // Warm-up, as long as a timed run: JIT (tiered: a path's methods reach their optimised code only after
+                    // some calls, and the speculative path has its own), page-in of the weights, buffers.
+                    Measure(m, prompt, decodeTokens, false, null);
+                    if (mtp) Measure(m, prompt, decodeTokens, true, draftVocab);
+                    // Weight bytes per decoded token and prefill FLOPs, counted in one untimed generation: the counting hook
+                    // would slow the timed ones (and splits the fused GEMV pairs).
+                    counted = Count(m, prompt, decodeTokens);
                     for (int r = 0; r < repeats; r++)
                     {
-                        plain.Add(Measure(m, prompt, decodeTokens, false));
-                        if (mtp) spec.Add(Measure(m, prompt, decodeTokens, true));
+                        plain.Add(Measure(m, prompt, decodeTokens, false, null));
+                        if (mtp) spec.Add(Measure(m, prompt, decodeTokens, true, draftVocab));
                         if (peerRuns) theirs.Add(torch!.Generate(prompt, decodeTokens, false));
                     }
+                    if (mtp) stepCosts = StepCosts(m, prompt, spec[0].DraftVocabulary);
                 }
                 Directory.Delete(dir, recursive: true);
-                if (!Print(json, modelDir, name, weightBytes, promptTokens, decodeTokens, bw, peak, plain, spec, theirs, formatPeerNote, peer)) changed.Add(name);
+                if (!Print(json, modelDir, name, weightBytes, promptTokens, decodeTokens, bw, peak, counted, stepCosts, plain, spec, theirs, formatPeerNote, peer)) changed.Add(name);
             }
         }
         finally
@@ -142,18 +154,21 @@ public static class GenerateBench
 
     /// <summary>Prints one format's row; false when the MTP output differed from plain greedy.</summary>
     static bool Print(bool json, string modelDir, string format, long weightBytes, int promptTokens, int decodeTokens, double bw, double peak,
-        List<Sample> plain, List<Sample> spec, List<TorchPeer.GenerateResult> theirs, string? peerNote, bool peerAsked)
+        (double BytesPerToken, double PrefillFlops) counted, (double Step, double Verify, double Draft)? steps, List<Sample> plain, List<Sample> spec, List<TorchPeer.GenerateResult> theirs, string? peerNote, bool peerAsked)
     {
         double prefillTps = promptTokens / BenchUtil.Median(plain.Select(s => s.PrefillS));
-        double prefillGflops = BenchUtil.Median(plain.Select(s => s.PrefillFlops / s.PrefillS / 1e9));
+        double prefillGflops = BenchUtil.Median(plain.Select(s => counted.PrefillFlops / s.PrefillS / 1e9));
         double decodeTps = BenchUtil.Median(plain.Select(s => s.Decoded / s.DecodeS));
-        double bytesPerToken = BenchUtil.Median(plain.Select(s => s.BytesPerToken));
+        double bytesPerToken = counted.BytesPerToken;
         double allocPerToken = BenchUtil.Median(plain.Select(s => s.AllocPerToken));
         double roofline = bw * 1e9 / bytesPerToken;
         double ratio = roofline / decodeTps;
         bool mtp = spec.Count > 0;
         double specTps = mtp ? BenchUtil.Median(spec.Select(s => s.Decoded / s.DecodeS)) : double.NaN;
         double accept = mtp ? BenchUtil.Median(spec.Select(s => s.Acceptance)) : double.NaN;
+        // The speedup as the median of each repeat's pair (plain, then speculative right after) and of the medians.
+        double pairRatio = mtp ? BenchUtil.Median(spec.Zip(plain).Select(p => p.First.Decoded / p.First.DecodeS / (p.Second.Decoded / p.Second.DecodeS))) : double.NaN;
+        int draftVocab = mtp ? spec[0].DraftVocabulary : 0;
         bool same = mtp && spec.Zip(plain).All(p => p.First.Tokens.SequenceEqual(p.Second.Tokens));
         bool peer = theirs.Count > 0;
         double peerPrefill = peer ? promptTokens / BenchUtil.Median(theirs.Select(t => t.PrefillSeconds)) : double.NaN;
@@ -172,6 +187,9 @@ public static class GenerateBench
                 ["roofline_ratio"] = BenchUtil.J(ratio, 3), ["allocated_bytes_per_token"] = Math.Round(allocPerToken),
                 ["mtp_decode_tokens_per_s"] = mtp ? BenchUtil.J(specTps) : null, ["mtp_speedup"] = mtp ? BenchUtil.J(specTps / decodeTps, 3) : null,
                 ["mtp_acceptance_rate"] = mtp ? BenchUtil.J(accept, 3) : null, ["mtp_output_unchanged"] = mtp ? same : null,
+                ["mtp_speedup_median_of_pairs"] = mtp ? BenchUtil.J(pairRatio, 3) : null, ["mtp_draft_vocabulary"] = mtp ? draftVocab : null,
+                ["mtp_verify_cost_in_steps"] = steps is { } v1 ? BenchUtil.J(v1.Verify / v1.Step, 3) : null,
+                ["mtp_draft_cost_in_steps"] = steps is { } d1 ? BenchUtil.J(d1.Draft / d1.Step, 3) : null,
                 ["peer"] = !peerAsked ? null : !peer ? new JsonObject { ["ran"] = false, ["note"] = peerNote } : new JsonObject
                 {
                     ["ran"] = true, ["prefill_tokens_per_s"] = BenchUtil.J(peerPrefill), ["decode_tokens_per_s"] = BenchUtil.J(peerDecode),
@@ -184,6 +202,9 @@ public static class GenerateBench
         Console.WriteLine($"{format,-6} {BenchUtil.F(weightBytes / 1e6, 1),10} {BenchUtil.F(prefillTps, 1),13} {BenchUtil.F(prefillGflops, 1),8} {BenchUtil.F(100 * prefillGflops / peak, 0),6} {BenchUtil.F(decodeTps, 2),12} {BenchUtil.F(bytesPerToken / 1e6, 1),9} {BenchUtil.F(roofline, 2),14} {BenchUtil.F(ratio, 2),10} {Bytes(allocPerToken),11}"
             + (mtp ? $" {BenchUtil.F(specTps, 2),9} {BenchUtil.F(specTps / decodeTps, 2) + "x",7} {BenchUtil.F(100 * accept, 0) + "%",6} {(same ? "yes" : "NO"),8}" : "")
             + (peer ? $" {BenchUtil.F(peerPrefill, 1),13} {BenchUtil.F(peerDecode, 2),12} {BenchUtil.F(prefillTps / peerPrefill, 2) + "x",9} {BenchUtil.F(decodeTps / peerDecode, 2) + "x",8}" : ""));
+        if (mtp) Console.WriteLine($"  {format}: MTP speedup as the median of the {spec.Count} interleaved pairs {BenchUtil.F(pairRatio, 2)}x; the draft scored token ids 0..{draftVocab - 1}");
+        if (steps is { } st)
+            Console.WriteLine($"  {format}: one plain step {BenchUtil.F(st.Step * 1e3, 3)} ms; verifying [token, draft] {BenchUtil.F(st.Verify / st.Step, 2)} steps; the draft (one pair) {BenchUtil.F(st.Draft / st.Step, 2)} steps (forwards alone at the prompt's end, interleaved, medians)");
         if (mtp && !same) Console.WriteLine($"  {format}: the MTP speculative output DIFFERS from plain greedy decoding");
         if (peerAsked && !peer) Console.WriteLine($"  {format}: {peerNote}");
         else if (peer && !peerSame) Console.WriteLine($"  {format}: the PyTorch peer's greedy tokens differ from ours (float rounding can flip near-ties; the timings still compare the same work)");
@@ -192,9 +213,50 @@ public static class GenerateBench
 
     internal static string Bytes(double b) => double.IsNaN(b) ? "-" : b >= 1 << 20 ? $"{b / (1 << 20):F1} MiB" : b >= 1 << 10 ? $"{b / 1024.0:F1} KiB" : $"{b:F0} B";
 
-    static Sample Measure(LongCatModel model, int[] prompt, int decodeTokens, bool speculative)
+    /// <summary>
+    /// What one speculative step costs, in plain steps: after prefilling the prompt, a 1-row forward, the 2-row
+    /// verification forward (both logit rows) and the draft (one pair, the draft vocabulary of the timed runs), each
+    /// alone with the caches rolled back after it, interleaved, 60 rounds after 10 of warm-up: medians in seconds.
+    /// Null when the prompt leaves no room for two more tokens.
+    /// </summary>
+    static (double Step, double Verify, double Draft)? StepCosts(LongCatModel m, int[] prompt, int draftVocab)
     {
-        var opts = new GenerationOptions { MaxTokens = decodeTokens, Temperature = 0f, Speculative = speculative };
+        var c = m.Config;
+        int hd = c.HiddenSize, n = prompt.Length;
+        if (n + 2 > c.MaxPositionEmbeddings) return null;
+        var cache = m.NewCache(n + 2);
+        var head = m.Mtp!;
+        var mcache = head.NewCache(n + 2);
+        var r = m.Prefill(prompt, cache);
+        if (n > 1) head.Forward(r.FinalHidden.AsSpan(0, (n - 1) * hd), prompt.AsSpan(1, n - 1), mcache, m.LmHead, m.Rope);
+        var last = r.FinalHidden.AsSpan((n - 1) * hd, hd).ToArray();
+        var lmHead = m.LmHead.FirstRows(draftVocab);
+        int len = cache.Length, mlen = mcache.Length;
+        StepResult? one = null, two = null;
+        float[]? draft = null;
+        var ts = new List<double>[] { [], [], [] };
+        for (int round = 0; round < 70; round++)
+        {
+            int a = prompt[round % n], b = prompt[(7 * round + 3) % n];
+            long t0 = Stopwatch.GetTimestamp();
+            one = m.ForwardCached([a], cache, false, null, one);
+            long t1 = Stopwatch.GetTimestamp();
+            cache.Truncate(len);
+            two = m.ForwardCached([a, b], cache, true, null, two);
+            long t2 = Stopwatch.GetTimestamp();
+            cache.Truncate(len);
+            draft = head.Forward(last, [a], mcache, lmHead, m.Rope, false, draft);
+            long t3 = Stopwatch.GetTimestamp();
+            mcache.Truncate(mlen);
+            if (round < 10) continue;
+            ts[0].Add((t1 - t0) / (double)Stopwatch.Frequency); ts[1].Add((t2 - t1) / (double)Stopwatch.Frequency); ts[2].Add((t3 - t2) / (double)Stopwatch.Frequency);
+        }
+        return (BenchUtil.Median(ts[0]), BenchUtil.Median(ts[1]), BenchUtil.Median(ts[2]));
+    }
+
+    /// <summary>One untimed generation with the GEMM hook: weight bytes read per decoded token and prefill FLOPs.</summary>
+    static (double BytesPerToken, double PrefillFlops) Count(LongCatModel model, int[] prompt, int decodeTokens)
+    {
         double prefillFlops = 0, decodeBytes = 0;
         bool decoding = false;
         var gate = new object();
@@ -206,30 +268,38 @@ public static class GenerateBench
                 else prefillFlops += 2.0 * m * w.Rows * w.Cols;
             }
         };
+        int tokens = 0;
+        try
+        {
+            foreach (var _ in new GenerationSession(model, prompt, new GenerationOptions { MaxTokens = decodeTokens, Temperature = 0f }).Generate())
+                if (++tokens == 1) lock (gate) decoding = true;
+        }
+        finally { Gemm.Observer = null; }
+        return (decodeBytes / Math.Max(1, tokens - 1), prefillFlops);
+    }
+
+    static Sample Measure(LongCatModel model, int[] prompt, int decodeTokens, bool speculative, int? draftVocab)
+    {
+        var opts = new GenerationOptions { MaxTokens = decodeTokens, Temperature = 0f, Speculative = speculative, DraftVocabulary = draftVocab };
         var session = new GenerationSession(model, prompt, opts);
         var tokens = new List<int>();
         var sw = Stopwatch.StartNew();
         double prefillS = 0;
         long alloc0 = 0;
-        try
+        foreach (var t in session.Generate())
         {
-            foreach (var t in session.Generate())
+            tokens.Add(t.Id);
+            if (tokens.Count == 1)
             {
-                tokens.Add(t.Id);
-                if (tokens.Count == 1)
-                {
-                    prefillS = sw.Elapsed.TotalSeconds;
-                    lock (gate) decoding = true;
-                    alloc0 = GC.GetTotalAllocatedBytes(true);
-                    sw.Restart();
-                }
+                prefillS = sw.Elapsed.TotalSeconds;
+                alloc0 = GC.GetTotalAllocatedBytes(true);
+                sw.Restart();
             }
         }
-        finally { Gemm.Observer = null; }
         double decodeS = sw.Elapsed.TotalSeconds;
         long alloc = GC.GetTotalAllocatedBytes(true) - alloc0;
         int decoded = tokens.Count - 1;
-        return new Sample(prefillS, decodeS, decoded, decodeBytes / Math.Max(1, decoded), alloc / (double)Math.Max(1, decoded),
-            session.Result?.AcceptanceRate ?? 0, [.. tokens], prefillFlops);
+        return new Sample(prefillS, decodeS, decoded, alloc / (double)Math.Max(1, decoded),
+            session.Result?.AcceptanceRate ?? 0, [.. tokens], session.Result?.DraftVocabulary ?? 0);
     }
 }

@@ -24,10 +24,11 @@ public static class GenerateCommand
         public readonly Option<ulong> Seed = new("--seed") { Description = "Sampling seed (same seed, same output).", DefaultValueFactory = _ => 0UL };
         public readonly Option<string[]> StopIds = new("--stop-id") { Description = "Token id that ends generation (repeatable). The model's eos is always one.", AllowMultipleArgumentsPerToken = true };
         public readonly Option<string?> Speculative = new("--speculative") { Description = "'mtp': draft with the MTP head, verify with the main model." };
+        public readonly Option<int?> DraftVocab = new("--draft-vocab") { Description = "With --speculative mtp: the draft scores token ids [0, N) only (cheaper; output unchanged). Default: max(1024, vocabulary/4), widened when the output often falls outside; the vocabulary size = all." };
 
         public void AddTo(Command cmd)
         {
-            foreach (var o in new Option[] { MaxTokens, Temperature, TopK, TopP, MinP, RepetitionPenalty, FrequencyPenalty, PresencePenalty, Seed, StopIds, Speculative })
+            foreach (var o in new Option[] { MaxTokens, Temperature, TopK, TopP, MinP, RepetitionPenalty, FrequencyPenalty, PresencePenalty, Seed, StopIds, Speculative, DraftVocab })
                 cmd.Options.Add(o);
         }
 
@@ -35,6 +36,10 @@ public static class GenerateCommand
         {
             var spec = p.GetValue(Speculative);
             if (spec is not null && spec != "mtp") throw new CliException($"--speculative must be 'mtp', got '{spec}'");
+            var draftVocab = p.GetValue(DraftVocab);
+            if (draftVocab is not null && spec is null) throw new CliException("--draft-vocab needs --speculative mtp");
+            if (draftVocab is { } dv && (dv < 1 || dv > model.Config.VocabSize))
+                throw new CliException($"--draft-vocab must be in 1..{model.Config.VocabSize} (the vocabulary size = the whole vocabulary), got {dv}");
             var stops = new List<int> { model.Config.EosTokenId };
             // The end of an assistant turn also ends generation when the tokenizer knows it.
             if (tokenizer?.TokenToId(ChatFormat.EndOfTurn) is { } eot && eot < model.Config.VocabSize) stops.Add(eot);
@@ -54,6 +59,7 @@ public static class GenerateCommand
                 Seed = p.GetValue(Seed),
                 StopTokenIds = stops,
                 Speculative = spec == "mtp",
+                DraftVocabulary = draftVocab,
             };
         }
     }
@@ -132,7 +138,7 @@ public static class GenerateCommand
     {
         var inv = CultureInfo.InvariantCulture;
         var hist = string.Join(" ", r.RealExpertHistogram.Select((n, k) => $"{k}:{n}"));
-        var spec = r.DraftedTokens > 0 ? $" | MTP acceptance {r.AcceptanceRate.ToString("P1", inv)} ({r.AcceptedDrafts}/{r.DraftedTokens})" : "";
+        var spec = r.DraftedTokens > 0 ? $" | MTP acceptance {r.AcceptanceRate.ToString("P1", inv)} ({r.AcceptedDrafts}/{r.DraftedTokens}), draft vocabulary {r.DraftVocabulary}" : "";
         Console.Error.WriteLine(
             $"[{r.StopReason.ToString().ToLowerInvariant()}] prompt {r.PromptTokens} tok at {r.PrefillTokensPerSecond.ToString("F1", inv)} tok/s | " +
             $"decode {r.CompletionTokens} tok at {r.DecodeTokensPerSecond.ToString("F1", inv)} tok/s{spec} | " +

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Threading.Channels;
+using LongCat.Kernels;
 using LongCat.Model;
 
 namespace LongCat.Inference;
@@ -34,6 +35,7 @@ public sealed class BatchScheduler : IDisposable
     volatile int _runningCount;
     int _liveRegistrations;
     long _prefillTokens;
+    Weight? _draftHead;   // the lm_head's first rows the last batched draft used
     long _submitted, _rejected, _finished, _cancelled, _failed, _promptTokens, _completionTokens, _steps, _drafted, _accepted, _expertSum, _expertPairs;
 
     public BatchScheduler(LongCatModel model, SchedulerOptions? options = null)
@@ -302,9 +304,13 @@ public sealed class BatchScheduler : IDisposable
                 toks.Add(t);
             }
             float[] draftLogits;
+            // One draft lm_head for the batch: the widest draft vocabulary among its sequences; each masks past its own.
+            int dw = 0;
+            foreach (var s in spec) { s.DraftVocab!.Update(); dw = Math.Max(dw, s.DraftVocab.Size); }
             try
             {
-                draftLogits = m.Mtp!.ForwardBatch(hid.ToArray(), toks, spec.Select(s => s.Lease!.Mtp!).ToList(), m.LmHead, m.Rope);
+                if (_draftHead?.Rows != dw) _draftHead = m.LmHead.FirstRows(dw);
+                draftLogits = m.Mtp!.ForwardBatch(hid.ToArray(), toks, spec.Select(s => s.Lease!.Mtp!).ToList(), _draftHead, m.Rope);
             }
             catch (Exception e)
             {
@@ -314,7 +320,7 @@ public sealed class BatchScheduler : IDisposable
             for (int i = 0; i < spec.Count; i++)
             {
                 var s = spec[i];
-                s.DraftQ = s.Sampler.Distribution(draftLogits.AsSpan(i * v, v));
+                s.DraftQ = s.Sampler.Distribution(s.DraftVocab!.Row(draftLogits.AsSpan(i * dw, dw)));
                 s.Draft = s.Sampler.Greedy ? Sampler.ArgMax(s.DraftQ) : s.Sampler.Draw(s.DraftQ);
                 s.Drafted++;
             }
@@ -484,6 +490,7 @@ public sealed class BatchScheduler : IDisposable
     (StopReason, string?) Emit(Seq s, int token, bool fromDraft, int[] experts, ReadOnlySpan<float> logits)
     {
         s.Output.Add(token);
+        s.DraftVocab?.Observe(token);
         s.Sampler.Accept(token);
         foreach (var e in experts) s.Hist[e]++;
         var logprob = s.O.Logprobs is { } top ? TokenLogprobs.Compute(logits, token, top) : null;
@@ -517,6 +524,7 @@ public sealed class BatchScheduler : IDisposable
             DecodeSeconds = s.FirstTokenTicks > 0 ? (now - s.FirstTokenTicks) / f : 0,
             DraftedTokens = s.Drafted,
             AcceptedDrafts = s.Accepted,
+            DraftVocabulary = s.DraftVocab?.Size ?? 0,
             RealExpertHistogram = (long[])s.Hist.Clone(),
             MeanRealExperts = pairs == 0 ? 0 : s.Hist.Select((n, k) => (double)n * k).Sum() / pairs,
         };
@@ -605,6 +613,8 @@ public sealed class BatchScheduler : IDisposable
         public int Draft = -1;
         public float[]? DraftQ;
         public int Drafted, Accepted;
+        /// <summary>Speculative sequences: the draft's vocabulary (<see cref="GenerationOptions.DraftVocabulary"/>).</summary>
+        public readonly DraftVocabularyState? DraftVocab = options.Speculative ? new(options, sampler.VocabSize) : null;
         public long AdmittedTicks, FirstTokenTicks;
     }
 }

@@ -34,6 +34,15 @@ public sealed record GenerationOptions
     /// <summary>Draft with the MTP head and verify with the main model (needs model.mtp.* weights).</summary>
     public bool Speculative { get; init; }
     /// <summary>
+    /// Speculative decoding: the MTP draft scores only token ids [0, N) (the first N rows of the lm_head, ids of a
+    /// BPE vocabulary roughly in frequency order), which makes the draft cheaper; the output is unchanged (the main
+    /// model verifies every draft: a token outside the draft vocabulary is only never drafted). Null (the default):
+    /// <see cref="Model.MtpHead.DefaultDraftVocabulary"/>, widened to the whole vocabulary for the rest of a generation
+    /// once more than 1 in 8 of its first 32+ generated tokens fall outside it. 1..vocabulary size: exactly that
+    /// (the vocabulary size = the whole vocabulary). Constrained decoding always drafts over the whole vocabulary.
+    /// </summary>
+    public int? DraftVocabulary { get; init; }
+    /// <summary>
     /// Constrained decoding (structured output, tool calls): makes each sequence's constraint state; the sampler masks
     /// every token it disallows, for every draw. Null = unconstrained. See <see cref="Constraints.JsonGrammar"/>.
     /// </summary>
@@ -77,6 +86,7 @@ public sealed record GenerationOptions
                 if (id < 0 || id >= vocabSize) throw Bad("logit_bias", id, $"token ids must be in 0..{vocabSize - 1}");
                 if (!(b >= -100 && b <= 100)) throw Bad("logit_bias", $"{b} for token {id}", "biases must be in [-100, 100]");
             }
+        if (DraftVocabulary is { } dv && (dv < 1 || dv > vocabSize)) throw Bad("draft_vocabulary", dv, $"must be in 1..{vocabSize} (the vocabulary size = the whole vocabulary)");
         if (Logprobs is < 0 or > TokenLogprobs.MaxTop) throw Bad("top_logprobs", Logprobs, $"must be in 0..{TokenLogprobs.MaxTop}");
         foreach (var id in StopTokenIds)
             if (id < 0 || id >= vocabSize) throw Bad("stop_token_ids", id, $"token ids must be in 0..{vocabSize - 1}");

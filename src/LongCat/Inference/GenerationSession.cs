@@ -26,6 +26,8 @@ public sealed record GenerationResult
     public double DecodeSeconds { get; init; }
     public int DraftedTokens { get; init; }
     public int AcceptedDrafts { get; init; }
+    /// <summary>Speculative decoding: the token ids [0, N) the draft scored at the end (<see cref="GenerationOptions.DraftVocabulary"/>); else 0.</summary>
+    public int DraftVocabulary { get; init; }
     public double AcceptanceRate => DraftedTokens == 0 ? 0 : (double)AcceptedDrafts / DraftedTokens;
     /// <summary>Histogram over generated tokens and layers: [n] = how many (token, layer) pairs used n real experts.</summary>
     public long[] RealExpertHistogram { get; init; } = [];
@@ -48,6 +50,7 @@ public sealed class GenerationSession
     readonly List<int> _output = [];
     readonly long[] _hist;
     int _drafted, _accepted;
+    DraftVocabularyState? _draftVocab;
 
     public GenerationResult? Result { get; private set; }
     public IReadOnlyList<int> Output => _output;
@@ -105,6 +108,8 @@ public sealed class GenerationSession
         var sampler = new Sampler(_o, c.VocabSize, _prompt);
         var cache = m.NewCache(Capacity);
         var mtpCache = _o.Speculative ? m.Mtp!.NewCache(Capacity) : null;
+        // The draft's vocabulary: token ids [0, N), the lm_head's first N rows (GenerationOptions.DraftVocabulary).
+        var draftVocab = _draftVocab = mtpCache is null ? null : new DraftVocabularyState(_o, c.VocabSize, AutoDraftVocabulary);
         var sw = Stopwatch.StartNew();
         var stop = StopReason.None;
         string? matched = null;
@@ -168,14 +173,15 @@ public sealed class GenerationSession
                 toks[i] = pos < _prompt.Length ? _prompt[pos] : (pos - _prompt.Length < _output.Count ? _output[pos - _prompt.Length] : y);
             }
             pending = 0;
-            draftLogits = mtp.Forward(pendingHidden!.AsSpan(0, np * hd), toks.AsSpan(0, np), mtpCache, m.LmHead, m.Rope, allLogits: false, reuse: draftLogits);
+            draftVocab!.Update();
+            draftLogits = mtp.Forward(pendingHidden!.AsSpan(0, np * hd), toks.AsSpan(0, np), mtpCache, draftVocab.Head(m.LmHead), m.Rope, allLogits: false, reuse: draftLogits);
             q ??= new float[c.VocabSize];
             if (OracleDraft is not null)
             {
                 Array.Clear(q);
                 q[OracleDraft([.. _prompt, .. _output])] = 1f;
             }
-            else sampler.Distribution(draftLogits, q);
+            else sampler.Distribution(draftVocab.Row(draftLogits), q);
             int d = sampler.Greedy ? Sampler.ArgMax(q) : sampler.Draw(q);
             _drafted++;
 
@@ -218,6 +224,7 @@ public sealed class GenerationSession
             DecodeSeconds = decode,
             DraftedTokens = _drafted,
             AcceptedDrafts = _accepted,
+            DraftVocabulary = _draftVocab?.Size ?? 0,
             RealExpertHistogram = (long[])_hist.Clone(),
             MeanRealExperts = mean,
         };
@@ -226,10 +233,14 @@ public sealed class GenerationSession
     (StopReason, string?) Emit(int token, int[] experts, Sampler sampler)
     {
         _output.Add(token);
+        _draftVocab?.Observe(token);
         sampler.Accept(token);
         foreach (var e in experts) _hist[e]++;
         return _o.CheckStop(_output);
     }
+
+    /// <summary>Test hook: the automatic draft vocabulary (instead of <see cref="MtpHead.DefaultDraftVocabulary"/>).</summary>
+    internal int? AutoDraftVocabulary { get; init; }
 
     /// <summary>Test hook: drafts this token (one-hot q) instead of the MTP head's choice, given prompt + output.</summary>
     internal Func<int[], int>? OracleDraft { get; set; }

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using LongCat.Model;
 
 namespace LongCat.Inference;
@@ -36,6 +37,9 @@ public sealed class Sampler
     }
 
     public bool Greedy => _o.Temperature == 0;
+
+    /// <summary>The vocabulary size it samples over.</summary>
+    public int VocabSize => _probs.Length;
 
     /// <summary>Records a generated token (for the penalties of later steps).</summary>
     public void Accept(int token)
@@ -280,8 +284,38 @@ public sealed class Sampler
 
     float[]? _sample;
 
-    /// <summary>Index of the largest value (lowest index on ties; NaN never wins).</summary>
+    /// <summary>
+    /// Index of the largest value (lowest index on ties, -0 and +0 being equal; NaN never wins; all NaN: the last
+    /// index). The result of <see cref="ArgMaxScalar"/>, found with two vector passes: the largest non-NaN value, then
+    /// its first index (greedy decoding runs this over the vocabulary several times per token).
+    /// </summary>
     public static int ArgMax(ReadOnlySpan<float> x)
+    {
+        int n = x.Length;
+        if (n < 64 || !Vector256.IsHardwareAccelerated) return ArgMaxScalar(x);
+        ref float x0 = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
+        var m = Vector256.Create(float.NegativeInfinity);
+        int i = 0;
+        for (; i <= n - 8; i += 8)
+        {
+            var v = Vector256.LoadUnsafe(ref x0, (nuint)i);
+            m = Vector256.ConditionalSelect(Vector256.GreaterThan(v, m), v, m); // NaN: not greater
+        }
+        float max = float.NegativeInfinity;
+        for (int l = 0; l < 8; l++) if (m.GetElement(l) > max) max = m.GetElement(l);
+        for (; i < n; i++) if (x[i] > max) max = x[i];
+        var mv = Vector256.Create(max);
+        for (i = 0; i <= n - 8; i += 8)
+        {
+            uint eq = Vector256.Equals(Vector256.LoadUnsafe(ref x0, (nuint)i), mv).ExtractMostSignificantBits();
+            if (eq != 0) return i + System.Numerics.BitOperations.TrailingZeroCount(eq);
+        }
+        for (; i < n; i++) if (x[i] == max) return i;
+        return n - 1; // every value NaN
+    }
+
+    /// <summary>The definition of <see cref="ArgMax"/>: one scalar pass.</summary>
+    internal static int ArgMaxScalar(ReadOnlySpan<float> x)
     {
         int best = 0;
         for (int i = 1; i < x.Length; i++) if (x[i] > x[best] || float.IsNaN(x[best])) best = i;

@@ -173,7 +173,10 @@ public static unsafe partial class Gemm
         int tasks = (n + grain - 1) / grain;
         var j = (t_gemvJobs ??= new()).TryPop(out var free) ? free : new GemvJob();
         j.W = w; j.X = x; j.Y = y; j.M = m; j.Grain = grain; j.Tasks = tasks; j.Accumulate = accumulate; j.Small = small; j.Mode = ModeOf(w);
-        j.Serial = tasks == 1 || (small ? 2.0 * m * n * k < SerialFlops : rowBytes * n < SerialGemvBytes);
+        // On the calling thread only when both the weight and the work are small: M = 1 to ~4 rows are bound by reading
+        // the weight (once for all rows), more rows by the FLOPs. (A FLOP threshold alone put a 2-row MTP verification's
+        // mid-sized GEMVs on one thread while the 1-row step ran them on all.)
+        j.Serial = tasks == 1 || (rowBytes * n < SerialGemvBytes && 2.0 * m * n * k < SerialFlops);
         return j;
     }
 
@@ -232,11 +235,11 @@ public static unsafe partial class Gemm
                 float* xi = x + (long)i * k;
                 switch (mode)
                 {
-                    case GemvMode.F32 when wide: Dot4x16<F32x16>(w, ra, rb, rc, rd, xi, o); break;
-                    case GemvMode.Bf16 when wide: Dot4x16<Bf16x16>(w, ra, rb, rc, rd, xi, o); break;
-                    case GemvMode.Fp8 when wide: Dot4x16<Fp8x16>(w, ra, rb, rc, rd, xi, o); break;
-                    case GemvMode.Fp8Nan when wide: Dot4x16<Fp8Nanx16>(w, ra, rb, rc, rd, xi, o); break;
-                    case GemvMode.I8 when wide: Dot4x16<I8x16>(w, ra, rb, rc, rd, xi, o); break;
+                    case GemvMode.F32 when wide: Dot4xN<F32x16, X1>(w, ra, rb, rc, rd, xi, xi, xi, xi, o); break;
+                    case GemvMode.Bf16 when wide: Dot4xN<Bf16x16, X1>(w, ra, rb, rc, rd, xi, xi, xi, xi, o); break;
+                    case GemvMode.Fp8 when wide: Dot4xN<Fp8x16, X1>(w, ra, rb, rc, rd, xi, xi, xi, xi, o); break;
+                    case GemvMode.Fp8Nan when wide: Dot4xN<Fp8Nanx16, X1>(w, ra, rb, rc, rd, xi, xi, xi, xi, o); break;
+                    case GemvMode.I8 when wide: Dot4xN<I8x16, X1>(w, ra, rb, rc, rd, xi, xi, xi, xi, o); break;
                     case GemvMode.F32: Dot4<F32Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
                     case GemvMode.Bf16: Dot4<Bf16Row>(w, RowPtr(w, ra), RowPtr(w, rb), RowPtr(w, rc), RowPtr(w, rd), ra, rb, rc, rd, xi, o); break;
                     case GemvMode.F16:

@@ -22,9 +22,10 @@ public static unsafe partial class Gemm
     [ThreadStatic] static float[]? t_conv;
 
     /// <summary>
-    /// Rows [r0, r1) of W for every x row, 4 weight rows at a time. Up to 4 x rows (AVX-512): one pass of a 4×4
+    /// Rows [r0, r1) of W for every x row, 4 weight rows at a time. Up to 4 x rows (AVX-512): one pass of a 4×m
     /// block of 16-lane accumulators straight from the stored weight, dequantized in registers, so the weight is
-    /// read once for all rows. More x rows: the 4 weight rows are converted to F32 once into an L1 buffer (exact),
+    /// read and converted once for all rows and each x row costs only its own FMAs (2 rows: 8 accumulators, none
+    /// computed and dropped). More x rows: the 4 weight rows are converted to F32 once into an L1 buffer (exact),
     /// then every block of 4 x rows sweeps them (AVX2: one x row against the 4 rows at a time).
     /// </summary>
     static void GemvSmall(float* x, Weight w, float* y, int m, int r0, int r1, bool accumulate, GemvMode mode)
@@ -61,11 +62,11 @@ public static unsafe partial class Gemm
                         if (direct)
                             switch (mode)
                             {
-                                case GemvMode.F32: Dot4x4<F32x16>(w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
-                                case GemvMode.Bf16: Dot4x4<Bf16x16>(w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
-                                case GemvMode.Fp8: Dot4x4<Fp8x16>(w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
-                                case GemvMode.Fp8Nan: Dot4x4<Fp8Nanx16>(w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
-                                default: Dot4x4<I8x16>(w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
+                                case GemvMode.F32: DotRows<F32x16>(xs, w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
+                                case GemvMode.Bf16: DotRows<Bf16x16>(xs, w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
+                                case GemvMode.Fp8: DotRows<Fp8x16>(xs, w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
+                                case GemvMode.Fp8Nan: DotRows<Fp8Nanx16>(xs, w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
+                                default: DotRows<I8x16>(xs, w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
                             }
                         else if (wide) Dot4x4F32(wb, wb + k, wb + 2L * k, wb + 3L * k, x0, x1, x2, x3, k, o);
                         else
@@ -200,12 +201,35 @@ public static unsafe partial class Gemm
         public static Vector256<float> Load8(byte* row, int c, Vector256<float> s) => GemmPack.Fp8Scaled((sbyte*)row + c, s);
     }
 
+    /// <summary>How many x rows (1 to 4) a <see cref="Dot4xN{T, R}"/> instance runs: a constant for the JIT.</summary>
+    interface IXRows { static abstract int Count { get; } }
+    struct X1 : IXRows { public static int Count => 1; }
+    struct X2 : IXRows { public static int Count => 2; }
+    struct X3 : IXRows { public static int Count => 3; }
+    struct X4 : IXRows { public static int Count => 4; }
+
+    /// <summary><see cref="Dot4xN{T, R}"/> for <paramref name="xs"/> (1 to 4) x rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void DotRows<T>(int xs, Weight w, int ra, int rb, int rc, int rd, float* x0, float* x1, float* x2, float* x3, float* o) where T : struct, IRow16
+    {
+        switch (xs)
+        {
+            case 1: Dot4xN<T, X1>(w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
+            case 2: Dot4xN<T, X2>(w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
+            case 3: Dot4xN<T, X3>(w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
+            default: Dot4xN<T, X4>(w, ra, rb, rc, rd, x0, x1, x2, x3, o); break;
+        }
+    }
+
     /// <summary>
-    /// 4 stored weight rows (dequantized in registers, once per step) × 4 x rows: 16 accumulators;
-    /// o[4·i + j] = x_i · w_j. Column blocks of FP8 scales are multiples of 16 (see ModeOf).
+    /// 4 stored weight rows (dequantized in registers, once for all x rows) × R x rows (1 to 4): 4·R 16-lane
+    /// accumulators; o[4·i + j] = x_i · w_j. The decode GEMV is R = 1 (one 16-lane accumulator per row = the AVX2
+    /// kernels' two 8-lane ones); every R gives each row the same bits. Scales are broadcast once per row and scale
+    /// block (column blocks of FP8 scales are multiples of 16, see ModeOf); software prefetch a few lines ahead.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Dot4x4<T>(Weight w, int ra, int rb, int rc, int rd, float* x0, float* x1, float* x2, float* x3, float* o) where T : struct, IRow16
+    static void Dot4xN<T, R>(Weight w, int ra, int rb, int rc, int rd, float* x0, float* x1, float* x2, float* x3, float* o)
+        where T : struct, IRow16 where R : struct, IXRows
     {
         int k = w.Cols, k16 = k & ~15, es = DTypes.SizeOf(w.DType);
         int bc = w.DType == DType.F8_E4M3 ? w.BlockCols : Math.Max(16, k16);
@@ -214,6 +238,7 @@ public static unsafe partial class Gemm
         float* s0 = T.ScaleRow(w, ra), s1 = T.ScaleRow(w, rb), s2 = T.ScaleRow(w, rc), s3 = T.ScaleRow(w, rd);
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
             a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        int pf = 16 * 64 / es; // prefetch distance: 16 cache lines ahead
         for (int cs = 0, blk = 0; cs < k16; cs += bc, blk++)
         {
             int ce = Math.Min(cs + bc, k16);
@@ -221,28 +246,42 @@ public static unsafe partial class Gemm
             var e2 = Vector512.Create(T.Scale(s2, blk)); var e3 = Vector512.Create(T.Scale(s3, blk));
             for (int c = cs; c < ce; c += 16)
             {
+                if (Sse.IsSupported && ((c * es) & 63) == 0 && c + pf < k)
+                {
+                    long off = (long)(c + pf) * es;
+                    Sse.Prefetch0(p0 + off); Sse.Prefetch0(p1 + off); Sse.Prefetch0(p2 + off); Sse.Prefetch0(p3 + off);
+                }
                 var v0 = T.Load16(p0, c, e0); var v1 = T.Load16(p1, c, e1);
                 var v2 = T.Load16(p2, c, e2); var v3 = T.Load16(p3, c, e3);
                 var u = Vector512.Load(x0 + c);
                 a00 = Vector512.FusedMultiplyAdd(v0, u, a00); a01 = Vector512.FusedMultiplyAdd(v1, u, a01);
                 a02 = Vector512.FusedMultiplyAdd(v2, u, a02); a03 = Vector512.FusedMultiplyAdd(v3, u, a03);
-                u = Vector512.Load(x1 + c);
-                a10 = Vector512.FusedMultiplyAdd(v0, u, a10); a11 = Vector512.FusedMultiplyAdd(v1, u, a11);
-                a12 = Vector512.FusedMultiplyAdd(v2, u, a12); a13 = Vector512.FusedMultiplyAdd(v3, u, a13);
-                u = Vector512.Load(x2 + c);
-                a20 = Vector512.FusedMultiplyAdd(v0, u, a20); a21 = Vector512.FusedMultiplyAdd(v1, u, a21);
-                a22 = Vector512.FusedMultiplyAdd(v2, u, a22); a23 = Vector512.FusedMultiplyAdd(v3, u, a23);
-                u = Vector512.Load(x3 + c);
-                a30 = Vector512.FusedMultiplyAdd(v0, u, a30); a31 = Vector512.FusedMultiplyAdd(v1, u, a31);
-                a32 = Vector512.FusedMultiplyAdd(v2, u, a32); a33 = Vector512.FusedMultiplyAdd(v3, u, a33);
+                if (R.Count > 1)
+                {
+                    u = Vector512.Load(x1 + c);
+                    a10 = Vector512.FusedMultiplyAdd(v0, u, a10); a11 = Vector512.FusedMultiplyAdd(v1, u, a11);
+                    a12 = Vector512.FusedMultiplyAdd(v2, u, a12); a13 = Vector512.FusedMultiplyAdd(v3, u, a13);
+                }
+                if (R.Count > 2)
+                {
+                    u = Vector512.Load(x2 + c);
+                    a20 = Vector512.FusedMultiplyAdd(v0, u, a20); a21 = Vector512.FusedMultiplyAdd(v1, u, a21);
+                    a22 = Vector512.FusedMultiplyAdd(v2, u, a22); a23 = Vector512.FusedMultiplyAdd(v3, u, a23);
+                }
+                if (R.Count > 3)
+                {
+                    u = Vector512.Load(x3 + c);
+                    a30 = Vector512.FusedMultiplyAdd(v0, u, a30); a31 = Vector512.FusedMultiplyAdd(v1, u, a31);
+                    a32 = Vector512.FusedMultiplyAdd(v2, u, a32); a33 = Vector512.FusedMultiplyAdd(v3, u, a33);
+                }
             }
         }
         // The 8-wide last step and the scalar tail, per output, from the dequantized values (exact).
         int blk8 = k16 / bc;
         Finish4<T>(w, a00, a01, a02, a03, p0, p1, p2, p3, s0, s1, s2, s3, ra, rb, rc, rd, blk8, x0, k16, o);
-        Finish4<T>(w, a10, a11, a12, a13, p0, p1, p2, p3, s0, s1, s2, s3, ra, rb, rc, rd, blk8, x1, k16, o + 4);
-        Finish4<T>(w, a20, a21, a22, a23, p0, p1, p2, p3, s0, s1, s2, s3, ra, rb, rc, rd, blk8, x2, k16, o + 8);
-        Finish4<T>(w, a30, a31, a32, a33, p0, p1, p2, p3, s0, s1, s2, s3, ra, rb, rc, rd, blk8, x3, k16, o + 12);
+        if (R.Count > 1) Finish4<T>(w, a10, a11, a12, a13, p0, p1, p2, p3, s0, s1, s2, s3, ra, rb, rc, rd, blk8, x1, k16, o + 4);
+        if (R.Count > 2) Finish4<T>(w, a20, a21, a22, a23, p0, p1, p2, p3, s0, s1, s2, s3, ra, rb, rc, rd, blk8, x2, k16, o + 8);
+        if (R.Count > 3) Finish4<T>(w, a30, a31, a32, a33, p0, p1, p2, p3, s0, s1, s2, s3, ra, rb, rc, rd, blk8, x3, k16, o + 12);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -259,54 +298,6 @@ public static unsafe partial class Gemm
             l1 = Vector256.FusedMultiplyAdd(T.Load8(p1, k16, Vector256.Create(T.Scale(s1, blk))), u, l1);
             l2 = Vector256.FusedMultiplyAdd(T.Load8(p2, k16, Vector256.Create(T.Scale(s2, blk))), u, l2);
             l3 = Vector256.FusedMultiplyAdd(T.Load8(p3, k16, Vector256.Create(T.Scale(s3, blk))), u, l3);
-            kEnd += 8;
-        }
-        Store4(HSum(l0, a0.GetUpper()), HSum(l1, a1.GetUpper()), HSum(l2, a2.GetUpper()), HSum(l3, a3.GetUpper()), w, ra, rb, rc, rd, x, kEnd, o);
-    }
-
-    /// <summary>
-    /// 4 weight rows × one x row, 16 columns per step (one 16-lane accumulator per row = the AVX2 kernels' two
-    /// 8-lane ones), scale broadcast once per row and scale block; software prefetch a few lines ahead.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Dot4x16<T>(Weight w, int ra, int rb, int rc, int rd, float* x, float* o) where T : struct, IRow16
-    {
-        int k = w.Cols, k16 = k & ~15, es = DTypes.SizeOf(w.DType);
-        int bc = w.DType == DType.F8_E4M3 ? w.BlockCols : Math.Max(16, k16);
-        long rowBytes = (long)k * es;
-        byte* w0 = w.Data + ra * rowBytes, w1 = w.Data + rb * rowBytes, w2 = w.Data + rc * rowBytes, w3 = w.Data + rd * rowBytes;
-        float* s0 = T.ScaleRow(w, ra), s1 = T.ScaleRow(w, rb), s2 = T.ScaleRow(w, rc), s3 = T.ScaleRow(w, rd);
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        int pf = 16 * 64 / es; // prefetch distance: 16 cache lines ahead
-        for (int cs = 0, blk = 0; cs < k16; cs += bc, blk++)
-        {
-            int ce = Math.Min(cs + bc, k16);
-            var v0 = Vector512.Create(T.Scale(s0, blk)); var v1 = Vector512.Create(T.Scale(s1, blk));
-            var v2 = Vector512.Create(T.Scale(s2, blk)); var v3 = Vector512.Create(T.Scale(s3, blk));
-            for (int c = cs; c < ce; c += 16)
-            {
-                if (Sse.IsSupported && ((c * es) & 63) == 0 && c + pf < k)
-                {
-                    long off = (long)(c + pf) * es;
-                    Sse.Prefetch0(w0 + off); Sse.Prefetch0(w1 + off); Sse.Prefetch0(w2 + off); Sse.Prefetch0(w3 + off);
-                }
-                var u = Vector512.Load(x + c);
-                a0 = Vector512.FusedMultiplyAdd(T.Load16(w0, c, v0), u, a0);
-                a1 = Vector512.FusedMultiplyAdd(T.Load16(w1, c, v1), u, a1);
-                a2 = Vector512.FusedMultiplyAdd(T.Load16(w2, c, v2), u, a2);
-                a3 = Vector512.FusedMultiplyAdd(T.Load16(w3, c, v3), u, a3);
-            }
-        }
-        var l0 = a0.GetLower(); var l1 = a1.GetLower(); var l2 = a2.GetLower(); var l3 = a3.GetLower();
-        int kEnd = k16;
-        if (k - k16 >= 8) // the last 8-wide step goes to the lower half; same scale block (bc % 16 == 0)
-        {
-            int blk = k16 / bc;
-            var u = Vector256.Load(x + k16);
-            l0 = Vector256.FusedMultiplyAdd(T.Load8(w0, k16, Vector256.Create(T.Scale(s0, blk))), u, l0);
-            l1 = Vector256.FusedMultiplyAdd(T.Load8(w1, k16, Vector256.Create(T.Scale(s1, blk))), u, l1);
-            l2 = Vector256.FusedMultiplyAdd(T.Load8(w2, k16, Vector256.Create(T.Scale(s2, blk))), u, l2);
-            l3 = Vector256.FusedMultiplyAdd(T.Load8(w3, k16, Vector256.Create(T.Scale(s3, blk))), u, l3);
             kEnd += 8;
         }
         Store4(HSum(l0, a0.GetUpper()), HSum(l1, a1.GetUpper()), HSum(l2, a2.GetUpper()), HSum(l3, a3.GetUpper()), w, ra, rb, rc, rd, x, kEnd, o);

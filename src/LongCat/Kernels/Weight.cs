@@ -61,6 +61,16 @@ public sealed unsafe class Weight
             (float*)Marshal.UnsafeAddrOfPinnedArrayElement(sa, 0), owner: (qa, sa));
     }
 
+    /// <summary>
+    /// A view of rows [0, <paramref name="rows"/>) (no copy; shares the data and the scales, and keeps this weight alive):
+    /// e.g. the lm_head over the first token ids, for the MTP draft's reduced vocabulary.
+    /// </summary>
+    public Weight FirstRows(int rows)
+    {
+        if (rows < 1 || rows > Rows) throw new ArgumentOutOfRangeException(nameof(rows), rows, $"'{Name}' has {Rows} rows: a view needs 1..{Rows}");
+        return rows == Rows ? this : new Weight($"{Name}[:{rows}]", DType, rows, Cols, Data, Scales, BlockRows, BlockCols, owner: this);
+    }
+
     static float* Unsafe(float[] pinned) => (float*)Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0);
 
     /// <summary>

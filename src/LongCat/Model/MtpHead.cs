@@ -54,20 +54,29 @@ public sealed class MtpHead
     public KvCache NewCache(int capacity) => new(_c, capacity, 1);
 
     /// <summary>
+    /// The default draft vocabulary for a vocabulary of <paramref name="vocab"/> tokens: the first max(1024, V/4)
+    /// token ids (all of a vocabulary of at most 1024). See <see cref="Inference.GenerationOptions.DraftVocabulary"/>.
+    /// </summary>
+    public static int DefaultDraftVocabulary(int vocab) => Math.Min(vocab, Math.Max(1024, vocab / 4));
+
+    /// <summary>
     /// n pairs: mainHidden [n, H] (h_t after the final norm) and nextTokens [n] (token_{t+1}) at positions
-    /// cache.Length.. -> draft logits [n or 1, V] for token_{t+2}. Appends to the head's cache.
+    /// cache.Length.. -> draft logits [n or 1, lmHead.Rows] for token_{t+2}. Appends to the head's cache.
+    /// <paramref name="lmHead"/> is the main lm_head, or a view of its first rows (<see cref="Weight.FirstRows"/>):
+    /// a draft over the first token ids only.
     /// </summary>
     public float[] Forward(ReadOnlySpan<float> mainHidden, ReadOnlySpan<int> nextTokens, KvCache cache, Weight lmHead, Rope rope, bool allLogits = false) =>
         Forward(mainHidden, nextTokens, cache, lmHead, rope, allLogits, reuse: null);
 
     /// <summary>
     /// <see cref="Forward(ReadOnlySpan{float}, ReadOnlySpan{int}, KvCache, Weight, Rope, bool)"/> writing the logits into
-    /// <paramref name="reuse"/> when it holds exactly rows·V floats (a draft loop passes its previous logits and allocates
-    /// nothing), else into a new array.
+    /// <paramref name="reuse"/> when it holds exactly rows·lmHead.Rows floats (a draft loop passes its previous logits
+    /// and allocates nothing), else into a new array.
     /// </summary>
     public float[] Forward(ReadOnlySpan<float> mainHidden, ReadOnlySpan<int> nextTokens, KvCache cache, Weight lmHead, Rope rope, bool allLogits, float[]? reuse)
     {
         int n = nextTokens.Length;
+        CheckLmHead(lmHead);
         var s = _workspaces.Rent();
         Inputs(mainHidden, nextTokens, s);
         s.Cache = cache; s.Rope = rope; s.Steps = n;
@@ -75,10 +84,17 @@ public sealed class MtpHead
         s.Cache = null;
         cache.Advance(n);
         int rows = allLogits ? n : 1;
-        var logits = reuse is not null && reuse.Length == rows * _c.VocabSize ? reuse : new float[rows * _c.VocabSize];
+        int v = lmHead.Rows;
+        var logits = reuse is not null && reuse.Length == rows * v ? reuse : new float[rows * v];
         Logits(x, n - rows, rows, lmHead, s, logits);
         _workspaces.Return(s);
         return logits;
+    }
+
+    void CheckLmHead(Weight lmHead)
+    {
+        if (lmHead.Cols != _c.HiddenSize || lmHead.Rows > _c.VocabSize)
+            throw new ArgumentException($"{lmHead.Name}: [{lmHead.Rows}, {lmHead.Cols}] is not (the first rows of) an lm_head [{_c.VocabSize}, {_c.HiddenSize}]", nameof(lmHead));
     }
 
     /// <summary>The cached attention step of a workspace, bound once to the fields it reads.</summary>
@@ -87,11 +103,12 @@ public sealed class MtpHead
     /// <summary>
     /// The draft step of several sequences in one forward (continuous batching): sequence i feeds
     /// nextTokens[i].Length pairs, its rows of mainHidden [T, H] back to back, at positions caches[i].Length..
-    /// -> draft logits [S, V], one row per sequence (its last pair). Appends to every head cache.
+    /// -> draft logits [S, lmHead.Rows], one row per sequence (its last pair). Appends to every head cache.
     /// </summary>
     public float[] ForwardBatch(ReadOnlySpan<float> mainHidden, IReadOnlyList<int[]> nextTokens, IReadOnlyList<KvCache> caches, Weight lmHead, Rope rope)
     {
         if (nextTokens.Count != caches.Count || nextTokens.Count == 0) throw new ArgumentException("one head cache per sequence, at least one sequence");
+        CheckLmHead(lmHead);
         var counts = new int[nextTokens.Count];
         int t = 0;
         for (int i = 0; i < counts.Length; i++)
@@ -111,7 +128,7 @@ public sealed class MtpHead
         int hd = c.HiddenSize;
         var last = new float[counts.Length * hd];
         for (int i = 0, o = 0; i < counts.Length; i++) { o += counts[i]; x.AsSpan((o - 1) * hd, hd).CopyTo(last.AsSpan(i * hd)); }
-        var logits = new float[counts.Length * c.VocabSize];
+        var logits = new float[counts.Length * lmHead.Rows];
         Logits(last, 0, counts.Length, lmHead, s, logits);
         _workspaces.Return(s);
         return logits;
