@@ -15,6 +15,16 @@ public class DistributedTrainingTests
     static string Config(string data, string outDir, long steps) =>
         TrainCliTests.Config(data, outDir, steps, batch: 5, micro: 1, evalBatches: 3, keep: 3, plot: "none");
 
+    /// <summary>The uninterrupted one-process run (2 threads) of the config writing to a new out folder: the reference of the
+    /// resume tests. Returns the out folder.</summary>
+    static string StraightRun(Func<string, string> configForOut)
+    {
+        var outDir = Fixtures.NewTempDir();
+        var (rc, _, err) = CliProcess.Run("train", "--config", configForOut(outDir), "--threads", "2", "--quiet");
+        Assert.True(rc == 0, err);
+        return outDir;
+    }
+
     /// <summary>
     /// mpirun on PATH; when missing and this runs as root with apt-get (a fresh machine), Debian's Open MPI is installed
     /// once (<see cref="DebianPackages"/>); otherwise a failure saying how to install it (never a silent skip).
@@ -154,9 +164,7 @@ public class DistributedTrainingTests
     {
         Mpirun();
         var data = TrainingRuns.SyntheticData(40);
-        var straight = Fixtures.NewTempDir();
-        var (rc, _, err) = CliProcess.Run("train", "--config", Config(data, straight, 6), "--threads", "2", "--quiet");
-        Assert.True(rc == 0, err);
+        var straight = StraightRun(o => Config(data, o, 6));
 
         // 2 processes; rank 1 dies after step 3: the job must end (not hang) with an error, keeping checkpoint 2.
         var outDir = Fixtures.NewTempDir();
@@ -182,9 +190,7 @@ public class DistributedTrainingTests
     {
         Mpirun();
         var data = TrainingRuns.SyntheticData(40);
-        var straight = Fixtures.NewTempDir();
-        var (rc, _, err) = CliProcess.Run("train", "--config", Config(data, straight, 6), "--threads", "2", "--quiet");
-        Assert.True(rc == 0, err);
+        var straight = StraightRun(o => Config(data, o, 6));
 
         // 3 ranks; at checkpoint 4 rank 1 dies once its shard is on disk, before rank 0 commits the checkpoint.
         var outDir = Fixtures.NewTempDir();
@@ -242,9 +248,7 @@ public class DistributedTrainingTests
         Mpirun();
         var data = TrainingRuns.SyntheticData(40);
         string Config8(string outDir) => TrainCliTests.Config(data, outDir, 8, batch: 5, micro: 1, evalBatches: 3, keep: 1, plot: "none");
-        var straight = Fixtures.NewTempDir();
-        var (rc, _, err) = CliProcess.Run("train", "--config", Config8(straight), "--threads", "2", "--quiet");
-        Assert.True(rc == 0, err);
+        var straight = StraightRun(Config8);
 
         // 2 ranks, each step slowed down; once step 2 is logged, SIGUSR1 to mpirun, which forwards it to every rank.
         var outDir = Fixtures.NewTempDir();
