@@ -79,16 +79,23 @@ public static unsafe partial class TrainingCheckpoint
 
         WriteModelFolder(tmp, config, model, tokenizerDir, $"{producer}, step {state.Step}");
         WriteF32(Path.Combine(tmp, "optimizer.safetensors"), moments, new() { ["producer"] = producer, ["optimizer"] = "AdamW", ["step"] = state.AdamStep.ToString(CultureInfo.InvariantCulture) });
-        // Last: a folder with trainer_state.json is complete.
+        Commit(root, tmp, name, state, keep);
+        return final;
+    }
+
+    /// <summary>
+    /// The commit of a checkpoint written into <paramref name="tmp"/>: trainer_state.json last (a folder with it is
+    /// complete), flushed, then the folder renamed to its step's name (re-saving a step after a resume replaces the old
+    /// folder only once the new one is complete), latest pointed at it, older checkpoints pruned.
+    /// </summary>
+    static void Commit(string root, string tmp, string name, TrainerState state, int keep)
+    {
         WriteText(Path.Combine(tmp, "trainer_state.json"), state.ToJson());
         SyncDirectory(tmp);
-
-        // Re-saving a step (after a resume) replaces the old folder only once the new one is complete.
-        ReplaceDirectory(tmp, final);
+        ReplaceDirectory(tmp, Path.Combine(root, name));
         WriteText(Path.Combine(root, LatestFile), name + "\n");
         SyncDirectory(root);
         Prune(root, keep, name);
-        return final;
     }
 
     /// <summary>
@@ -150,12 +157,7 @@ public static unsafe partial class TrainingCheckpoint
             var manifest = new System.Text.Json.Nodes.JsonObject { ["format"] = ShardManifestFormat, ["length"] = p.Length, ["ranks"] = comm.Size, ["shards"] = shards };
             beforeCommit?.Invoke();
             WriteText(Path.Combine(tmp, ShardManifestFile), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            WriteText(Path.Combine(tmp, "trainer_state.json"), state.ToJson());
-            SyncDirectory(tmp);
-            ReplaceDirectory(tmp, final);
-            WriteText(Path.Combine(root, LatestFile), name + "\n");
-            SyncDirectory(root);
-            Prune(root, keep, name);
+            Commit(root, tmp, name, state, keep);
         }
         comm.Barrier();   // committed for everyone
         return final;
