@@ -53,7 +53,7 @@ public static class LongCatServer
                 .AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
         builder.WebHost.ConfigureKestrel(k =>
         {
-            k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+            k.Limits.MaxRequestBodySize = RequestBodyLimit.DrainBytes(options);   // the hard stop; the limit itself: RequestBodyLimit
             k.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
             k.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(30);
             k.AddServerHeader = false;
@@ -77,8 +77,9 @@ public static class LongCatServer
                     ctx.Response.StatusCode = 499;  // client closed the request (nginx's code; nobody reads the answer)
                 else
                 {
-                    var api = ToApiError(e);
+                    var api = ToApiError(e, options);
                     if (api.Status == 500) logger.LogError(e, "internal error on {Path}", ctx.Request.Path);
+                    if (api.Status == 413) await RequestBodyLimit.DrainAsync(ctx);
                     await WriteError(ctx, api);
                 }
             }
@@ -92,6 +93,7 @@ public static class LongCatServer
                 metrics.Count(route, ctx.Response.StatusCode);
             }
         });
+        RequestBodyLimit.Use(app, options);
         // Security guards (HostFiltering.cs, Cors.cs): before the key check, so a preflight needs no key.
         HostFiltering.Use(app, options);
         Cors.Use(app, options);
@@ -179,13 +181,13 @@ public static class LongCatServer
     static readonly long StartTime = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     /// <summary>Maps an exception to the error a client sees. Only <see cref="ApiException"/>, argument errors and a full queue say why.</summary>
-    static ApiException ToApiError(Exception e) => e switch
+    static ApiException ToApiError(Exception e, ServerOptions? options = null) => e switch
     {
         ApiException a => a,
         ContextLengthExceededException c => new ApiException(400, c.Message + ": shorten the conversation", param: "messages", code: "context_length_exceeded"),
         SchedulerBusyException b => new ApiException(429, b.Message, "rate_limit_error", code: "rate_limit_exceeded") { Data = { ["retry"] = b.RetryAfter } },
         ArgumentException a => new ApiException(400, a.Message.Split(" (Parameter '")[0], param: ParamOf(a.Message)),
-        BadHttpRequestException { StatusCode: 413 } => new ApiException(413, "the request body is too large", code: "request_too_large"),
+        BadHttpRequestException { StatusCode: 413 } => RequestBodyLimit.TooLarge(options?.MaxRequestBodyBytes),
         BadHttpRequestException b => new ApiException(b.StatusCode, "bad request: " + b.Message),
         _ => new ApiException(500, "internal server error", "server_error"),
     };

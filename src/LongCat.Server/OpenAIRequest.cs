@@ -26,7 +26,7 @@ public sealed class OpenAIRequest
 
     /// <summary>
     /// Reads the body as JSON: 415 unless it is sent as application/json, 400 for anything else or for a string that
-    /// is not valid Unicode (see <see cref="RequestValidation"/>), 413 past the size limit.
+    /// is not valid Unicode (see <see cref="RequestValidation"/>); past the size limit the read throws the 413 (<see cref="RequestBodyLimit"/>).
     /// </summary>
     public static async Task<JsonDocument> ReadJsonAsync(Microsoft.AspNetCore.Http.HttpRequest request, CancellationToken ct)
     {
@@ -41,10 +41,6 @@ public sealed class OpenAIRequest
         catch (JsonException e)
         {
             throw new ApiException(400, $"the request body is not valid JSON: {e.Message}");
-        }
-        catch (Microsoft.AspNetCore.Http.BadHttpRequestException e) when (e.StatusCode == 413)
-        {
-            throw new ApiException(413, "the request body is too large", code: "request_too_large");
         }
     }
 

@@ -21,11 +21,45 @@ public static class Fixtures
         }
     }
 
+    /// <summary>A new empty folder under this test process's own scratch folder (<see cref="RunTempRoot"/>).</summary>
     public static string NewTempDir()
     {
-        var d = Path.Combine(Path.GetTempPath(), "longcat-tests", Guid.NewGuid().ToString("N"));
+        var d = Path.Combine(RunTempRoot, Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(d);
         return d;
+    }
+
+    /// <summary>
+    /// The scratch folder of this test process, <c>$TMPDIR/longcat-tests/run-PID-…</c>: deleted when the process exits,
+    /// and a run that was killed has its folder deleted by the next run (its PID is gone). Checkpoints, prepared data and
+    /// server logs of one run add up to hundreds of MB, so a machine that runs the tests often would otherwise fill up.
+    /// </summary>
+    public static string RunTempRoot => s_runTempRoot.Value;
+
+    static readonly Lazy<string> s_runTempRoot = new(() =>
+    {
+        var parent = Path.Combine(Path.GetTempPath(), "longcat-tests");
+        Directory.CreateDirectory(parent);
+        if (Directory.Exists("/proc/self"))   // where a process's liveness can be read off /proc
+        {
+            foreach (var old in Directory.EnumerateDirectories(parent, "run-*"))
+            {
+                var parts = Path.GetFileName(old).Split('-');
+                if (parts.Length >= 2 && int.TryParse(parts[1], out var pid) && pid != Environment.ProcessId && !Directory.Exists($"/proc/{pid}"))
+                    TryDelete(old);
+            }
+        }
+        var root = Path.Combine(parent, $"run-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(root);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => TryDelete(root);
+        return root;
+    });
+
+    static void TryDelete(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); }
+        catch (IOException) { }            // a file still open (a child process not yet gone): the next run removes it
+        catch (UnauthorizedAccessException) { }
     }
 
     public static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
