@@ -42,6 +42,11 @@ public class BenchCliTests
         Assert.Contains("| 1 |", stdout);   // one stream is always measured
         Assert.Contains("| 16 |", stdout);
         Assert.Matches(@"16 streams vs 1: [0-9.]+x the aggregate decode tokens/s of one stream", stdout);
+        // Where a step's time goes, for one stream and for 16: every GEMM kind the tiny model has, measured.
+        foreach (var n in new[] { "1 stream(s)", "16 stream(s)" })
+            Assert.Matches(@"one decode step of " + System.Text.RegularExpressions.Regex.Escape(n) + @" outside the scheduler: median [0-9.]+ ms of 5 => [0-9.]+ tokens/s", stdout);
+        foreach (var phase in new[] { "GEMM dense FFN", "GEMM MoE experts", "GEMM attention projections", "GEMM lm_head", "attention core", "other non-GEMM" })
+            Assert.Equal(2, System.Text.RegularExpressions.Regex.Count(stdout, "^  " + phase, System.Text.RegularExpressions.RegexOptions.Multiline));
     }
 
     [Fact]

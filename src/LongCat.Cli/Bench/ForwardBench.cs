@@ -53,51 +53,11 @@ public static class ForwardBench
         double peerMed = torch != null ? BenchUtil.Median(peerTimes) : double.NaN;
 
         // One profiled pass: GEMM time and flops by category.
-        var category = new Dictionary<Kernels.Weight, string>(ReferenceEqualityComparer.Instance);
-        foreach (var layer in model.Layers)
-        {
-            foreach (var a in layer.Attention) foreach (var w in a.Linears) category[w] = "attention projections";
-            foreach (var m in layer.Mlps) foreach (var w in m.Linears) category[w] = "dense FFN";
-            category[layer.Moe.Classifier] = "router";
-            foreach (var e in layer.Moe.Experts) foreach (var w in e.Linears) category[w] = "MoE experts";
-        }
-        category[model.LmHead] = "lm_head";
-        var ticks = new Dictionary<string, (long Ticks, double Flops, int Calls)>();
-        var gate = new object();
-        Gemm.Observer = (w, m, t) =>
-        {
-            string k = category.GetValueOrDefault(w, "other GEMM");
-            lock (gate)
-            {
-                var v = ticks.GetValueOrDefault(k);
-                ticks[k] = (v.Ticks + t, v.Flops + 2.0 * m * w.Rows * w.Cols, v.Calls + 1);
-            }
-        };
-        long attnTicks = 0;
-        Attention.Observer = t => Interlocked.Add(ref attnTicks, t);
-        double profS;
-        try
-        {
-            sw.Restart();
-            model.Forward(ids, 1, tokens, opts);
-            profS = sw.Elapsed.TotalSeconds;
-        }
-        finally { Gemm.Observer = null; Attention.Observer = null; }
-        double gemmS = ticks.Values.Sum(v => v.Ticks) / (double)Stopwatch.Frequency;
-        double attnS = attnTicks / (double)Stopwatch.Frequency;
-        double gemmFlops = ticks.Values.Sum(v => v.Flops);
+        var prof = PhaseProfile.Measure(model, () => model.Forward(ids, 1, tokens, opts));
+        double profS = prof.Seconds;
 
         if (json)
         {
-            var phases = new JsonObject();
-            foreach (var (k, v) in ticks.OrderByDescending(p => p.Value.Ticks))
-                phases[k] = new JsonObject
-                {
-                    ["seconds"] = Math.Round(v.Ticks / (double)Stopwatch.Frequency, 4), ["calls"] = v.Calls,
-                    ["gflops"] = BenchUtil.J(v.Flops / (v.Ticks / (double)Stopwatch.Frequency) / 1e9),
-                };
-            phases["attention core (QK, softmax, PV)"] = new JsonObject { ["seconds"] = Math.Round(attnS, 4) };
-            phases["other non-GEMM (norms, rope, routing, gathers)"] = new JsonObject { ["seconds"] = Math.Round(Math.Max(0, profS - gemmS - attnS), 4) };
             Console.WriteLine(new JsonObject
             {
                 ["bench"] = "forward", ["model"] = modelDir, ["dtype"] = dtypes, ["tokens"] = tokens, ["batch"] = 1,
@@ -105,8 +65,8 @@ public static class ForwardBench
                 ["load_seconds"] = Math.Round(loadS, 3), ["warmup_seconds"] = Math.Round(warmS, 3),
                 ["seconds"] = times.Select(t => (JsonNode?)Math.Round(t, 4)).ToJsonArray(),
                 ["median_seconds"] = Math.Round(med, 4), ["tokens_per_second"] = BenchUtil.J(tokens / med),
-                ["gemm_gflops"] = BenchUtil.J(gemmFlops / gemmS / 1e9), ["profiled_seconds"] = Math.Round(profS, 4),
-                ["phases"] = phases,
+                ["gemm_gflops"] = BenchUtil.J(prof.GemmFlops / prof.GemmSeconds / 1e9), ["profiled_seconds"] = Math.Round(profS, 4),
+                ["phases"] = prof.ToJson(),
                 ["peer"] = !peer ? null : torch == null ? new JsonObject { ["ran"] = false, ["note"] = peerNote } : new JsonObject
                 {
                     ["ran"] = true, ["name"] = torch.Description, ["environment"] = torch.EnvironmentNote,
@@ -133,15 +93,7 @@ public static class ForwardBench
                 $"{BenchUtil.F(tokens / peerMed)} tokens/s; LongCat.NET / PyTorch = {(peerMed / med).ToString("F2", ci)}x (same run, repeats alternating)");
         }
         Console.WriteLine($"profiled pass {profS.ToString("F3", ci)} s:");
-        Console.WriteLine($"  {"phase",-58} {"seconds",8} {"share",6} {"calls",6} {"GFLOP/s",8}");
-        foreach (var (k, v) in ticks.OrderByDescending(p => p.Value.Ticks))
-        {
-            double sec = v.Ticks / (double)Stopwatch.Frequency;
-            Console.WriteLine($"  {"GEMM " + k,-58} {sec.ToString("F3", ci),8} {(sec / profS).ToString("P0", ci),6} {v.Calls,6} {BenchUtil.F(v.Flops / sec / 1e9),8}");
-        }
-        Console.WriteLine($"  {"attention core (QK, softmax, PV)",-58} {attnS.ToString("F3", ci),8} {(attnS / profS).ToString("P0", ci),6}");
-        double rest = Math.Max(0, profS - gemmS - attnS);
-        Console.WriteLine($"  {"other non-GEMM (norms, rope, routing, gathers)",-58} {rest.ToString("F3", ci),8} {(rest / profS).ToString("P0", ci),6}");
+        prof.Print(Console.Out);
         return 0;
     }
 

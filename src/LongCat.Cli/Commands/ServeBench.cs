@@ -71,6 +71,37 @@ public static class ServeBench
             Console.WriteLine($"16 streams vs 1: {(Agg(16) / single).ToString("F2", inv)}x the aggregate decode tokens/s of one stream ({Agg(16).ToString("F1", inv)} / {single.ToString("F1", inv)}; issue target >= 6x)");
         else
             Console.WriteLine("16 streams vs 1: not measured (add 16 to --streams)");
+        foreach (var n in new[] { 1, streams.Max() }.Distinct()) ProfileStep(m, n, promptTokens, ctx);
+    }
+
+    /// <summary>
+    /// Where a batched decode step's time goes, outside the scheduler: n sequences prefilled with random prompts, then
+    /// one-token steps of all n through <see cref="LongCatModel.ForwardBatch"/>: the median of 5 timed steps, and one
+    /// profiled step split by phase (<see cref="Bench.PhaseProfile"/>).
+    /// </summary>
+    static void ProfileStep(LongCatModel m, int n, int promptTokens, int ctx)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var rng = new Random(1000 + n);
+        int v = m.Config.VocabSize;
+        var caches = Enumerable.Range(0, n).Select(_ => m.NewCache(ctx)).ToList();
+        foreach (var c in caches) m.Prefill([.. Enumerable.Range(0, promptTokens).Select(_ => rng.Next(v))], c);
+        int[][] Step() => [.. Enumerable.Range(0, n).Select(_ => new[] { rng.Next(v) })];
+        for (int i = 0; i < 2; i++) m.ForwardBatch(Step(), caches);   // warm-up
+        var times = new List<double>();
+        for (int i = 0; i < 5; i++)
+        {
+            var tokens = Step();
+            long t0 = Stopwatch.GetTimestamp();
+            m.ForwardBatch(tokens, caches);
+            times.Add((Stopwatch.GetTimestamp() - t0) / (double)Stopwatch.Frequency);
+        }
+        double med = Bench.BenchUtil.Median(times);
+        var step = Step();
+        var prof = Bench.PhaseProfile.Measure(m, () => m.ForwardBatch(step, caches));
+        Console.WriteLine($"one decode step of {n} stream(s) outside the scheduler: median {(med * 1e3).ToString("F2", inv)} ms of 5 " +
+            $"=> {(n / med).ToString("F1", inv)} tokens/s; profiled step {(prof.Seconds * 1e3).ToString("F2", inv)} ms:");
+        prof.Print(Console.Out);
     }
 
     /// <summary>
