@@ -31,6 +31,12 @@ public class BenchCliTests
         Assert.True(rc == 0, err);
         Assert.Contains("F32 peak", stdout);
         Assert.DoesNotContain("PyTorch", stdout);      // no peer asked: no PyTorch figure of any kind
+        // The profiled step: forward and backward GEMMs (with their rates), the attention core, the optimizer, the rest.
+        Assert.Matches(@"profiled step, config: [0-9.]+ s", stdout);
+        foreach (var phase in new[] { "GEMM forward", "GEMM backward dX", "GEMM backward dW" })
+            Assert.Matches("(?m)^  " + phase + @" +[0-9.]+ +[0-9]+ % +[0-9.]+$", stdout);
+        foreach (var phase in new[] { "attention core, forward and backward", "optimizer (AdamW, clipping, budget, zeroing)", "the rest of forward and backward" })
+            Assert.Contains("  " + phase, stdout);
     }
 
     [Fact]

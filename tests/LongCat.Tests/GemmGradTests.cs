@@ -56,6 +56,30 @@ public class GemmGradTests
     }
 
     [Fact]
+    public void ObserverSeesEveryGradientGemmWithItsFlops()
+    {
+        // Shapes no other test uses, so calls from tests running alongside cannot be mistaken for these.
+        const int m = 37, n = 29, k = 41;
+        var dy = new float[m * n]; var w = new float[n * k]; var x = new float[m * k];
+        var dx = new float[m * k]; var dw = new float[n * k];
+        var seen = new System.Collections.Concurrent.ConcurrentBag<(bool Dw, double Flops)>();
+        GemmGrad.Observer = (isDw, flops, ticks) => { if (ticks >= 0) seen.Add((isDw, flops)); };
+        try
+        {
+            GemmGrad.InputGrad(dy, w, dx, m, n, k);
+            GemmGrad.WeightGrad(dy, x, dw, m, n, k);
+            GemmGrad.InputGradGrouped([new InputGradProblem(dy, w, dx, m, n, k), new InputGradProblem(dy, w, new float[m * k], m, n, k)]);
+            GemmGrad.WeightGradGrouped([new WeightGradProblem(dy, x, dw, m, n, k)]);
+        }
+        finally { GemmGrad.Observer = null; }
+        double one = 2.0 * m * n * k;
+        Assert.Contains((false, one), seen);
+        Assert.Contains((true, one), seen);
+        Assert.Contains((false, 2 * one), seen);   // a grouped call reports once, with all its problems' FLOPs
+        Assert.Equal(2, seen.Count(s => s == (true, one)));
+    }
+
+    [Fact]
     public void GradientGemmsAreBitwiseIdenticalForAnyThreadCount()
     {
         int m = 150, n = 70, k = 530;

@@ -72,6 +72,7 @@ public static class TrainBench
             Console.WriteLine($"{"model",-12} {"params",8} {"activated",9} {"tokens",7} {"step s",8} {"tokens/s",9} {"GFLOP/tok",9} {"GFLOP/s",8} {"MFU",6} {"experts",7} {"alloc/step",11} {"gen0/1/2",9}"
                 + (torch != null ? $" {"torch step s",12} {"torch tok/s",11} {"torch MFU",9} {"vs torch",8}" : ""));
         }
+        var profiles = new List<(string Name, double Seconds, List<(string Name, double Seconds, double Flops)> Phases)>();
         foreach (var (configName, seq, batch) in cases)
         {
             var path = Resolve(configName);
@@ -96,10 +97,13 @@ public static class TrainBench
             var ids = Enumerable.Range(0, seq * batch).Select(_ => rng.Next(3, c.VocabSize)).ToArray();
             var counts = new ParameterCount(c);
             double realSum = 0;
+            long fbTicks = 0;   // the last step's forward + backward (the rest of a step: zeroing, budget, clipping, AdamW)
             void Step(int s)
             {
                 model.Parameters.ZeroGrads();
+                long fb0 = Stopwatch.GetTimestamp();
                 model.ForwardBackward(ids, batch, seq);
+                fbTicks = Stopwatch.GetTimestamp() - fb0;
                 for (int l = 0; l < c.NumLayers; l++) budget.Observe(l, model.LastSelected(l));
                 budget.ObserveTokens(seq * batch);
                 double norm = Math.Sqrt(opt.GradSquaredSum());
@@ -140,6 +144,23 @@ public static class TrainBench
                 realSum += RealExperts();
                 if (peerRuns) peerTimes.Add(torch!.TrainStep());
             }
+            // One profiled step after the timed ones: where its time goes (forward GEMMs, backward dX and dW GEMMs,
+            // the attention core forward and backward, the optimizer, the rest).
+            var prof = new Dictionary<string, (long Ticks, double Flops)>();
+            void Add(string k, long t, double f) { lock (prof) { var v = prof.GetValueOrDefault(k); prof[k] = (v.Ticks + t, v.Flops + f); } }
+            Gemm.Observer = (w, m, t) => Add("GEMM forward", t, 2.0 * m * w.Rows * w.Cols);
+            GemmGrad.Observer = (isDw, f, t) => Add(isDw ? "GEMM backward dW" : "GEMM backward dX", t, f);
+            Attention.Observer = t => Add("attention core, forward and backward", t, 0);
+            long p0 = Stopwatch.GetTimestamp();
+            try { Step(steps + 1); }
+            finally { Gemm.Observer = null; GemmGrad.Observer = null; Attention.Observer = null; }
+            double profS = (Stopwatch.GetTimestamp() - p0) / (double)Stopwatch.Frequency, fbS = fbTicks / (double)Stopwatch.Frequency;
+            double measuredS = prof.Values.Sum(v => v.Ticks) / (double)Stopwatch.Frequency;
+            var phases = prof.OrderByDescending(p => p.Value.Ticks)
+                .Select(p => (Name: p.Key, Seconds: p.Value.Ticks / (double)Stopwatch.Frequency, p.Value.Flops)).ToList();
+            phases.Add(("optimizer (AdamW, clipping, budget, zeroing)", profS - fbS, 0));
+            phases.Add(("the rest of forward and backward (norms, rope, routing, gathers, losses)", Math.Max(0, fbS - measuredS), 0));
+            profiles.Add((name, profS, phases));
             double secs = BenchUtil.Median(times);
             double peerSecs = peerRuns ? BenchUtil.Median(peerTimes) : double.NaN;
             int d0 = GC.CollectionCount(0) - g0, d1 = GC.CollectionCount(1) - g1, d2 = GC.CollectionCount(2) - g2;
@@ -179,6 +200,14 @@ public static class TrainBench
         }
         if (!json && torch != null)
             Console.WriteLine("vs torch: LongCat.NET tokens/s / PyTorch peer tokens/s, median step times, steps alternating; the peer's MFU uses the same model FLOPs and peak.");
+        if (!json)
+            foreach (var (name, total, phases) in profiles)
+            {
+                Console.WriteLine(string.Create(inv, $"profiled step, {name}: {total:F3} s"));
+                Console.WriteLine($"  {"phase",-72} {"seconds",8} {"share",6} {"GFLOP/s",8}");
+                foreach (var (phase, sec, flops) in phases)
+                    Console.WriteLine(string.Create(inv, $"  {phase,-72} {sec,8:F3} {(sec / total).ToString("P0", inv),6} {(flops > 0 ? BenchUtil.F(flops / sec / 1e9) : ""),8}"));
+            }
         return 0;
     }
 

@@ -36,7 +36,7 @@ public static unsafe class Attention
     /// <summary>Absorbed-form projections below this many multiply-adds run on the calling thread.</summary>
     const long SerialMacs = 1L << 18;
 
-    /// <summary>Optional profiling hook (benchmarks): called after every attention call with the elapsed Stopwatch ticks.</summary>
+    /// <summary>Optional profiling hook (benchmarks): called after every attention call (and every <see cref="AttentionGrad.Backward"/>) with the elapsed Stopwatch ticks.</summary>
     public static Action<long>? Observer { get; set; }
 
     const float Log2E = 1.4426950408889634f;

@@ -45,6 +45,7 @@ public static unsafe class AttentionGrad
         if (stats.Length < 2L * t * nh) throw new ArgumentException("stats is smaller than [2, B·S, nh]", nameof(stats));
         if (dkropeHeads.Length < (long)t * nh * dr) throw new ArgumentException("dkropeHeads is smaller than [B·S, nh, dr]", nameof(dkropeHeads));
         if (t == 0) return;
+        long start = Attention.Observer != null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
         var isa = Gemm.Isa;
         float c = scale * 1.4426950408889634f;
         fixed (float* pq = q, pkv = kvb, pkr = krope, po = output, pst = stats, pdo = dOut, pdq = dq, pdkv = dkvb, pdkrh = dkropeHeads)
@@ -69,6 +70,7 @@ public static unsafe class AttentionGrad
                     dkrope[ti * dr + d] = sum;
                 }
         });
+        Attention.Observer?.Invoke(System.Diagnostics.Stopwatch.GetTimestamp() - start);
     }
 
     /// <summary>What the tasks of <see cref="Backward"/> read (no closure per call).</summary>

@@ -17,6 +17,16 @@ namespace LongCat.Kernels;
 /// </summary>
 public static unsafe class GemmGrad
 {
+    /// <summary>
+    /// Profiling hook (null: off): after each call, (true for dW / false for dX, FLOPs, Stopwatch ticks). Grouped calls
+    /// report once with their total FLOPs. Used by <c>bench train</c>'s profiled step.
+    /// </summary>
+    public static Action<bool, double, long>? Observer { get; set; }
+
+    static long Start() => Observer != null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+
+    static void Report(bool weightGrad, double flops, long t0) => Observer?.Invoke(weightGrad, flops, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
+
     /// <summary>dx [M, K] = dy [M, N] · W [N, K] (or += with <paramref name="accumulate"/>).</summary>
     public static void InputGrad(ReadOnlySpan<float> dy, ReadOnlySpan<float> w, Span<float> dx, int m, int n, int k, bool accumulate = false)
     {
@@ -25,11 +35,13 @@ public static unsafe class GemmGrad
         Check(w.Length, (long)n * k, nameof(w));
         Check(dx.Length, (long)m * k, nameof(dx));
         if (m == 0 || k == 0) return;
+        long t0 = Start();
         fixed (float* pa = dy, pb = w, pc = dx)
         {
             if (n == 0) { if (!accumulate) new Span<float>(pc, checked(m * k)).Clear(); return; }
             Gemm.PackedF32(pa, n, aTransposed: false, pb, k, pc, m, k, n, accumulate);
         }
+        Report(false, 2.0 * m * n * k, t0);
     }
 
     /// <summary>dW [N, K] += dy [M, N]ᵀ · x [M, K]: gradients accumulate over every use of the weight.</summary>
@@ -40,8 +52,10 @@ public static unsafe class GemmGrad
         Check(x.Length, (long)m * k, nameof(x));
         Check(dw.Length, (long)n * k, nameof(dw));
         if (m == 0 || n == 0 || k == 0) return;
+        long t0 = Start();
         fixed (float* pa = dy, pb = x, pc = dw)
             Gemm.PackedF32(pa, n, aTransposed: true, pb, k, pc, n, k, m, accumulate: true);
+        Report(true, 2.0 * m * n * k, t0);
     }
 
     /// <summary>
@@ -58,6 +72,7 @@ public static unsafe class GemmGrad
             Check(p.W.Length, (long)p.N * p.K, i, "W");
             Check(p.Dx.Length, (long)p.M * p.K, i, "Dx");
         }
+        long t0 = Start();
         var g = Gemm.Group.Rent();
         try
         {
@@ -73,6 +88,21 @@ public static unsafe class GemmGrad
             Gemm.RunGroup(g);
         }
         finally { Gemm.Group.Return(g); }
+        if (Observer != null) Report(false, Flops(problems), t0);
+    }
+
+    static double Flops(ReadOnlySpan<InputGradProblem> problems)
+    {
+        double f = 0;
+        foreach (var p in problems) f += 2.0 * p.M * p.N * p.K;
+        return f;
+    }
+
+    static double Flops(ReadOnlySpan<WeightGradProblem> problems)
+    {
+        double f = 0;
+        foreach (var p in problems) f += 2.0 * p.M * p.N * p.K;
+        return f;
     }
 
     /// <summary>
@@ -89,6 +119,7 @@ public static unsafe class GemmGrad
             Check(p.X.Length, (long)p.M * p.K, i, "X");
             Check(p.DW.Length, (long)p.N * p.K, i, "DW");
         }
+        long t0 = Start();
         var g = Gemm.Group.Rent();
         try
         {
@@ -103,6 +134,7 @@ public static unsafe class GemmGrad
             Gemm.RunGroup(g);
         }
         finally { Gemm.Group.Return(g); }
+        if (Observer != null) Report(true, Flops(problems), t0);
     }
 
     static void CheckShape(int m, int n, int k)
