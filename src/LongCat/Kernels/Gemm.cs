@@ -218,11 +218,15 @@ public static unsafe partial class Gemm
             if (f16 == null || f16.Length < 4 * k) f16 = GC.AllocateUninitializedArray<float>(4 * k, pinned: true);
         }
         bool wide = Isa == KernelIsa.Avx512;
+        bool prefetch = mode is GemvMode.I8 or GemvMode.Fp8 or GemvMode.Fp8Nan;
         for (int r = r0; r < r1; r += 4)
         {
             int rows = Math.Min(4, r1 - r);
             // Rows past the range repeat the last row (computed and dropped: each row's result is independent).
             int ra = r, rb = r + Math.Min(1, rows - 1), rc = r + Math.Min(2, rows - 1), rd = r + Math.Min(3, rows - 1);
+            // Quantized weights: the next 4 rows into L2 while these are dequantized (their GEMV is slower per byte
+            // than F32's, so the hardware prefetcher alone leaves it waiting on memory).
+            if (prefetch && r + 4 < r1) GemmPack.PrefetchPanel(w, r + 4, 0, k, Math.Min(4, r1 - r - 4));
             if (f16 != null)
             {
                 // F16 has no vector conversion among .NET's x86 intrinsics: widen the 4 rows (exactly) with
