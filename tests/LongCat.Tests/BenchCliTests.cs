@@ -18,6 +18,8 @@ public class BenchCliTests
         var o = JsonNode.Parse(stdout.Trim())!;
         Assert.True((double)o["tokens_per_s"]! > 0);
         Assert.True((long)o["allocated_bytes_per_step"]! >= 0);
+        Assert.True((double)o["profile"]!["GEMM backward dW"]!["gflops"]! > 0);
+        Assert.True((double)o["profile"]!["optimizer (AdamW, clipping, budget, zeroing)"]!["seconds"]! >= 0);
         Assert.Null(o["peer"]);
         if (o["peak_gflops"] is null)
             Assert.Contains("no OpenBLAS reference", (string?)o["peak_source"]);   // and then no MFU

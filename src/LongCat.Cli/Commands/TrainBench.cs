@@ -180,6 +180,9 @@ public static class TrainBench
                     ["model_gflop_per_token"] = flopsPerToken / 1e9, ["achieved_gflops"] = achieved, ["peak_gflops"] = BenchUtil.J(peak),
                     ["peak_source"] = double.IsNaN(peak) ? blasNote : $"{blasName} sgemm 2048x2048x2048", ["mfu"] = BenchUtil.J(mfu, 4),
                     ["real_experts_per_token"] = real, ["allocated_bytes_per_step"] = allocPerStep, ["gc_gen0"] = d0, ["gc_gen1"] = d1, ["gc_gen2"] = d2,
+                    ["profiled_step_s"] = profS,
+                    ["profile"] = phases.ToDictionary(p => p.Name, p => (object?)new Dictionary<string, object?>
+                        { ["seconds"] = p.Seconds, ["gflops"] = p.Flops > 0 ? BenchUtil.J(p.Flops / p.Seconds / 1e9) : null }),
                     ["peer"] = !peer ? null : !peerRuns ? new Dictionary<string, object?> { ["ran"] = false, ["note"] = casePeerNote } : new Dictionary<string, object?>
                     {
                         ["ran"] = true, ["name"] = torch!.Description, ["step_s"] = peerSecs, ["tokens_per_s"] = peerTps,

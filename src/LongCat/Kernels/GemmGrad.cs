@@ -25,7 +25,10 @@ public static unsafe class GemmGrad
 
     static long Start() => Observer != null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
 
-    static void Report(bool weightGrad, double flops, long t0) => Observer?.Invoke(weightGrad, flops, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
+    static void Report(bool weightGrad, double flops, long t0)
+    {
+        if (t0 != 0) Observer?.Invoke(weightGrad, flops, System.Diagnostics.Stopwatch.GetTimestamp() - t0);   // 0: off at the start
+    }
 
     /// <summary>dx [M, K] = dy [M, N] · W [N, K] (or += with <paramref name="accumulate"/>).</summary>
     public static void InputGrad(ReadOnlySpan<float> dy, ReadOnlySpan<float> w, Span<float> dx, int m, int n, int k, bool accumulate = false)
