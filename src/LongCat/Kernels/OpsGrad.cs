@@ -173,14 +173,23 @@ public static unsafe class OpsGrad
                     var row = new Span<float>((float*)lp + (long)r * v, v);
                     int target = ((int*)tp)[r];
                     if (target < 0) { row.Clear(); ((float*)lsp)[r] = 0; continue; }
-                    float max = float.NegativeInfinity;
-                    for (int i = 0; i < v; i++) max = MathF.Max(max, row[i]);
+                    // max is exact in any order; the sum stays one ascending scalar chain, and each exp is computed
+                    // once and kept in the row (the same values as computing it again), so the bits are those of the
+                    // plain three-loop form.
+                    float max = System.Numerics.Tensors.TensorPrimitives.Max<float>(row);
+                    float targetLogit = row[target];
                     float sum = 0;
-                    for (int i = 0; i < v; i++) sum += MathF.Exp(row[i] - max);
+                    for (int i = 0; i < v; i++)
+                    {
+                        float e = MathF.Exp(row[i] - max);
+                        row[i] = e;
+                        sum += e;
+                    }
                     float lse = max + MathF.Log(sum);
-                    ((float*)lsp)[r] = lse - row[target];
+                    ((float*)lsp)[r] = lse - targetLogit;
                     float inv = 1f / sum;
-                    for (int i = 0; i < v; i++) row[i] = MathF.Exp(row[i] - max) * inv * gradScale;
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(row, inv, row);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(row, gradScale, row);
                     row[target] -= gradScale;
                 }
             });
