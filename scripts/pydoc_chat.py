@@ -11,6 +11,7 @@ text (the directive's indented body, reST markup simplified). Per entry:
 A seeded hash holds out ~10% of the names (never in the training file) and two question phrasings (never used in
 training). Outputs (deterministic) in OUT:
   sft.jsonl                  training conversations (training names, training phrasings)
+  sft-calls.jsonl            of those, the tool-call conversations alone (a question, then the call)
   eval-heldout.jsonl         held-out names, training phrasings: expected tool calls and reference answers
   eval-heldout-newphrasing.jsonl   held-out names, unseen phrasings
   heldout-names.txt          the held-out names
@@ -204,7 +205,10 @@ def main():
                         "tools": tools})
     order = sorted(range(len(sft)), key=lambda i: hashlib.sha256(f"order/{i}".encode()).digest())
     sft = [sft[i] for i in order]
-    for fname, rows in (("sft.jsonl", sft), ("eval-heldout.jsonl", ev), ("eval-heldout-newphrasing.jsonl", ev_new)):
+    # The tool-call conversations alone (a question, then the call): the call-copying stage before the full fine-tune.
+    calls = [r for r in sft if len(r["messages"]) == 2 and r["messages"][-1].get("tool_calls")]
+    for fname, rows in (("sft.jsonl", sft), ("sft-calls.jsonl", calls), ("eval-heldout.jsonl", ev),
+                        ("eval-heldout-newphrasing.jsonl", ev_new)):
         with open(os.path.join(a.out, fname), "w", encoding="utf-8") as f:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
