@@ -30,8 +30,8 @@ public static class Fixtures
     }
 
     /// <summary>
-    /// The scratch folder of this test process, <c>$TMPDIR/longcat-tests/run-PID-…</c>: deleted when the process exits,
-    /// and a run that was killed has its folder deleted by the next run (its PID is gone). Checkpoints, prepared data and
+    /// The scratch folder of this test process, <c>$TMPDIR/longcat-tests/run-PID-…</c>: deleted when the process exits;
+    /// a run that was killed, or whose folder could not be deleted, has it deleted by the next run (its PID is gone). Checkpoints, prepared data and
     /// server logs of one run add up to hundreds of MB, so a machine that runs the tests often would otherwise fill up.
     /// </summary>
     public static string RunTempRoot => s_runTempRoot.Value;
@@ -57,9 +57,13 @@ public static class Fixtures
 
     static void TryDelete(string dir)
     {
-        try { Directory.Delete(dir, recursive: true); }
-        catch (IOException) { }            // a file still open (a child process not yet gone): the next run removes it
-        catch (UnauthorizedAccessException) { }
+        // A child process still writing into it (a server or a training run on its way out) can make a recursive delete
+        // fail half-way: try again a few times; what is left, the next run removes (its PID is gone by then).
+        for (int attempt = 0; attempt < 5 && Directory.Exists(dir); attempt++)
+        {
+            try { Directory.Delete(dir, recursive: true); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Thread.Sleep(200); }
+        }
     }
 
     public static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
