@@ -30,8 +30,9 @@ public static class Fixtures
     }
 
     /// <summary>
-    /// The scratch folder of this test process, <c>$TMPDIR/longcat-tests/run-PID-…</c>: deleted when the process exits;
-    /// a run that was killed, or whose folder could not be deleted, has it deleted by the next run (its PID is gone). Checkpoints, prepared data and
+    /// The scratch folder of this test process, <c>$TMPDIR/longcat-tests/run-PID-…</c>: deleted when the process exits
+    /// normally (a filtered run does; after a whole-suite run the test host is not always given the chance); whatever is
+    /// left, the next run deletes (its PID is gone), and <c>.ci/run</c> deletes the lot when it ends. Checkpoints, prepared data and
     /// server logs of one run add up to hundreds of MB, so a machine that runs the tests often would otherwise fill up.
     /// </summary>
     public static string RunTempRoot => s_runTempRoot.Value;
