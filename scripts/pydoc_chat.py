@@ -12,6 +12,7 @@ A seeded hash holds out ~10% of the names (never in the training file) and two q
 training). Outputs (deterministic) in OUT:
   sft.jsonl                  training conversations (training names, training phrasings)
   sft-calls.jsonl            of those, the tool-call conversations alone (a question, then the call)
+  sft-roundtrips.jsonl       of those, the tool round trips alone (question, call, result, answer)
   eval-heldout.jsonl         held-out names, training phrasings: expected tool calls and reference answers
   eval-heldout-newphrasing.jsonl   held-out names, unseen phrasings
   heldout-names.txt          the held-out names
@@ -207,8 +208,10 @@ def main():
     sft = [sft[i] for i in order]
     # The tool-call conversations alone (a question, then the call): the call-copying stage before the full fine-tune.
     calls = [r for r in sft if len(r["messages"]) == 2 and r["messages"][-1].get("tool_calls")]
-    for fname, rows in (("sft.jsonl", sft), ("sft-calls.jsonl", calls), ("eval-heldout.jsonl", ev),
-                        ("eval-heldout-newphrasing.jsonl", ev_new)):
+    # The tool round trips alone (question, call, result, answer): examples/sft-pydoc-roundtrips.json, an experiment.
+    trips = [r for r in sft if len(r["messages"]) == 4 and r["messages"][2]["role"] == "tool"]
+    for fname, rows in (("sft.jsonl", sft), ("sft-calls.jsonl", calls), ("sft-roundtrips.jsonl", trips),
+                        ("eval-heldout.jsonl", ev), ("eval-heldout-newphrasing.jsonl", ev_new)):
         with open(os.path.join(a.out, fname), "w", encoding="utf-8") as f:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
