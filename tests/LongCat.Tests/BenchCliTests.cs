@@ -19,6 +19,7 @@ public class BenchCliTests
         Assert.True((double)o["tokens_per_s"]! > 0);
         Assert.True((long)o["allocated_bytes_per_step"]! >= 0);
         Assert.True((double)o["profile"]!["GEMM backward dW"]!["gflops"]! > 0);
+        Assert.True((double)o["profile"]!["GEMM forward"]!["gflops"]! > 0);
         Assert.True((double)o["profile"]!["optimizer (AdamW, clipping, budget, zeroing)"]!["seconds"]! >= 0);
         Assert.Null(o["peer"]);
         if (o["peak_gflops"] is null)
@@ -36,8 +37,8 @@ public class BenchCliTests
         // The profiled step: forward and backward GEMMs (with their rates), the attention core, the optimizer, the rest.
         Assert.Matches(@"profiled step, config: [0-9.]+ s", stdout);
         foreach (var phase in new[] { "GEMM forward", "GEMM backward dX", "GEMM backward dW" })
-            Assert.Matches("(?m)^  " + phase + @" +[0-9.]+ +[0-9]+ % +[0-9.]+$", stdout);
-        foreach (var phase in new[] { "attention core, forward and backward", "optimizer (AdamW, clipping, budget, zeroing)", "the rest of forward and backward" })
+            Assert.Matches("(?m)^  " + phase + @" +[0-9.]+ +[0-9]+ % +[0-9]+ +[0-9.]+", stdout);
+        foreach (var phase in new[] { "attention core (QK, softmax, PV), forward and backward", "optimizer (AdamW, clipping, budget, zeroing)", "the rest of forward and backward" })
             Assert.Contains("  " + phase, stdout);
     }
 

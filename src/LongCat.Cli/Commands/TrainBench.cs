@@ -72,7 +72,7 @@ public static class TrainBench
             Console.WriteLine($"{"model",-12} {"params",8} {"activated",9} {"tokens",7} {"step s",8} {"tokens/s",9} {"GFLOP/tok",9} {"GFLOP/s",8} {"MFU",6} {"experts",7} {"alloc/step",11} {"gen0/1/2",9}"
                 + (torch != null ? $" {"torch step s",12} {"torch tok/s",11} {"torch MFU",9} {"vs torch",8}" : ""));
         }
-        var profiles = new List<(string Name, double Seconds, List<(string Name, double Seconds, double Flops)> Phases)>();
+        var profiles = new List<(string Name, PhaseProfile Profile, (string, double)[] Split)>();
         foreach (var (configName, seq, batch) in cases)
         {
             var path = Resolve(configName);
@@ -145,22 +145,15 @@ public static class TrainBench
                 if (peerRuns) peerTimes.Add(torch!.TrainStep());
             }
             // One profiled step after the timed ones: where its time goes (forward GEMMs, backward dX and dW GEMMs,
-            // the attention core forward and backward, the optimizer, the rest).
-            var prof = new Dictionary<string, (long Ticks, double Flops)>();
-            void Add(string k, long t, double f) { lock (prof) { var v = prof.GetValueOrDefault(k); prof[k] = (v.Ticks + t, v.Flops + f); } }
-            Gemm.Observer = (w, m, t) => Add("GEMM forward", t, 2.0 * m * w.Rows * w.Cols);
-            GemmGrad.Observer = (isDw, f, t) => Add(isDw ? "GEMM backward dW" : "GEMM backward dX", t, f);
-            Attention.Observer = t => Add("attention core, forward and backward", t, 0);
-            long p0 = Stopwatch.GetTimestamp();
-            try { Step(steps + 1); }
-            finally { Gemm.Observer = null; GemmGrad.Observer = null; Attention.Observer = null; }
-            double profS = (Stopwatch.GetTimestamp() - p0) / (double)Stopwatch.Frequency, fbS = fbTicks / (double)Stopwatch.Frequency;
-            double measuredS = prof.Values.Sum(v => v.Ticks) / (double)Stopwatch.Frequency;
-            var phases = prof.OrderByDescending(p => p.Value.Ticks)
-                .Select(p => (Name: p.Key, Seconds: p.Value.Ticks / (double)Stopwatch.Frequency, p.Value.Flops)).ToList();
-            phases.Add(("optimizer (AdamW, clipping, budget, zeroing)", profS - fbS, 0));
-            phases.Add(("the rest of forward and backward (norms, rope, routing, gathers, losses)", Math.Max(0, fbS - measuredS), 0));
-            profiles.Add((name, profS, phases));
+            // the attention core forward and backward, the optimizer, the rest of forward and backward).
+            var prof = PhaseProfile.Measure(null, () => Step(steps + 1), backward: true);
+            double fbS = fbTicks / (double)Stopwatch.Frequency;
+            (string, double)[] split =
+            [
+                ("optimizer (AdamW, clipping, budget, zeroing)", prof.Seconds - fbS),
+                ("the rest of forward and backward (norms, rope, routing, gathers, losses)", Math.Max(0, fbS - prof.GemmSeconds - prof.AttentionSeconds)),
+            ];
+            profiles.Add((name, prof, split));
             double secs = BenchUtil.Median(times);
             double peerSecs = peerRuns ? BenchUtil.Median(peerTimes) : double.NaN;
             int d0 = GC.CollectionCount(0) - g0, d1 = GC.CollectionCount(1) - g1, d2 = GC.CollectionCount(2) - g2;
@@ -180,9 +173,7 @@ public static class TrainBench
                     ["model_gflop_per_token"] = flopsPerToken / 1e9, ["achieved_gflops"] = achieved, ["peak_gflops"] = BenchUtil.J(peak),
                     ["peak_source"] = double.IsNaN(peak) ? blasNote : $"{blasName} sgemm 2048x2048x2048", ["mfu"] = BenchUtil.J(mfu, 4),
                     ["real_experts_per_token"] = real, ["allocated_bytes_per_step"] = allocPerStep, ["gc_gen0"] = d0, ["gc_gen1"] = d1, ["gc_gen2"] = d2,
-                    ["profiled_step_s"] = profS,
-                    ["profile"] = phases.ToDictionary(p => p.Name, p => (object?)new Dictionary<string, object?>
-                        { ["seconds"] = p.Seconds, ["gflops"] = p.Flops > 0 ? BenchUtil.J(p.Flops / p.Seconds / 1e9) : null }),
+                    ["profiled_step_s"] = prof.Seconds, ["profile"] = prof.ToJson(split),
                     ["peer"] = !peer ? null : !peerRuns ? new Dictionary<string, object?> { ["ran"] = false, ["note"] = casePeerNote } : new Dictionary<string, object?>
                     {
                         ["ran"] = true, ["name"] = torch!.Description, ["step_s"] = peerSecs, ["tokens_per_s"] = peerTps,
@@ -204,12 +195,10 @@ public static class TrainBench
         if (!json && torch != null)
             Console.WriteLine("vs torch: LongCat.NET tokens/s / PyTorch peer tokens/s, median step times, steps alternating; the peer's MFU uses the same model FLOPs and peak.");
         if (!json)
-            foreach (var (name, total, phases) in profiles)
+            foreach (var (name, profile, split) in profiles)
             {
-                Console.WriteLine(string.Create(inv, $"profiled step, {name}: {total:F3} s"));
-                Console.WriteLine($"  {"phase",-72} {"seconds",8} {"share",6} {"GFLOP/s",8}");
-                foreach (var (phase, sec, flops) in phases)
-                    Console.WriteLine(string.Create(inv, $"  {phase,-72} {sec,8:F3} {(sec / total).ToString("P0", inv),6} {(flops > 0 ? BenchUtil.F(flops / sec / 1e9) : ""),8}"));
+                Console.WriteLine(string.Create(inv, $"profiled step, {name}: {profile.Seconds:F3} s"));
+                profile.Print(Console.Out, split);
             }
         return 0;
     }
