@@ -13,6 +13,9 @@ training). Outputs (deterministic) in OUT:
   sft.jsonl                  training conversations (training names, training phrasings)
   sft-calls.jsonl            of those, the tool-call conversations alone (a question, then the call)
   sft-roundtrips.jsonl       of those, the tool round trips alone (question, call, result, answer)
+  sft-mix.jsonl              the last stage's mixture, asked in many more ways: per training name a call, a round
+                             trip and a plain answer; calls on made-up names; round trips whose result is another
+                             entry's text (the answer can only come from the result)
   eval-heldout.jsonl         held-out names, training phrasings: expected tool calls and reference answers
   eval-heldout-newphrasing.jsonl   held-out names, unseen phrasings
   heldout-names.txt          the held-out names
@@ -39,6 +42,20 @@ TRAIN_PHRASINGS = ["What does {n} do?", "Explain {n}.", "What is {n} for?", "Tel
                    "Do you know what {n} is used for?", "Quick question about {n}: what does it do?",
                    "Show me the docs of {n}.", "explain {n}", "What should I know about {n}?"]
 NEW_PHRASINGS = ["Give me a short summary of {n}.", "In one sentence, what is {n}?"]
+# The last stage's mixture (sft-mix.jsonl) asks in many more ways: the training phrasings and these, with an optional
+# opening and closing, and the name in other places and quotes. Seen in a few fixed sentences, the model learns where
+# the name sits in them; in varied ones it has to find the name by its form. None contains the held-out phrasings'
+# words "summary" or "sentence".
+MIX_CORES = ["What can you tell me about {n}?", "How do I use {n}?", "{n}?", "Info on {n}.", "What does the {n} API do?",
+             "Explain what {n} does.", "Where is {n} used?", "What is {n} in Python?", "I saw {n} in a script. What does it do?",
+             "Can you look up {n}?", "Is {n} something I should use?", "Tell me what {n} is.", "What's the deal with {n}?",
+             "Need info: {n}", "Find the documentation of {n}.", "How would I use {n}?", "Hey, what's {n}?",
+             "What does `{n}` do?", "What does \"{n}\" do?", "Explain the {n} function.", "Looking for {n}: what is it?",
+             "{n} - what is that?", "what is {n} used for", "My code calls {n}. What happens there?"]
+MIX_OPENINGS = ["Hi! ", "Hello, ", "Hey. ", "Quick question: ", "Sorry to bother you. ", "One more thing. ",
+                "I'm new to Python. ", "Thanks for the help earlier. ", "Python question: ", "Hmm. ", "OK, next: "]
+MIX_CLOSINGS = [" Thanks!", " Thank you.", " Please be brief.", " I'm using Python 3.", " It's for a project.",
+                " Keep it short.", " :)"]
 RESULT_CHARS = 400  # lookup_docs returns at most this many characters of an entry (cut at a word, then " ...")
 DIRECTIVE = re.compile(r"^\.\. (function|class|method|exception|attribute|data|decorator|classmethod|staticmethod)::\s+([\w.]+)")
 MODULE = re.compile(r"^\.\. (?:module|currentmodule)::\s+([\w.]+)")
@@ -154,6 +171,9 @@ def main():
     ap.add_argument("--corpus", default="data/python-docs/corpus.jsonl.gz")
     ap.add_argument("--out", default="out/pydoc-chat")
     ap.add_argument("--synthetic", type=int, default=8000, help="tool calls on made-up names (copying practice)")
+    ap.add_argument("--mix-shuffled", type=int, default=8000,
+                    help="sft-mix.jsonl: round trips on made-up names whose result is a random training entry's text")
+    ap.add_argument("--mix-synthetic", type=int, default=6000, help="sft-mix.jsonl: more tool calls on made-up names")
     ap.add_argument("--index", help="write only the entries, a JSON list of [name, text], to this file")
     a = ap.parse_args()
     items = docs_index(a.corpus)
@@ -197,7 +217,8 @@ def main():
             sft.append({"messages": round_trip(pick(), name, result) + [{"role": "assistant", "content": answer}], "tools": tools})
         sft.append({"messages": ask(pick(), name) + [{"role": "assistant", "content": answer}]})
     held_set = set(held)
-    for i, name in enumerate(n for n in synthetic_names(seen, a.synthetic, rng) if n not in held_set):
+    synth_used = [n for n in synthetic_names(seen, a.synthetic, rng) if n not in held_set]
+    for i, name in enumerate(synth_used):
         if i % 6 == 5:  # the tool finds nothing: say so
             sft.append({"messages": round_trip(pick(), name, not_found(name)) +
                         [{"role": "assistant", "content": f"I found no documentation for {name}."}], "tools": tools})
@@ -206,11 +227,58 @@ def main():
                         "tools": tools})
     order = sorted(range(len(sft)), key=lambda i: hashlib.sha256(f"order/{i}".encode()).digest())
     sft = [sft[i] for i in order]
+    # The last stage's mixture. A training name's answer can be memorised (it appears with the same answer in several
+    # conversations), so SFT on real round trips alone teaches the model to recall, not to read the tool's result, and
+    # recall fails on held-out names. Here most round trips pair a made-up name with a random training entry's text:
+    # the only way to the answer is to copy the result's first sentence. The extra calls on made-up names do the same
+    # for the name (a real module with another entry's last part is the held-out names' most common miss).
+    train_items = [(n, t) for n, t in items if not held_out(n)]
+    fresh = [n for n in synthetic_names(seen | set(synth_used), a.mix_shuffled + a.mix_synthetic, Rng("pydoc-chat-mix"))
+             if n not in held_set]
+    mix_rng = Rng("pydoc-chat-mix-pick")
+
+    def vary():
+        cores = TRAIN_PHRASINGS + MIX_CORES
+        p = cores[mix_rng.below(len(cores))]
+        if mix_rng.below(2):
+            p = MIX_OPENINGS[mix_rng.below(len(MIX_OPENINGS))] + (p[0].lower() + p[1:] if p[0] != "{" else p)
+        if mix_rng.below(5) < 2:
+            p += MIX_CLOSINGS[mix_rng.below(len(MIX_CLOSINGS))]
+        assert "summary" not in p and "sentence" not in p
+        return p
+
+    # per training name: a call, a round trip and a plain answer (without plain answers the model forgets to answer
+    # without a tool: its replies degenerate)
+    mix = []
+    for name, text in train_items:
+        answer = first_sentence(text)
+        mix.append({"messages": ask(vary(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
+                    "tools": tools})
+        mix.append({"messages": round_trip(vary(), name, tool_result(text)) + [{"role": "assistant", "content": answer}],
+                    "tools": tools})
+        mix.append({"messages": ask(vary(), name) + [{"role": "assistant", "content": answer}]})
+    for i, name in enumerate(synth_used):
+        if i % 6 == 5:
+            mix.append({"messages": round_trip(vary(), name, not_found(name)) +
+                        [{"role": "assistant", "content": f"I found no documentation for {name}."}], "tools": tools})
+        else:
+            mix.append({"messages": ask(vary(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
+                        "tools": tools})
+    for name in fresh[:a.mix_shuffled]:
+        _, text = train_items[mix_rng.below(len(train_items))]
+        mix.append({"messages": round_trip(vary(), name, tool_result(text)) +
+                    [{"role": "assistant", "content": first_sentence(text)}], "tools": tools})
+    for name in fresh[a.mix_shuffled:]:
+        mix.append({"messages": ask(vary(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
+                    "tools": tools})
+    order = sorted(range(len(mix)), key=lambda i: hashlib.sha256(f"mix-order/{i}".encode()).digest())
+    mix = [mix[i] for i in order]
     # The tool-call conversations alone (a question, then the call): the call-copying stage before the full fine-tune.
     calls = [r for r in sft if len(r["messages"]) == 2 and r["messages"][-1].get("tool_calls")]
     # The tool round trips alone (question, call, result, answer): examples/sft-pydoc-roundtrips.json, an experiment.
     trips = [r for r in sft if len(r["messages"]) == 4 and r["messages"][2]["role"] == "tool"]
     for fname, rows in (("sft.jsonl", sft), ("sft-calls.jsonl", calls), ("sft-roundtrips.jsonl", trips),
+                        ("sft-mix.jsonl", mix),
                         ("eval-heldout.jsonl", ev), ("eval-heldout-newphrasing.jsonl", ev_new)):
         with open(os.path.join(a.out, fname), "w", encoding="utf-8") as f:
             for r in rows:
@@ -218,7 +286,7 @@ def main():
     with open(os.path.join(a.out, "heldout-names.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(held) + "\n")
     print(f"{len(items)} documented names ({len(held)} held out): {len(sft)} training conversations, "
-          f"{len(ev)} + {len(ev_new)} eval items in {a.out}")
+          f"{len(mix)} in the last stage's mixture, {len(ev)} + {len(ev_new)} eval items in {a.out}")
 
 
 if __name__ == "__main__":
