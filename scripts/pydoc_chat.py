@@ -197,6 +197,22 @@ def main():
         return ask(phrasing, name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]},
                                       {"role": "tool", "tool_call_id": "call_0", "content": result}]
 
+    def tool_call(phrasing, name):
+        return {"messages": ask(phrasing, name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
+                "tools": tools}
+
+    def answered(phrasing, name, result, answer):
+        return {"messages": round_trip(phrasing, name, result) + [{"role": "assistant", "content": answer}], "tools": tools}
+
+    def plain(phrasing, name, answer):
+        return {"messages": ask(phrasing, name) + [{"role": "assistant", "content": answer}]}
+
+    def made_up(i, phrasing, name):
+        """The i-th conversation on a made-up name: a call, or (every 6th) a round trip where the tool finds nothing."""
+        if i % 6 == 5:
+            return answered(phrasing, name, not_found(name), f"I found no documentation for {name}.")
+        return tool_call(phrasing, name)
+
     sft, ev, ev_new, held = [], [], [], []
     pick = lambda: TRAIN_PHRASINGS[rng.below(len(TRAIN_PHRASINGS))]
     for k, (name, text) in enumerate(items):
@@ -210,21 +226,12 @@ def main():
                 dst.append({"messages": round_trip(phr, name, result), "tools": tools, "reference": answer})
             continue
         # per training name: two tool calls, two tool round trips answered from the result, one plain answer
-        for _ in range(2):
-            sft.append({"messages": ask(pick(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
-                        "tools": tools})
-        for _ in range(2):
-            sft.append({"messages": round_trip(pick(), name, result) + [{"role": "assistant", "content": answer}], "tools": tools})
-        sft.append({"messages": ask(pick(), name) + [{"role": "assistant", "content": answer}]})
+        sft += [tool_call(pick(), name) for _ in range(2)]
+        sft += [answered(pick(), name, result, answer) for _ in range(2)]
+        sft.append(plain(pick(), name, answer))
     held_set = set(held)
     synth_used = [n for n in synthetic_names(seen, a.synthetic, rng) if n not in held_set]
-    for i, name in enumerate(synth_used):
-        if i % 6 == 5:  # the tool finds nothing: say so
-            sft.append({"messages": round_trip(pick(), name, not_found(name)) +
-                        [{"role": "assistant", "content": f"I found no documentation for {name}."}], "tools": tools})
-        else:
-            sft.append({"messages": ask(pick(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
-                        "tools": tools})
+    sft += [made_up(i, pick(), name) for i, name in enumerate(synth_used)]
     order = sorted(range(len(sft)), key=lambda i: hashlib.sha256(f"order/{i}".encode()).digest())
     sft = [sft[i] for i in order]
     # The last stage's mixture. A training name's answer can be memorised (it appears with the same answer in several
@@ -252,25 +259,12 @@ def main():
     mix = []
     for name, text in train_items:
         answer = first_sentence(text)
-        mix.append({"messages": ask(vary(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
-                    "tools": tools})
-        mix.append({"messages": round_trip(vary(), name, tool_result(text)) + [{"role": "assistant", "content": answer}],
-                    "tools": tools})
-        mix.append({"messages": ask(vary(), name) + [{"role": "assistant", "content": answer}]})
-    for i, name in enumerate(synth_used):
-        if i % 6 == 5:
-            mix.append({"messages": round_trip(vary(), name, not_found(name)) +
-                        [{"role": "assistant", "content": f"I found no documentation for {name}."}], "tools": tools})
-        else:
-            mix.append({"messages": ask(vary(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
-                        "tools": tools})
+        mix += [tool_call(vary(), name), answered(vary(), name, tool_result(text), answer), plain(vary(), name, answer)]
+    mix += [made_up(i, vary(), name) for i, name in enumerate(synth_used)]
     for name in fresh[:a.mix_shuffled]:
         _, text = train_items[mix_rng.below(len(train_items))]
-        mix.append({"messages": round_trip(vary(), name, tool_result(text)) +
-                    [{"role": "assistant", "content": first_sentence(text)}], "tools": tools})
-    for name in fresh[a.mix_shuffled:]:
-        mix.append({"messages": ask(vary(), name) + [{"role": "assistant", "content": None, "tool_calls": [call(name)]}],
-                    "tools": tools})
+        mix.append(answered(vary(), name, tool_result(text), first_sentence(text)))
+    mix += [tool_call(vary(), name) for name in fresh[a.mix_shuffled:]]
     order = sorted(range(len(mix)), key=lambda i: hashlib.sha256(f"mix-order/{i}".encode()).digest())
     mix = [mix[i] for i in order]
     # The tool-call conversations alone (a question, then the call): the call-copying stage before the full fine-tune.
