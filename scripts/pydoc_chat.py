@@ -13,9 +13,12 @@ training). Outputs (deterministic) in OUT:
   sft.jsonl                  training conversations (training names, training phrasings)
   sft-calls.jsonl            of those, the tool-call conversations alone (a question, then the call)
   sft-roundtrips.jsonl       of those, the tool round trips alone (question, call, result, answer)
-  sft-mix.jsonl              the last stage's mixture, asked in many more ways: per training name a call, a round
+  sft-mix.jsonl              stages 5-6's mixture, asked in many more ways: per training name a call, a round
                              trip and a plain answer; calls on made-up names; round trips whose result is another
                              entry's text (the answer can only come from the result)
+  sft-copy.jsonl             the copying stage's mixture: calls on names that look like real ones but are not (a
+                             real name with a piece changed, spliced with another, under another parent), round
+                             trips and plain answers on training names, round trips with another entry's text
   eval-heldout.jsonl         held-out names, training phrasings: expected tool calls and reference answers
   eval-heldout-newphrasing.jsonl   held-out names, unseen phrasings
   heldout-names.txt          the held-out names
@@ -155,6 +158,70 @@ def synthetic_names(real, count, rng):
     return out
 
 
+PIECE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]+(?![a-z])|[A-Z][a-z]*|[a-z]+|[0-9]+")
+
+
+def near_names(real, count, rng, taken):
+    """Dotted names that are not documented but look like real ones: a real name with one piece of its last part
+    replaced, added or dropped ("has_extended_color_support" -> "has_extended_font_support"), its last part spliced
+    with another's ("getnframes" -> "getnchannels"... "getnaudio"), its last part under another real parent, or a
+    component of its parent path changed. A held-out name's most common miss is to copy its start and then drift to a
+    familiar training name; these train the model to keep copying where a familiar name would go on. Every piece
+    comes from `real` (the training names: a variant of a held-out name would leak it); no name in `taken` is made."""
+    real_sorted = sorted(real)
+    parents = sorted({n.rsplit(".", 1)[0] for n in real if "." in n})
+    lasts = sorted({n.rsplit(".", 1)[-1] for n in real})
+    lower = sorted({p for last in lasts for p in PIECE.findall(last) if p.islower()})
+    upper = sorted({p for last in lasts for p in PIECE.findall(last) if p[0].isupper()})
+    comps = sorted({c for p in parents for c in p.split(".")})
+    pick = lambda xs: xs[rng.below(len(xs))]
+
+    def mutate(last):
+        kind = rng.below(4)
+        if kind == 0:  # splice: this part's start, another part's end
+            other = pick(lasts)
+            if len(last) < 2 or len(other) < 2:
+                return last + "_" + other
+            return last[: 1 + rng.below(len(last) - 1)] + other[1 + rng.below(len(other) - 1):]
+        pieces = PIECE.findall(last)
+        seps = re.split(r"[A-Za-z0-9]+", last)  # separators around the pieces ("_" or ""), len(pieces) + 1 of them
+        if len(pieces) == 0 or len(seps) != len(pieces) + 1:
+            return last + pick(["_", ""]) + pick(lower)
+        i = rng.below(len(pieces))
+        pool = upper if pieces[i][0].isupper() else lower
+        snake = "_" in last
+        if kind == 1 or len(pieces) == 1:  # replace a piece
+            pieces[i] = pick(pool)
+        elif kind == 2:  # add a piece after piece i
+            pieces.insert(i + 1, pick(pool))
+            seps.insert(i + 1, "_" if snake else "")
+        else:  # drop piece i
+            del pieces[i]
+            del seps[i + 1 if i + 1 < len(seps) - 1 else i]
+        return "".join(s + p for s, p in zip(seps, pieces)) + seps[-1]
+
+    out, seen = [], set(real) | set(taken)
+    while len(out) < count:
+        name = pick(real_sorted)
+        parent, last = name.rsplit(".", 1) if "." in name else ("", name)
+        kind = rng.below(10)
+        if kind < 6 or not parent:
+            name = (parent + "." if parent else "") + mutate(last)
+        elif kind < 8:  # the same last part under another real parent
+            name = pick(parents) + "." + last
+        else:  # one component of the parent path replaced or spliced
+            cs = parent.split(".")
+            j = rng.below(len(cs))
+            other = pick(comps)
+            cs[j] = other if rng.below(2) or len(cs[j]) < 2 or len(other) < 2 else \
+                cs[j][: 1 + rng.below(len(cs[j]) - 1)] + other[1 + rng.below(len(other) - 1):]
+            name = ".".join(cs) + "." + last
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name) and name not in seen:
+            seen.add(name)
+            out.append(name)
+    return out
+
+
 def docs_index(corpus):
     """(name, text) per documented name, in corpus order: the first entry of a name wins, its text cut to 1500 code points.
     The text is what the lookup_docs tool returns for the name."""
@@ -174,6 +241,10 @@ def main():
     ap.add_argument("--mix-shuffled", type=int, default=8000,
                     help="sft-mix.jsonl: round trips on made-up names whose result is a random training entry's text")
     ap.add_argument("--mix-synthetic", type=int, default=6000, help="sft-mix.jsonl: more tool calls on made-up names")
+    ap.add_argument("--copy-near", type=int, default=15000,
+                    help="sft-copy.jsonl: tool calls on names that look like real ones (near_names)")
+    ap.add_argument("--copy-shuffled", type=int, default=5000,
+                    help="sft-copy.jsonl: round trips on such names whose result is a random training entry's text")
     ap.add_argument("--index", help="write only the entries, a JSON list of [name, text], to this file")
     a = ap.parse_args()
     items = docs_index(a.corpus)
@@ -244,13 +315,13 @@ def main():
              if n not in held_set]
     mix_rng = Rng("pydoc-chat-mix-pick")
 
-    def vary():
+    def vary(r=mix_rng):
         cores = TRAIN_PHRASINGS + MIX_CORES
-        p = cores[mix_rng.below(len(cores))]
-        if mix_rng.below(2):
-            p = MIX_OPENINGS[mix_rng.below(len(MIX_OPENINGS))] + (p[0].lower() + p[1:] if p[0] != "{" else p)
-        if mix_rng.below(5) < 2:
-            p += MIX_CLOSINGS[mix_rng.below(len(MIX_CLOSINGS))]
+        p = cores[r.below(len(cores))]
+        if r.below(2):
+            p = MIX_OPENINGS[r.below(len(MIX_OPENINGS))] + (p[0].lower() + p[1:] if p[0] != "{" else p)
+        if r.below(5) < 2:
+            p += MIX_CLOSINGS[r.below(len(MIX_CLOSINGS))]
         assert "summary" not in p and "sentence" not in p
         return p
 
@@ -267,12 +338,31 @@ def main():
     mix += [tool_call(vary(), name) for name in fresh[a.mix_shuffled:]]
     order = sorted(range(len(mix)), key=lambda i: hashlib.sha256(f"mix-order/{i}".encode()).digest())
     mix = [mix[i] for i in order]
+    # The copying stage's mixture (sft-copy.jsonl). After the mixture above, held-out names were right 2 times in 3:
+    # the misses copy the start of the name, then drift to a familiar training name. Here most calls are on names
+    # that look like real ones but are not (near_names), so a familiar continuation is wrong and only copying is right;
+    # a round trip per training name and a plain answer for every other one keep what the earlier stages taught.
+    copy_rng = Rng("pydoc-chat-copy")
+    near = [n for n in near_names([n for n, _ in train_items], a.copy_near + a.copy_shuffled, Rng("pydoc-chat-near"),
+                             seen | set(synth_used) | set(fresh))]
+    copy = []
+    for k, (name, text) in enumerate(train_items):
+        answer = first_sentence(text)
+        copy.append(answered(vary(copy_rng), name, tool_result(text), answer))
+        if k % 2 == 0:
+            copy.append(plain(vary(copy_rng), name, answer))
+    copy += [made_up(i, vary(copy_rng), name) for i, name in enumerate(near[:a.copy_near])]
+    for name in near[a.copy_near:]:
+        _, text = train_items[copy_rng.below(len(train_items))]
+        copy.append(answered(vary(copy_rng), name, tool_result(text), first_sentence(text)))
+    order = sorted(range(len(copy)), key=lambda i: hashlib.sha256(f"copy-order/{i}".encode()).digest())
+    copy = [copy[i] for i in order]
     # The tool-call conversations alone (a question, then the call): the call-copying stage before the full fine-tune.
     calls = [r for r in sft if len(r["messages"]) == 2 and r["messages"][-1].get("tool_calls")]
     # The tool round trips alone (question, call, result, answer): examples/sft-pydoc-roundtrips.json, an experiment.
     trips = [r for r in sft if len(r["messages"]) == 4 and r["messages"][2]["role"] == "tool"]
     for fname, rows in (("sft.jsonl", sft), ("sft-calls.jsonl", calls), ("sft-roundtrips.jsonl", trips),
-                        ("sft-mix.jsonl", mix),
+                        ("sft-mix.jsonl", mix), ("sft-copy.jsonl", copy),
                         ("eval-heldout.jsonl", ev), ("eval-heldout-newphrasing.jsonl", ev_new)):
         with open(os.path.join(a.out, fname), "w", encoding="utf-8") as f:
             for r in rows:
@@ -280,7 +370,7 @@ def main():
     with open(os.path.join(a.out, "heldout-names.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(held) + "\n")
     print(f"{len(items)} documented names ({len(held)} held out): {len(sft)} training conversations, "
-          f"{len(mix)} in the last stage's mixture, {len(ev)} + {len(ev_new)} eval items in {a.out}")
+          f"{len(mix)} in the mixture, {len(copy)} in the copying mixture, {len(ev)} + {len(ev_new)} eval items in {a.out}")
 
 
 if __name__ == "__main__":

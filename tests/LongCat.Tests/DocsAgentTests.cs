@@ -57,6 +57,61 @@ public class DocsAgentTests
     }
 
     [Fact]
+    public void PydocChatTrainingFilesNeverNameAHeldOutName()
+    {
+        // The demo model's targets are measured on held-out names: no training file may ask about one or call the tool
+        // with one (every stage's file, the made-up names of the mixtures and the copying stage's look-alikes included),
+        // and the eval files ask only about held-out names, the unseen-phrasing file only in the held-out phrasings.
+        var dir = Fixtures.NewTempDir();
+        var (exit, output, err) = Run("python3", Path.Combine(Fixtures.RepoRoot, "scripts", "pydoc_chat.py"), "--corpus", Corpus, "--out", dir);
+        Assert.True(exit == 0, $"python3 scripts/pydoc_chat.py failed: {err}");
+        var held = File.ReadAllLines(Path.Combine(dir, "heldout-names.txt")).Where(l => l.Length > 0).ToHashSet(StringComparer.Ordinal);
+        Assert.True(held.Count > 400, $"{held.Count} held-out names ({output})");
+        var documented = PydocIndex.Load(Corpus).Names.ToHashSet(StringComparer.Ordinal);
+        Assert.Subset(documented, held);
+        // A dotted name in a user's question: starts at a letter or underscore not preceded by a name character.
+        var dotted = new System.Text.RegularExpressions.Regex(@"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+");
+        static IEnumerable<JsonNode> Messages(string file) =>
+            File.ReadLines(file).SelectMany(l => JsonNode.Parse(l)!["messages"]!.AsArray().Select(m => m!));
+        static IEnumerable<string> CallNames(JsonNode m) =>
+            m["tool_calls"]?.AsArray().Select(c => (string)JsonNode.Parse((string)c!["function"]!["arguments"]!)!["name"]!) ?? [];
+        foreach (var file in new[] { "sft.jsonl", "sft-calls.jsonl", "sft-roundtrips.jsonl", "sft-mix.jsonl", "sft-copy.jsonl" })
+        {
+            int conversations = File.ReadLines(Path.Combine(dir, file)).Count(), calls = 0, undocumented = 0;
+            Assert.True(conversations > 1000, $"{file}: {conversations} conversations");
+            foreach (var m in Messages(Path.Combine(dir, file)))
+            {
+                if ((string?)m["role"] == "user")
+                    foreach (System.Text.RegularExpressions.Match x in dotted.Matches((string)m["content"]!))
+                        Assert.False(held.Contains(x.Value.TrimEnd('.')), $"{file}: a question names held-out {x.Value}");
+                foreach (var name in CallNames(m))
+                {
+                    calls++;
+                    Assert.False(held.Contains(name), $"{file}: a call names held-out {name}");
+                    if (!documented.Contains(name)) undocumented++;
+                }
+            }
+            Assert.True(calls > 1000, $"{file}: {calls} calls");
+            // The copying stage is mostly calls on look-alike names that are documented nowhere.
+            if (file == "sft-copy.jsonl") Assert.True(undocumented > calls / 2, $"{file}: {undocumented} of {calls} calls on undocumented names");
+        }
+        foreach (var file in new[] { "eval-heldout.jsonl", "eval-heldout-newphrasing.jsonl" })
+        {
+            int items = 0;
+            foreach (var line in File.ReadLines(Path.Combine(dir, file)))
+            {
+                var row = JsonNode.Parse(line)!;
+                var question = (string)row["messages"]![0]!["content"]!;
+                Assert.Contains(dotted.Matches(question).Select(x => x.Value.TrimEnd('.')), held.Contains);
+                if (file.Contains("newphrasing"))
+                    Assert.True(question.StartsWith("Give me a short summary of ") || question.StartsWith("In one sentence, what is "), question);
+                items++;
+            }
+            Assert.Equal(2 * held.Count, items);
+        }
+    }
+
+    [Fact]
     public void PydocIndexRulesOnAHandMadeDocument()
     {
         string emoji = "\U0001F600";
