@@ -19,6 +19,8 @@ training). Outputs (deterministic) in OUT:
   sft-copy.jsonl             the copying stage's mixture: calls on names that look like real ones but are not (a
                              real name with a piece changed, spliced with another, under another parent), round
                              trips and plain answers on training names, round trips with another entry's text
+  sft-copy2.jsonl            the dense copying stage: mostly questions about 2-5 names (mostly look-alikes) answered
+                             with one call per name; single calls, round trips and plain answers in smaller shares
   eval-heldout.jsonl         held-out names, training phrasings: expected tool calls and reference answers
   eval-heldout-newphrasing.jsonl   held-out names, unseen phrasings
   heldout-names.txt          the held-out names
@@ -55,6 +57,11 @@ MIX_CORES = ["What can you tell me about {n}?", "How do I use {n}?", "{n}?", "In
              "Need info: {n}", "Find the documentation of {n}.", "How would I use {n}?", "Hey, what's {n}?",
              "What does `{n}` do?", "What does \"{n}\" do?", "Explain the {n} function.", "Looking for {n}: what is it?",
              "{n} - what is that?", "what is {n} used for", "My code calls {n}. What happens there?"]
+# Questions about several names at once (sft-copy2.jsonl); {names} is "A, B and C", "A, B, C" or with backticks.
+MULTI_CORES = ["Look up {names}.", "What do {names} do?", "Tell me about {names}.", "I need the docs of {names}.",
+               "Explain {names}.", "Can you look up {names} for me?", "What are {names}?", "Compare {names}.",
+               "How do {names} work?", "Documentation for {names}, please.", "I saw {names} in a script. What are they?",
+               "Help me understand {names}.", "Find the documentation of {names}."]
 MIX_OPENINGS = ["Hi! ", "Hello, ", "Hey. ", "Quick question: ", "Sorry to bother you. ", "One more thing. ",
                 "I'm new to Python. ", "Thanks for the help earlier. ", "Python question: ", "Hmm. ", "OK, next: "]
 MIX_CLOSINGS = [" Thanks!", " Thank you.", " Please be brief.", " I'm using Python 3.", " It's for a project.",
@@ -245,6 +252,8 @@ def main():
                     help="sft-copy.jsonl: tool calls on names that look like real ones (near_names)")
     ap.add_argument("--copy-shuffled", type=int, default=5000,
                     help="sft-copy.jsonl: round trips on such names whose result is a random training entry's text")
+    ap.add_argument("--dense-multi", type=int, default=7000,
+                    help="sft-copy2.jsonl: questions about 2-5 names answered with one call per name")
     ap.add_argument("--index", help="write only the entries, a JSON list of [name, text], to this file")
     a = ap.parse_args()
     items = docs_index(a.corpus)
@@ -357,12 +366,54 @@ def main():
         copy.append(answered(vary(copy_rng), name, tool_result(text), first_sentence(text)))
     order = sorted(range(len(copy)), key=lambda i: hashlib.sha256(f"copy-order/{i}".encode()).digest())
     copy = [copy[i] for i in order]
+    # The dense copying stage (sft-copy2.jsonl). A single call copies one name, ~10 of a 512-token row's tokens, and
+    # the rest of the trained tokens (answers, calls on familiar names) train recall, the held-out names' enemy. Here
+    # most rows ask about 2-5 names at once, mostly look-alikes, and are answered with one call per name: five times
+    # the copying per row. Single calls, round trips and plain answers in smaller shares keep the rest.
+    dense_rng = Rng("pydoc-chat-dense")
+    dpick = lambda xs: xs[dense_rng.below(len(xs))]
+    taken = seen | set(synth_used) | set(fresh) | set(near)
+    look = near_names([n for n, _ in train_items], 6 * a.dense_multi, Rng("pydoc-chat-near-2"), taken)
+    made = [n for n in synthetic_names(taken | set(look), a.dense_multi, Rng("pydoc-chat-dense-synth")) if n not in held_set]
+    train_names = [n for n, _ in train_items]
+    look_at, made_at = iter(look), iter(made)
+
+    def multi(k):
+        names = []
+        for _ in range(k):
+            r = dense_rng.below(10)
+            names.append(next(look_at) if r < 7 else next(made_at) if r < 8 else dpick(train_names))
+        q = [f"`{n}`" for n in names] if dense_rng.below(5) == 0 else names
+        joined = ", ".join(q) if dense_rng.below(3) == 0 else ", ".join(q[:-1]) + " and " + q[-1]
+        p = dpick(MULTI_CORES)
+        if dense_rng.below(2):
+            p = dpick(MIX_OPENINGS) + p[0].lower() + p[1:]
+        if dense_rng.below(5) < 2:
+            p += dpick(MIX_CLOSINGS)
+        calls = [dict(call(n), id=f"call_{j}") for j, n in enumerate(names)]
+        return {"messages": [{"role": "user", "content": p.format(names=joined)},
+                             {"role": "assistant", "content": None, "tool_calls": calls}], "tools": tools}
+
+    dense = [multi(2 + dense_rng.below(4)) for _ in range(a.dense_multi)]
+    n_single, n_trip = 3 * a.dense_multi // 7, 5 * a.dense_multi // 14
+    dense += [tool_call(vary(dense_rng), next(look_at)) for _ in range(n_single)]
+    for _ in range(n_trip):
+        _, text = train_items[dense_rng.below(len(train_items))]
+        dense.append(answered(vary(dense_rng), next(look_at), tool_result(text), first_sentence(text)))
+    for _ in range(n_trip):
+        name, text = train_items[dense_rng.below(len(train_items))]
+        dense.append(answered(vary(dense_rng), name, tool_result(text), first_sentence(text)))
+    for _ in range(a.dense_multi // 7):
+        name, text = train_items[dense_rng.below(len(train_items))]
+        dense.append(plain(vary(dense_rng), name, first_sentence(text)))
+    order = sorted(range(len(dense)), key=lambda i: hashlib.sha256(f"dense-order/{i}".encode()).digest())
+    dense = [dense[i] for i in order]
     # The tool-call conversations alone (a question, then the call): the call-copying stage before the full fine-tune.
     calls = [r for r in sft if len(r["messages"]) == 2 and r["messages"][-1].get("tool_calls")]
     # The tool round trips alone (question, call, result, answer): examples/sft-pydoc-roundtrips.json, an experiment.
     trips = [r for r in sft if len(r["messages"]) == 4 and r["messages"][2]["role"] == "tool"]
     for fname, rows in (("sft.jsonl", sft), ("sft-calls.jsonl", calls), ("sft-roundtrips.jsonl", trips),
-                        ("sft-mix.jsonl", mix), ("sft-copy.jsonl", copy),
+                        ("sft-mix.jsonl", mix), ("sft-copy.jsonl", copy), ("sft-copy2.jsonl", dense),
                         ("eval-heldout.jsonl", ev), ("eval-heldout-newphrasing.jsonl", ev_new)):
         with open(os.path.join(a.out, fname), "w", encoding="utf-8") as f:
             for r in rows:
@@ -370,7 +421,7 @@ def main():
     with open(os.path.join(a.out, "heldout-names.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(held) + "\n")
     print(f"{len(items)} documented names ({len(held)} held out): {len(sft)} training conversations, "
-          f"{len(mix)} in the mixture, {len(copy)} in the copying mixture, {len(ev)} + {len(ev_new)} eval items in {a.out}")
+          f"{len(mix)} in the mixture, {len(copy)} + {len(dense)} in the copying mixtures, {len(ev)} + {len(ev_new)} eval items in {a.out}")
 
 
 if __name__ == "__main__":
