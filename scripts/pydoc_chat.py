@@ -21,6 +21,7 @@ training). Outputs (deterministic) in OUT:
                              trips and plain answers on training names, round trips with another entry's text
   sft-copy2.jsonl            the dense copying stage: mostly questions about 2-5 names (mostly look-alikes) answered
                              with one call per name; single calls, round trips and plain answers in smaller shares
+  sft-copy3.jsonl            the same kinds with fresh names, half the questions after 1-4 random words
   eval-heldout.jsonl         held-out names, training phrasings: expected tool calls and reference answers
   eval-heldout-newphrasing.jsonl   held-out names, unseen phrasings
   heldout-names.txt          the held-out names
@@ -254,6 +255,8 @@ def main():
                     help="sft-copy.jsonl: round trips on such names whose result is a random training entry's text")
     ap.add_argument("--dense-multi", type=int, default=7000,
                     help="sft-copy2.jsonl: questions about 2-5 names answered with one call per name")
+    ap.add_argument("--dense3-multi", type=int, default=3500,
+                    help="sft-copy3.jsonl: as --dense-multi, half the questions after random words")
     ap.add_argument("--index", help="write only the entries, a JSON list of [name, text], to this file")
     a = ap.parse_args()
     items = docs_index(a.corpus)
@@ -370,50 +373,74 @@ def main():
     # the rest of the trained tokens (answers, calls on familiar names) train recall, the held-out names' enemy. Here
     # most rows ask about 2-5 names at once, mostly look-alikes, and are answered with one call per name: five times
     # the copying per row. Single calls, round trips and plain answers in smaller shares keep the rest.
-    dense_rng = Rng("pydoc-chat-dense")
-    dpick = lambda xs: xs[dense_rng.below(len(xs))]
-    taken = seen | set(synth_used) | set(fresh) | set(near)
-    look = near_names([n for n, _ in train_items], 6 * a.dense_multi, Rng("pydoc-chat-near-2"), taken)
-    made = [n for n in synthetic_names(taken | set(look), a.dense_multi, Rng("pydoc-chat-dense-synth")) if n not in held_set]
     train_names = [n for n, _ in train_items]
-    look_at, made_at = iter(look), iter(made)
+    # Words for stage 9's preambles: lower-case words of the training entries' first sentences, without the held-out
+    # phrasings' own words (it must not see "Give me a short summary of" or "In one sentence").
+    held_words = {"give", "short", "summary", "one", "sentence"}
+    words = sorted({w for _, t in train_items for w in re.findall(r"\b[a-z]{3,10}\b", first_sentence(t))} - held_words)
 
-    def multi(k):
-        names = []
-        for _ in range(k):
-            r = dense_rng.below(10)
-            names.append(next(look_at) if r < 7 else next(made_at) if r < 8 else dpick(train_names))
-        q = [f"`{n}`" for n in names] if dense_rng.below(5) == 0 else names
-        joined = ", ".join(q) if dense_rng.below(3) == 0 else ", ".join(q[:-1]) + " and " + q[-1]
-        p = dpick(MULTI_CORES)
-        if dense_rng.below(2):
-            p = dpick(MIX_OPENINGS) + p[0].lower() + p[1:]
-        if dense_rng.below(5) < 2:
-            p += dpick(MIX_CLOSINGS)
-        calls = [dict(call(n), id=f"call_{j}") for j, n in enumerate(names)]
-        return {"messages": [{"role": "user", "content": p.format(names=joined)},
-                             {"role": "assistant", "content": None, "tool_calls": calls}], "tools": tools}
+    def dense_mix(tag, n_multi, taken, noisy):
+        """A dense copying mixture: n_multi questions about 2-5 names (70% look-alikes, 10% made-up, 20% training
+        names) answered with one call per name; 3/7 as many single calls on look-alikes; 5/14 as many round trips with
+        another entry's text and as many on training names; 1/7 as many plain answers. `noisy`: half of the questions
+        start with 1-4 random words, so the name is found by its form, not by where the sentence starts."""
+        dense_rng = Rng("pydoc-chat-dense" + tag)
+        dpick = lambda xs: xs[dense_rng.below(len(xs))]
 
-    dense = [multi(2 + dense_rng.below(4)) for _ in range(a.dense_multi)]
-    n_single, n_trip = 3 * a.dense_multi // 7, 5 * a.dense_multi // 14
-    dense += [tool_call(vary(dense_rng), next(look_at)) for _ in range(n_single)]
-    for _ in range(n_trip):
-        _, text = train_items[dense_rng.below(len(train_items))]
-        dense.append(answered(vary(dense_rng), next(look_at), tool_result(text), first_sentence(text)))
-    for _ in range(n_trip):
-        name, text = train_items[dense_rng.below(len(train_items))]
-        dense.append(answered(vary(dense_rng), name, tool_result(text), first_sentence(text)))
-    for _ in range(a.dense_multi // 7):
-        name, text = train_items[dense_rng.below(len(train_items))]
-        dense.append(plain(vary(dense_rng), name, first_sentence(text)))
-    order = sorted(range(len(dense)), key=lambda i: hashlib.sha256(f"dense-order/{i}".encode()).digest())
-    dense = [dense[i] for i in order]
+        def ask_as(p):
+            if not noisy or dense_rng.below(2):
+                return p
+            pre = " ".join(dpick(words) for _ in range(1 + dense_rng.below(4)))
+            sep = dpick([". ", "! ", ": ", ", ", " - "])
+            return pre[0].upper() + pre[1:] + sep + (p if sep in (". ", "! ") or p[0] == "{" else p[0].lower() + p[1:])
+        look = near_names(train_names, 6 * n_multi, Rng("pydoc-chat-near-2" + tag), taken)
+        made = [n for n in synthetic_names(taken | set(look), n_multi, Rng("pydoc-chat-dense-synth" + tag)) if n not in held_set]
+        look_at, made_at = iter(look), iter(made)
+
+        def multi(k):
+            names = []
+            for _ in range(k):
+                r = dense_rng.below(10)
+                names.append(next(look_at) if r < 7 else next(made_at) if r < 8 else dpick(train_names))
+            q = [f"`{n}`" for n in names] if dense_rng.below(5) == 0 else names
+            joined = ", ".join(q) if dense_rng.below(3) == 0 else ", ".join(q[:-1]) + " and " + q[-1]
+            p = dpick(MULTI_CORES)
+            if dense_rng.below(2):
+                p = dpick(MIX_OPENINGS) + p[0].lower() + p[1:]
+            if dense_rng.below(5) < 2:
+                p += dpick(MIX_CLOSINGS)
+            calls = [dict(call(n), id=f"call_{j}") for j, n in enumerate(names)]
+            return {"messages": [{"role": "user", "content": ask_as(p).format(names=joined)},
+                                 {"role": "assistant", "content": None, "tool_calls": calls}], "tools": tools}
+
+        dense = [multi(2 + dense_rng.below(4)) for _ in range(n_multi)]
+        n_single, n_trip = 3 * n_multi // 7, 5 * n_multi // 14
+        dense += [tool_call(ask_as(vary(dense_rng)), next(look_at)) for _ in range(n_single)]
+        for _ in range(n_trip):
+            _, text = train_items[dense_rng.below(len(train_items))]
+            dense.append(answered(ask_as(vary(dense_rng)), next(look_at), tool_result(text), first_sentence(text)))
+        for _ in range(n_trip):
+            name, text = train_items[dense_rng.below(len(train_items))]
+            dense.append(answered(ask_as(vary(dense_rng)), name, tool_result(text), first_sentence(text)))
+        for _ in range(n_multi // 7):
+            name, text = train_items[dense_rng.below(len(train_items))]
+            dense.append(plain(ask_as(vary(dense_rng)), name, first_sentence(text)))
+        order = sorted(range(len(dense)), key=lambda i: hashlib.sha256(f"dense-order{tag}/{i}".encode()).digest())
+        dense = [dense[i] for i in order]
+        return dense, set(look) | set(made)
+
+    taken = seen | set(synth_used) | set(fresh) | set(near)
+    dense, used = dense_mix("", a.dense_multi, taken, noisy=False)
+    # Stage 9's mixture (sft-copy3.jsonl): the same kinds, fresh names, half the questions after random words. After
+    # stage 8, "Give me a short summary of aifc.close." gave lookup_docs("Give.set"): the model took the capitalised
+    # first word for the module.
+    dense3, _ = dense_mix("-3", a.dense3_multi, taken | used, noisy=True)
     # The tool-call conversations alone (a question, then the call): the call-copying stage before the full fine-tune.
     calls = [r for r in sft if len(r["messages"]) == 2 and r["messages"][-1].get("tool_calls")]
     # The tool round trips alone (question, call, result, answer): examples/sft-pydoc-roundtrips.json, an experiment.
     trips = [r for r in sft if len(r["messages"]) == 4 and r["messages"][2]["role"] == "tool"]
     for fname, rows in (("sft.jsonl", sft), ("sft-calls.jsonl", calls), ("sft-roundtrips.jsonl", trips),
-                        ("sft-mix.jsonl", mix), ("sft-copy.jsonl", copy), ("sft-copy2.jsonl", dense),
+                        ("sft-mix.jsonl", mix), ("sft-copy.jsonl", copy), ("sft-copy2.jsonl", dense), ("sft-copy3.jsonl", dense3),
                         ("eval-heldout.jsonl", ev), ("eval-heldout-newphrasing.jsonl", ev_new)):
         with open(os.path.join(a.out, fname), "w", encoding="utf-8") as f:
             for r in rows:
@@ -421,7 +448,7 @@ def main():
     with open(os.path.join(a.out, "heldout-names.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(held) + "\n")
     print(f"{len(items)} documented names ({len(held)} held out): {len(sft)} training conversations, "
-          f"{len(mix)} in the mixture, {len(copy)} + {len(dense)} in the copying mixtures, {len(ev)} + {len(ev_new)} eval items in {a.out}")
+          f"{len(mix)} in the mixture, {len(copy)} + {len(dense)} + {len(dense3)} in the copying mixtures, {len(ev)} + {len(ev_new)} eval items in {a.out}")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ public class DocsAgentTests
             File.ReadLines(file).SelectMany(l => JsonNode.Parse(l)!["messages"]!.AsArray().Select(m => m!));
         static IEnumerable<string> CallNames(JsonNode m) =>
             m["tool_calls"]?.AsArray().Select(c => (string)JsonNode.Parse((string)c!["function"]!["arguments"]!)!["name"]!) ?? [];
-        foreach (var file in new[] { "sft.jsonl", "sft-calls.jsonl", "sft-roundtrips.jsonl", "sft-mix.jsonl", "sft-copy.jsonl", "sft-copy2.jsonl" })
+        foreach (var file in new[] { "sft.jsonl", "sft-calls.jsonl", "sft-roundtrips.jsonl", "sft-mix.jsonl", "sft-copy.jsonl", "sft-copy2.jsonl", "sft-copy3.jsonl" })
         {
             int conversations = File.ReadLines(Path.Combine(dir, file)).Count(), calls = 0, undocumented = 0;
             Assert.True(conversations > 1000, $"{file}: {conversations} conversations");
