@@ -350,13 +350,13 @@ def main():
     mix += [tool_call(vary(), name) for name in fresh[a.mix_shuffled:]]
     order = sorted(range(len(mix)), key=lambda i: hashlib.sha256(f"mix-order/{i}".encode()).digest())
     mix = [mix[i] for i in order]
-    # The copying stage's mixture (sft-copy.jsonl). After the mixture above, held-out names were right 2 times in 3:
+    # Stage 7's mixture (sft-copy.jsonl). After the mixture above, held-out names were right 2 times in 3:
     # the misses copy the start of the name, then drift to a familiar training name. Here most calls are on names
     # that look like real ones but are not (near_names), so a familiar continuation is wrong and only copying is right;
     # a round trip per training name and a plain answer for every other one keep what the earlier stages taught.
     copy_rng = Rng("pydoc-chat-copy")
-    near = [n for n in near_names([n for n, _ in train_items], a.copy_near + a.copy_shuffled, Rng("pydoc-chat-near"),
-                             seen | set(synth_used) | set(fresh))]
+    near = near_names([n for n, _ in train_items], a.copy_near + a.copy_shuffled, Rng("pydoc-chat-near"),
+                      seen | set(synth_used) | set(fresh))
     copy = []
     for k, (name, text) in enumerate(train_items):
         answer = first_sentence(text)
