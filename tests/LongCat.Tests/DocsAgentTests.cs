@@ -71,6 +71,7 @@ public class DocsAgentTests
         Assert.Subset(documented, held);
         // A dotted name in a user's question: starts at a letter or underscore not preceded by a name character.
         var dotted = new System.Text.RegularExpressions.Regex(@"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+");
+        var heldWords = new System.Text.RegularExpressions.Regex(@"\b(summary|sentence)\b", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
         static IEnumerable<JsonNode> Messages(string file) =>
             File.ReadLines(file).SelectMany(l => JsonNode.Parse(l)!["messages"]!.AsArray().Select(m => m!));
         static IEnumerable<string> CallNames(JsonNode m) =>
@@ -82,8 +83,13 @@ public class DocsAgentTests
             foreach (var m in Messages(Path.Combine(dir, file)))
             {
                 if ((string?)m["role"] == "user")
-                    foreach (System.Text.RegularExpressions.Match x in dotted.Matches((string)m["content"]!))
+                {
+                    var question = (string)m["content"]!;
+                    foreach (System.Text.RegularExpressions.Match x in dotted.Matches(question))
                         Assert.False(held.Contains(x.Value.TrimEnd('.')), $"{file}: a question names held-out {x.Value}");
+                    // Nor is it asked in the held-out phrasings' words (a name may contain them: "collections.abc.Summary").
+                    Assert.False(heldWords.IsMatch(dotted.Replace(question, "")), $"{file}: a question in a held-out phrasing's words: {question}");
+                }
                 foreach (var name in CallNames(m))
                 {
                     calls++;
